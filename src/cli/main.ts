@@ -1,0 +1,57 @@
+import { configureLogging, describeError } from '../util/log.js';
+
+/**
+ * Command dispatcher. Each command lives in `commands/<name>.ts` and exports
+ * `run(argv: string[]): Promise<number>` (the exit code) and `usage: string`.
+ * Commands are imported lazily so `squashfs-r2 ls` never loads the AWS SDK or FUSE.
+ */
+const COMMANDS: Record<string, string> = {
+  ls: 'List a directory of an image',
+  stat: 'Show the inode of a path (or the superblock)',
+  cat: 'Write a file of an image to stdout',
+  extract: 'Extract an image (or a subtree) to a directory, like unsquashfs -d',
+  mount: 'Mount an image (local file, s3://, r2://, http(s)://) with FUSE',
+  unmount: 'Unmount a squashfs-r2 mount or a restored backup directory',
+  'mount-backup': 'Restore a backup from R2/S3 onto a directory (lazy, writable overlay)',
+  'create-backup': 'Archive a directory with mksquashfs and upload it as a backup',
+  list: 'List active restores',
+  demo: 'Run the end-to-end demo against a local S3-compatible server',
+};
+
+export function mainUsage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));
+  const lines = Object.entries(COMMANDS).map(([c, d]) => `  ${c.padEnd(width)}  ${d}`);
+  return `usage: squashfs-r2 <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nRun "squashfs-r2 <command> --help" for a command's options.\n`;
+}
+
+interface CommandModule {
+  run(argv: string[]): Promise<number>;
+  usage: string;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '-h' || name === '--help' || name === 'help') {
+    process.stdout.write(mainUsage());
+    return name ? 0 : 2;
+  }
+  if (!(name in COMMANDS)) {
+    process.stderr.write(`squashfs-r2: unknown command "${name}"\n\n${mainUsage()}`);
+    return 2;
+  }
+  try {
+    const mod = (await import(`./commands/${name}.js`)) as CommandModule;
+    if (rest.includes('-h') || rest.includes('--help')) {
+      process.stdout.write(mod.usage);
+      return 0;
+    }
+    return await mod.run(rest);
+  } catch (e) {
+    process.stderr.write(`squashfs-r2 ${name}: ${describeError(e)}\n`);
+    return (e as { exitCode?: number }).exitCode ?? 1;
+  }
+}
+
+export function setLogOptions(level?: string, file?: string): void {
+  configureLogging({ level: level as never, file });
+}

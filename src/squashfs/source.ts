@@ -1,0 +1,25 @@
+/**
+ * What the SquashFS reader needs from storage: random access to one immutable object.
+ *
+ * The reader declares this minimal interface itself (like cogeotiff's core) so it depends on no
+ * transport. Sources in `src/r2` (local file, HTTP, S3/R2, and the chunk cache wrapping them)
+ * satisfy it structurally.
+ */
+export interface ByteSource {
+  /** Total size of the object in bytes. */
+  readonly size: number;
+  /** A name for messages and logs; never contains credentials or signatures. */
+  readonly name: string;
+  /**
+   * Returns exactly `length` bytes starting at `offset`, or throws.
+   * Never returns a short read: a truncated object is an error.
+   */
+  read(offset: number, length: number): Promise<Uint8Array>;
+  /**
+   * Optional hint: keep `[offset, offset + length)` resident (the metadata span) and fetch whatever
+   * of it is missing now, in as few requests as possible. Reads of that span never go remote again.
+   */
+  retain?(offset: number, length: number): Promise<void>;
+  /** Releases connections, file handles and timers. */
+  close?(): Promise<void>;
+}
