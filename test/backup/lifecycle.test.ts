@@ -1,0 +1,98 @@
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readFile, readdir, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createBackup } from '../../src/backup/create.js';
+import { isMountPoint } from '../../src/backup/mounts.js';
+import { headObject } from '../../src/backup/remote.js';
+import { mountBackup, teardownRestore } from '../../src/backup/restore.js';
+import { createS3Client } from '../../src/backup/s3-client.js';
+import { readRecords } from '../../src/backup/state.js';
+import { type TestS3, makeSampleTree, mountsUnder, startTestS3, tempRoot } from './helpers.js';
+import { lowerCommandFor, ownMountAvailable } from './lower-for-tests.js';
+import { type ManifestEntry, manifest } from './manifest.js';
+
+function withoutLinks(m: Record<string, ManifestEntry>): Record<string, ManifestEntry> {
+  return Object.fromEntries(Object.entries(m).map(([k, { links: _links, ...rest }]) => [k, rest]));
+}
+
+describe('backup lifecycle: create → mount-backup → write → restore again → unmount', () => {
+  let s3: TestS3;
+  let root: string;
+  let sample: string;
+  let target: string;
+  let stateDir: string;
+
+  beforeAll(async () => {
+    s3 = await startTestS3();
+    root = await tempRoot('life');
+    sample = join(root, 'sample');
+    target = join(root, 'target');
+    stateDir = join(root, 'state');
+    await mkdir(sample);
+    await mkdir(target);
+    await makeSampleTree(sample);
+  });
+
+  afterAll(async () => {
+    await teardownRestore(target, { stateDir, discardWrites: true }).catch(() => undefined);
+    expect(mountsUnder(root)).toEqual([]);
+    await rm(root, { recursive: true, force: true });
+    await s3?.close();
+  });
+
+  it('restores a backup whose every file equals the source, writes go to upper, restore again resets, unmount leaves nothing', async () => {
+    const bucket = { bucket: s3.bucket, endpoint: s3.endpoint };
+    const progress: number[] = [];
+    const meta = await createBackup(sample, { ...bucket, excludes: ['node_modules', '*.log'], name: 'life', onProgress: (l) => progress.push(l) });
+    expect(meta.name).toBe('life');
+    expect(meta.dir).toBe(sample);
+    expect(progress.at(-1)).toBe(meta.sizeBytes);
+    const client = await createS3Client(bucket);
+    const before = await headObject(client, bucket, `backups/${meta.id}/data.sqsh`);
+    const metaText = JSON.parse(await (await import('node:fs/promises')).readFile(join(s3.dataDir, s3.bucket, `backups/${meta.id}/meta.json._S3rver_object`), 'utf8'));
+    expect(Object.keys(metaText).sort()).toEqual(['createdAt', 'dir', 'id', 'name', 'sizeBytes', 'ttl']);
+
+    const lowerCommand = lowerCommandFor(s3.endpoint);
+    const first = await mountBackup(meta.id, target, { ...bucket, stateDir, lowerCommand });
+    expect(isMountPoint(target)).toBe(true);
+    expect(isMountPoint(first.record.lower)).toBe(true);
+
+    const want = await manifest(sample);
+    delete want.node_modules;
+    delete want['node_modules/pkg'];
+    delete want['node_modules/pkg/index.js'];
+    delete want['debug.log'];
+    // The lower mount keeps hard links (shared inode numbers); fuse-overlayfs shows each path as its own inode.
+    if (ownMountAvailable) expect(await manifest(first.record.lower)).toEqual({ ...want, '.': { ...want['.'], mode: want['.'].mode } });
+    const wantOverlay = withoutLinks(want);
+    expect(withoutLinks(await manifest(target))).toEqual(wantOverlay);
+    // nothing was written by reading
+    expect(await readdir(first.record.upper)).toEqual([]);
+
+    await writeFile(join(target, 'new.txt'), 'written after restore\n');
+    await unlink(join(target, 'empty.txt'));
+    await rename(join(target, 'src/main.ts'), join(target, 'src/renamed.ts'));
+    await chmod(join(target, 'run.sh'), 0o700);
+    expect(await readFile(join(target, 'new.txt'), 'utf8')).toBe('written after restore\n');
+    expect(existsSync(join(first.record.upper, 'new.txt'))).toBe(true);
+    expect((await headObject(client, bucket, `backups/${meta.id}/data.sqsh`)).etag).toBe(before.etag);
+
+    const second = await mountBackup(meta.id, target, { ...bucket, stateDir, lowerCommand });
+    expect(second.replaced).toHaveLength(1);
+    const saved = second.replaced[0].savedWrites;
+    expect(saved).toBeDefined();
+    expect(saved!.startsWith(join(stateDir, 'saved-writes'))).toBe(true);
+    expect(await readFile(join(saved!, 'new.txt'), 'utf8')).toBe('written after restore\n');
+    expect(isMountPoint(first.record.lower)).toBe(false);
+    expect(existsSync(first.record.base)).toBe(false);
+    expect(withoutLinks(await manifest(target))).toEqual(wantOverlay);
+
+    const down = await teardownRestore(target, { stateDir });
+    expect(down?.savedWrites).toBeUndefined();
+    expect(mountsUnder(root)).toEqual([]);
+    expect(await readRecords(stateDir)).toEqual([]);
+    expect(await teardownRestore(target, { stateDir })).toBeUndefined();
+    client.destroy();
+  });
+});
