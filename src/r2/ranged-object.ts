@@ -1,0 +1,413 @@
+import { Pool } from 'undici';
+import type { Dispatcher } from 'undici';
+import { logger } from '../util/log.js';
+import { type ByteRange, expectedSpan, parseContentRange, rangeHeader } from './content-range.js';
+import { classifyTransportError, isRetryableStatus, parseS3ErrorBody, SourceError } from './errors.js';
+import { type AttemptContext, type RetryPolicy, retryPolicy, withRetry } from './retry.js';
+import { TransportCounters } from './stats.js';
+import type { ObjectInfo, OpenResult, RemoteObject, TransportStats } from './types.js';
+
+const log = logger('r2');
+
+/** Connection and timeout settings shared by the HTTP and S3 transports. */
+export interface TransportOptions {
+  /** Upper bound on parallel connections (and so on parallel GETs) to the server. Default 16. */
+  connections?: number;
+  /** TCP + TLS connect timeout of one attempt. Default 10 s. */
+  connectTimeoutMs?: number;
+  /** Time to the response headers of one attempt. Default 20 s. */
+  headersTimeoutMs?: number;
+  /** Longest silence while the body arrives (a stalled response). Default 20 s. */
+  idleTimeoutMs?: number;
+  /** Retry budget of one read (attempts, backoff, total time). */
+  retry?: Partial<RetryPolicy>;
+}
+
+/** Adds authentication headers to one request (S3 SigV4); absent for public and presigned URLs. */
+export interface RequestAuthorizer {
+  authorize(method: 'GET', headers: Record<string, string>): Promise<Record<string, string>>;
+}
+
+export interface RangedObjectTarget {
+  /** `protocol://host[:port]` of the server. */
+  origin: string;
+  /** Request target: encoded path plus any query (a presigned URL's signature lives here). */
+  path: string;
+  /** Credential-free name for messages. */
+  name: string;
+  authorizer?: RequestAuthorizer;
+}
+
+interface Exchange {
+  bytes: Uint8Array;
+  start: number;
+  info: ObjectInfo;
+}
+
+const ERROR_BODY_LIMIT = 64 * 1024;
+
+/**
+ * One object read by ranged GETs on a keep-alive undici Pool. Every response is checked (status,
+ * Content-Range, length, ETag) before a byte of it is returned; the first response's identity (size, ETag,
+ * Last-Modified) is pinned and every later request carries If-Match.
+ */
+export class RangedObject implements RemoteObject {
+  readonly name: string;
+  private readonly target: RangedObjectTarget;
+  private readonly pool: Pool;
+  private readonly policy: RetryPolicy;
+  private readonly headersTimeoutMs: number;
+  private readonly idleTimeoutMs: number;
+  private readonly counters = new TransportCounters();
+  private info?: ObjectInfo;
+  private closed = false;
+
+  constructor(target: RangedObjectTarget, options: TransportOptions = {}) {
+    this.target = target;
+    this.name = target.name;
+    this.policy = retryPolicy(options.retry);
+    this.headersTimeoutMs = options.headersTimeoutMs ?? 20_000;
+    this.idleTimeoutMs = options.idleTimeoutMs ?? 20_000;
+    const connections = options.connections ?? 16;
+    if (!Number.isSafeInteger(connections) || connections < 1) throw new RangeError(`connections must be >= 1`);
+    this.pool = new Pool(target.origin, {
+      connections,
+      pipelining: 1,
+      connect: { timeout: options.connectTimeoutMs ?? 10_000 },
+      keepAliveTimeout: 30_000,
+      headersTimeout: this.headersTimeoutMs,
+      bodyTimeout: this.idleTimeoutMs,
+    });
+  }
+
+  /** The pinned identity, once `open` has succeeded. */
+  get objectInfo(): ObjectInfo | undefined {
+    return this.info;
+  }
+
+  async open(headBytes: number, tailBytes: number): Promise<OpenResult> {
+    if (!Number.isSafeInteger(headBytes) || headBytes < 1) throw new RangeError(`headBytes must be >= 1`);
+    if (!Number.isSafeInteger(tailBytes) || tailBytes < 0) throw new RangeError(`tailBytes must be >= 0`);
+    // Some servers (s3rver) answer `bytes=0-0` with the whole object: never ask for a single byte.
+    const headAsk = Math.max(2, headBytes);
+    const headP = this.retrying({ kind: 'span', start: 0, end: headAsk - 1 });
+    const tailP = tailBytes > 0 ? this.retrying({ kind: 'suffix', length: tailBytes }) : undefined;
+    const [head, tail] = await Promise.allSettled([headP, tailP ?? Promise.resolve(undefined)]);
+    if (head.status === 'rejected') throw head.reason;
+    const first = head.value;
+    this.pinIdentity(first.info, undefined);
+    const size = first.info.size;
+    const headOut = first.bytes.subarray(0, Math.min(headBytes, size));
+
+    let tailOut: Uint8Array = new Uint8Array(0);
+    const tailLength = Math.min(tailBytes, size);
+    if (tailLength > 0) {
+      if (tail.status === 'fulfilled' && tail.value) {
+        this.pinIdentity(tail.value.info, tail.value.start);
+        tailOut = tail.value.bytes;
+      } else if (tail.status === 'rejected' && !isRangeFault(tail.reason)) {
+        throw tail.reason;
+      } else {
+        // The server got the suffix range wrong (s3rver returns the first bytes): ask the explicit span.
+        log.debug(`${this.name}: suffix range answered wrongly, fetching the tail by explicit range`);
+        tailOut = await this.fetch(size - tailLength, tailLength);
+      }
+    }
+    return { info: { ...this.info! }, head: headOut, tail: tailOut };
+  }
+
+  async fetch(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+    if (this.closed) throw new Error(`${this.name}: source is closed`);
+    const info = this.info;
+    if (!info) throw new Error(`${this.name}: fetch before open`);
+    if (
+      !Number.isSafeInteger(offset) ||
+      !Number.isSafeInteger(length) ||
+      offset < 0 ||
+      length < 0 ||
+      offset + length > info.size
+    ) {
+      throw new RangeError(`${this.name}: read [${offset}, +${length}) outside the object (${info.size} bytes)`);
+    }
+    if (length === 0) return new Uint8Array(0);
+    // See open(): a one-byte range is widened by a neighbour and sliced.
+    if (length === 1 && info.size >= 2) {
+      const start = offset > 0 ? offset - 1 : 0;
+      const pair = await this.retrying({ kind: 'span', start, end: start + 1 }, signal);
+      return pair.bytes.subarray(offset - start, offset - start + 1);
+    }
+    const got = await this.retrying({ kind: 'span', start: offset, end: offset + length - 1 }, signal);
+    return got.bytes;
+  }
+
+  stats(): TransportStats {
+    return this.counters.snapshot();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    // destroy, not close: a stalled request must not keep the process alive.
+    await this.pool.destroy();
+  }
+
+  private pinIdentity(seen: ObjectInfo, start: number | undefined): void {
+    if (!this.info) {
+      this.info = { ...seen };
+      return;
+    }
+    const problem = identityMismatch(this.info, seen);
+    if (problem) {
+      throw new SourceError(`object changed since it was opened (${problem})`, {
+        object: this.name,
+        code: 'ObjectChanged',
+        range: start === undefined ? undefined : [start, start],
+      });
+    }
+  }
+
+  private async retrying(range: ByteRange, signal?: AbortSignal): Promise<Exchange> {
+    const asked = describeRange(range);
+    try {
+      return await withRetry(this.policy, (ctx) => this.attempt(range, ctx, signal), {
+        signal,
+        isRetryable: (e) => e instanceof SourceError && e.retryable,
+        onRetry: (e, attempt, delay) => {
+          this.counters.retries++;
+          if (log.enabled('debug')) {
+            log.debug(`${this.name} ${asked}: attempt ${attempt} failed (${(e as Error).message}); retry in ${delay} ms`);
+          }
+        },
+        exhausted: (last, attempts, elapsed) => {
+          const l = last as SourceError;
+          return new SourceError(
+            `gave up after ${attempts} attempts in ${elapsed} ms (limit ${this.policy.maxAttempts} attempts, ${this.policy.totalTimeoutMs} ms): ${l.message}`,
+            { object: this.name, code: 'RetriesExhausted', status: l.status, attempts, cause: last },
+          );
+        },
+      });
+    } catch (e) {
+      this.counters.failures++;
+      if (log.enabled('warn') && !isRangeFault(e)) log.warn(`${asked} failed: ${(e as Error).message}`);
+      throw e;
+    }
+  }
+
+  private async attempt(range: ByteRange, ctx: AttemptContext, signal?: AbortSignal): Promise<Exchange> {
+    const span: [number, number] | undefined = range.kind === 'span' ? [range.start, range.end] : undefined;
+    const fail = (code: string, message: string, extra: { status?: number; retryable?: boolean; cause?: unknown } = {}) =>
+      new SourceError(message, { object: this.name, code, range: span, ...extra });
+
+    let headers: Record<string, string> = { range: rangeHeader(range), 'accept-encoding': 'identity' };
+    const etag = this.info?.etag;
+    if (etag && !etag.startsWith('W/')) headers['if-match'] = etag;
+    if (this.target.authorizer) headers = await this.target.authorizer.authorize('GET', headers);
+
+    const deadline = AbortSignal.timeout(Math.max(1, ctx.remainingMs));
+    const requestSignal = signal ? AbortSignal.any([signal, deadline]) : deadline;
+    const started = performance.now();
+    this.counters.requests++;
+    this.counters.inFlight++;
+    let body: Dispatcher.ResponseData['body'] | undefined;
+    try {
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await this.pool.request({
+          path: this.target.path,
+          method: 'GET',
+          headers,
+          signal: requestSignal,
+          headersTimeout: this.headersTimeoutMs,
+          bodyTimeout: this.idleTimeoutMs,
+        });
+      } catch (e) {
+        throw this.transportFailure(e, signal, fail);
+      }
+      body = res.body;
+      const status = res.statusCode;
+      const h = res.headers;
+
+      if (status === 412) {
+        throw fail('ObjectChanged', 'object changed since it was opened (412 Precondition Failed on If-Match)', {
+          status,
+        });
+      }
+      if (status === 416) {
+        const cr = parseContentRange(header(h, 'content-range'));
+        if (!this.info && cr && !cr.satisfied && cr.size === 0) {
+          // An empty object: nothing to read, but a valid open.
+          return { bytes: new Uint8Array(0), start: 0, info: identityOf(h, 0) };
+        }
+        if (this.info) throw fail('ObjectChanged', `object changed since it was opened (416: range now unsatisfiable)`, { status });
+      }
+      if (status < 200 || status >= 300) {
+        const text = await readText(res.body, ERROR_BODY_LIMIT).catch(() => '');
+        const s3 = parseS3ErrorBody(text);
+        throw fail(s3.code ?? 'HttpError', s3.message ?? `HTTP ${status}`, {
+          status,
+          retryable: isRetryableStatus(status),
+        });
+      }
+
+      let size: number;
+      let start: number;
+      let end: number;
+      if (status === 206) {
+        const cr = parseContentRange(header(h, 'content-range'));
+        if (!cr || !cr.satisfied) {
+          throw fail('BadResponse', `206 without a valid Content-Range (${header(h, 'content-range') ?? 'none'})`, { status });
+        }
+        const want = expectedSpan(range, cr.size);
+        if (!want || want.start !== cr.start || want.end !== cr.end) {
+          throw fail(
+            'BadResponse',
+            `Content-Range "bytes ${cr.start}-${cr.end}/${cr.size}" does not answer "${rangeHeader(range)}"`,
+            { status },
+          );
+        }
+        ({ start, end, size } = cr);
+      } else if (status === 200) {
+        // A 200 carries the whole object: acceptable only when the whole object is exactly what was asked.
+        size = Number(header(h, 'content-length'));
+        if (!Number.isSafeInteger(size) || size < 0) throw fail('BadResponse', `200 without a valid Content-Length`, { status });
+        const want = expectedSpan(range, size);
+        if (!want || want.start !== 0 || want.end !== size - 1) {
+          throw fail('RangeIgnored', `server ignored "${rangeHeader(range)}" and sent the whole object (${size} bytes)`, {
+            status,
+          });
+        }
+        start = 0;
+        end = size - 1;
+      } else {
+        throw fail('BadResponse', `unexpected status ${status} to a ranged GET`, { status });
+      }
+
+      const info = identityOf(h, size);
+      if (this.info) {
+        const problem = identityMismatch(this.info, info);
+        if (problem) throw fail('ObjectChanged', `object changed since it was opened (${problem})`, { status });
+      }
+      const expected = end - start + 1;
+      const declared = header(h, 'content-length');
+      if (declared !== undefined && Number(declared) !== expected) {
+        throw fail('BadResponse', `Content-Length ${declared} but the range holds ${expected} bytes`, { status });
+      }
+      const bytes = await this.readExact(res.body, expected, signal, fail);
+      body = undefined;
+      this.counters.bytes += expected;
+      return { bytes, start, info };
+    } finally {
+      // A rejected response's body is dropped with its connection: never download what we will not use.
+      if (body && !body.destroyed) discard(body);
+      this.counters.inFlight--;
+      this.counters.recordLatency(performance.now() - started);
+    }
+  }
+
+  private async readExact(
+    body: Dispatcher.ResponseData['body'],
+    expected: number,
+    signal: AbortSignal | undefined,
+    fail: (code: string, message: string, extra?: { retryable?: boolean; cause?: unknown }) => SourceError,
+  ): Promise<Uint8Array> {
+    const out = Buffer.allocUnsafe(expected);
+    let filled = 0;
+    try {
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        if (filled + chunk.length > expected) {
+          throw fail('BadResponse', `body longer than the ${expected} bytes asked`);
+        }
+        chunk.copy(out, filled);
+        filled += chunk.length;
+      }
+    } catch (e) {
+      if (e instanceof SourceError) throw e;
+      const failure = this.transportFailure(e, signal, fail);
+      if (failure.code === 'Network' || isLengthMismatch(e)) {
+        throw fail('Truncated', `body ended after ${filled} of ${expected} bytes`, { retryable: true, cause: e });
+      }
+      throw failure;
+    }
+    if (filled < expected) {
+      throw fail('Truncated', `body ended after ${filled} of ${expected} bytes`, { retryable: true });
+    }
+    return out;
+  }
+
+  private transportFailure(
+    e: unknown,
+    signal: AbortSignal | undefined,
+    fail: (code: string, message: string, extra?: { retryable?: boolean; cause?: unknown }) => SourceError,
+  ): SourceError {
+    if (e instanceof SourceError) return e;
+    if (signal?.aborted) return fail('Aborted', 'read aborted by the caller', { cause: e });
+    const kind = classifyTransportError(e);
+    const detail = (e as { code?: string })?.code ?? (e as Error)?.name ?? 'error';
+    if (kind === 'Timeout' || kind === 'Aborted') {
+      // Aborted without a caller abort means our own deadline fired: a timeout.
+      return fail('Timeout', `request timed out (${detail})`, { retryable: true, cause: e });
+    }
+    if (kind === 'Network' || isLengthMismatch(e)) {
+      return fail('Network', `connection failed (${detail})`, { retryable: true, cause: e });
+    }
+    return fail('Network', `request failed (${detail}: ${(e as Error)?.message ?? String(e)})`, {
+      retryable: true,
+      cause: e,
+    });
+  }
+}
+
+/** Drops a body and its connection; the resulting abort error has nowhere useful to go. */
+function discard(body: Dispatcher.ResponseData['body']): void {
+  body.on('error', () => undefined);
+  body.destroy();
+}
+
+function isLengthMismatch(e: unknown): boolean {
+  return (e as { code?: string })?.code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH';
+}
+
+/** A tail answer that is wrong in shape (not an error of the object): worth the explicit-range fallback. */
+function isRangeFault(e: unknown): boolean {
+  return e instanceof SourceError && (e.code === 'BadResponse' || e.code === 'RangeIgnored');
+}
+
+function header(h: Dispatcher.ResponseData['headers'], name: string): string | undefined {
+  const v = h[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function identityOf(h: Dispatcher.ResponseData['headers'], size: number): ObjectInfo {
+  return { size, etag: header(h, 'etag'), lastModified: header(h, 'last-modified') };
+}
+
+/** Why `seen` is not the pinned object, or undefined when it is. */
+function identityMismatch(pinned: ObjectInfo, seen: ObjectInfo): string | undefined {
+  if (pinned.size !== seen.size) return `size ${pinned.size} -> ${seen.size}`;
+  if (pinned.etag !== undefined) {
+    if (seen.etag === undefined) return 'ETag missing from the response';
+    if (normalizeEtag(pinned.etag) !== normalizeEtag(seen.etag)) return `ETag ${pinned.etag} -> ${seen.etag}`;
+  } else if (pinned.lastModified !== undefined && seen.lastModified !== pinned.lastModified) {
+    return `Last-Modified ${pinned.lastModified} -> ${seen.lastModified}`;
+  }
+  return undefined;
+}
+
+function normalizeEtag(e: string): string {
+  return e.replace(/^W\//, '');
+}
+
+function describeRange(r: ByteRange): string {
+  return r.kind === 'span' ? `[${r.start}-${r.end}]` : `[last ${r.length} bytes]`;
+}
+
+async function readText(body: Dispatcher.ResponseData['body'], limit: number): Promise<string> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    parts.push(chunk);
+    n += chunk.length;
+    if (n >= limit) break;
+  }
+  return Buffer.concat(parts).subarray(0, limit).toString('utf8');
+}
