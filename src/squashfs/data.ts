@@ -1,0 +1,252 @@
+import { LRUCache } from 'lru-cache';
+import { corrupt, SquashfsError } from './errors.js';
+import { u32, u64 } from './bytes.js';
+import { BlockCache } from './block-cache.js';
+import { MetadataCursor, wrapDecodeError } from './metadata.js';
+import type { ImageContext } from './context.js';
+import type { FileLayout, SquashfsInode } from './inode.js';
+
+/**
+ * Block size words (file block lists and fragment entries): bits 0-23 stored length (0 = sparse
+ * block of zeros), bit 24 stored uncompressed, bits 25-31 must be zero.
+ */
+const WORD_LENGTH_MASK = 0x00ffffff;
+const WORD_UNCOMPRESSED = 0x01000000;
+const WORD_RESERVED = 0xfe000000;
+/** Block-list words decoded per chunk (8 KiB of list); per-file checkpoints every chunk. */
+const CHUNK_WORDS = 2048;
+/** Contiguous blocks of one file are fetched with one source read up to this many bytes. */
+const MAX_RUN_BYTES = 8 << 20;
+/** Largest single read() (callers stream anything bigger). */
+export const MAX_READ_BYTES = 256 << 20;
+/** Fragment table entry: `u64 start, u32 size word, u32 unused`. */
+const FRAGMENT_ENTRY_SIZE = 16;
+export { FRAGMENT_ENTRY_SIZE };
+
+export interface DataBlock {
+  /** The size word it was decoded with: a cached block is reused only for the same word. */
+  word: number;
+  data: Uint8Array;
+}
+
+/** Decoded block-list chunk: size words and absolute start of each block. */
+interface BlockChunk {
+  words: Uint32Array;
+  starts: Float64Array;
+}
+
+/** Where chunk k of a file's block list begins: metadata position and absolute data position. */
+interface Checkpoint {
+  block: number;
+  offset: number;
+  pos: number;
+}
+
+interface Piece {
+  /** File offset of the block's first byte. */
+  fileStart: number;
+  promise: Promise<Uint8Array> | undefined;
+  data: Uint8Array | undefined;
+  /** Zero-filled (sparse) span length when data and promise are absent. */
+}
+
+export class FileData {
+  readonly cache: BlockCache<DataBlock>;
+  private readonly chunks = new LRUCache<string, BlockChunk>({ max: 1024 });
+  private readonly checkpoints = new LRUCache<number, Checkpoint[]>({ max: 4096 });
+
+  constructor(
+    private readonly ctx: ImageContext,
+    cacheBytes: number,
+  ) {
+    this.cache = new BlockCache<DataBlock>(cacheBytes, (b) => b.data.length + 64);
+  }
+
+  /** Bytes [offset, offset + length) of a file, short only at its end. */
+  async read(inode: SquashfsInode, offset: number, length: number): Promise<Uint8Array> {
+    const f = inode.file!;
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+      throw new SquashfsError('EINVAL', `invalid read range offset ${offset} length ${length}`);
+    }
+    const end = Math.min(f.size, offset + length);
+    if (end <= offset) return new Uint8Array(0);
+    if (end - offset > MAX_READ_BYTES) throw new SquashfsError('EINVAL', `read of ${end - offset} bytes is larger than ${MAX_READ_BYTES}: use a stream`);
+    const bs = this.ctx.sb.blockSize;
+    const out = Buffer.allocUnsafe(end - offset);
+    const first = Math.floor(offset / bs);
+    const last = Math.floor((end - 1) / bs);
+    const pieces: Piece[] = [];
+
+    // Pending run of contiguous uncached blocks, fetched with one source read.
+    let run: { pos: number; bytes: number; blocks: { index: number; word: number; expected: number; piece: Piece }[] } | undefined;
+    const flush = (): void => {
+      if (run === undefined) return;
+      const r = run;
+      run = undefined;
+      const fetched = this.ctx.io.read(r.pos, r.bytes, 'file data');
+      let at = 0;
+      for (const blk of r.blocks) {
+        const rel = at;
+        const len = blk.word & WORD_LENGTH_MASK;
+        at += len;
+        const pos = r.pos + rel;
+        blk.piece.promise = this.cache
+          .load(pos, () => fetched.then((buf) => this.decode(buf.subarray(rel, rel + len), blk.word, pos)))
+          .then((b) => this.checkBlock(b, blk.word, blk.expected, pos));
+      }
+      // Errors surface through the pieces' promises.
+      fetched.catch(() => undefined);
+    };
+
+    let chunk: BlockChunk | undefined;
+    let chunkIndex = -1;
+    for (let b = first; b <= last; b++) {
+      const piece: Piece = { fileStart: b * bs, promise: undefined, data: undefined };
+      pieces.push(piece);
+      if (b >= f.blockCount) {
+        flush();
+        piece.promise = this.fragmentTail(f);
+        continue;
+      }
+      const k = Math.floor(b / CHUNK_WORDS);
+      if (k !== chunkIndex) {
+        chunk = await this.chunk(inode.ref, f, k);
+        chunkIndex = k;
+      }
+      const word = chunk!.words[b - k * CHUNK_WORDS]!;
+      const pos = chunk!.starts[b - k * CHUNK_WORDS]!;
+      const len = word & WORD_LENGTH_MASK;
+      const expected = b === f.blockCount - 1 && f.fragmentIndex === undefined ? f.size - b * bs : bs;
+      if (len === 0) {
+        flush();
+        continue; // sparse: zeros
+      }
+      const hit = this.cache.get(pos);
+      if (hit !== undefined && hit.word === word) {
+        flush();
+        piece.data = this.checkBlock(hit, word, expected, pos);
+        continue;
+      }
+      const pending = hit === undefined ? this.cache.pending(pos) : undefined;
+      if (pending !== undefined) {
+        flush();
+        piece.promise = pending.then((blk) => this.checkBlock(blk, word, expected, pos));
+        continue;
+      }
+      if (pos + len > this.ctx.sb.bytesUsed) throw corrupt('file data', `block ${b} runs past bytes_used (inode ${inode.stat.ino})`, pos);
+      if (hit !== undefined) {
+        // Same position, different word (hostile image): decode on its own, uncached.
+        flush();
+        piece.promise = this.ctx.io
+          .read(pos, len, 'file data')
+          .then((buf) => this.decode(buf, word, pos))
+          .then((blk) => this.checkBlock(blk, word, expected, pos));
+        continue;
+      }
+      if (run !== undefined && (run.pos + run.bytes !== pos || run.bytes + len > MAX_RUN_BYTES)) flush();
+      if (run === undefined) run = { pos, bytes: 0, blocks: [] };
+      run.blocks.push({ index: b, word, expected, piece });
+      run.bytes += len;
+    }
+    flush();
+
+    const datas = await Promise.all(pieces.map((p) => p.promise ?? p.data));
+    for (let i = 0; i < pieces.length; i++) {
+      const p = pieces[i]!;
+      const data = datas[i];
+      const blockEnd = Math.min(p.fileStart + bs, f.size);
+      const from = Math.max(offset, p.fileStart);
+      const to = Math.min(end, blockEnd);
+      if (data === undefined) {
+        out.fill(0, from - offset, to - offset);
+      } else {
+        out.set(data.subarray(from - p.fileStart, to - p.fileStart), from - offset);
+      }
+    }
+    return out;
+  }
+
+  private async decode(stored: Uint8Array, word: number, pos: number): Promise<DataBlock> {
+    if (word & WORD_UNCOMPRESSED) return { word, data: stored };
+    let data: Uint8Array;
+    try {
+      data = await this.ctx.decompressor.decompress(stored, this.ctx.sb.blockSize);
+    } catch (e) {
+      throw wrapDecodeError(e, 'data block', pos);
+    }
+    if (data.length > this.ctx.sb.blockSize) throw corrupt('data block', `decodes to ${data.length} bytes, more than the block size`, pos);
+    return { word, data };
+  }
+
+  private checkBlock(b: DataBlock, word: number, expected: number, pos: number): Uint8Array {
+    if (b.word !== word) throw corrupt('data block', 'block shared with a different size word', pos);
+    if (b.data.length !== expected) throw corrupt('data block', `decodes to ${b.data.length} bytes, expected ${expected}`, pos);
+    return b.data;
+  }
+
+  /** The file's tail from its fragment block (checked: offset + tail <= decoded fragment length). */
+  private async fragmentTail(f: FileLayout): Promise<Uint8Array> {
+    const table = this.ctx.fragments;
+    if (table === undefined || f.fragmentIndex === undefined) throw corrupt('file', 'tail without a fragment');
+    const e = await table.entry(f.fragmentIndex);
+    const start = u64(e, 0);
+    const word = u32(e, 8);
+    const len = word & WORD_LENGTH_MASK;
+    const S = 'fragment table';
+    if (word & WORD_RESERVED) throw corrupt(S, `fragment ${f.fragmentIndex} size word 0x${word.toString(16)} has reserved bits set`);
+    if (len === 0 || len > this.ctx.sb.blockSize) throw corrupt(S, `fragment ${f.fragmentIndex} stored length ${len} not in 1..block size`);
+    if (start + len > this.ctx.sb.bytesUsed) throw corrupt(S, `fragment ${f.fragmentIndex} runs past bytes_used`, start);
+    let blk = await this.cache.load(start, async () => this.decode(await this.ctx.io.read(start, len, 'fragment block'), word, start));
+    if (blk.word !== word) blk = await this.decode(await this.ctx.io.read(start, len, 'fragment block'), word, start);
+    const tail = f.size % this.ctx.sb.blockSize;
+    if (f.fragmentOffset + tail > blk.data.length) {
+      throw corrupt('fragment block', `tail [${f.fragmentOffset}, +${tail}) beyond the fragment's ${blk.data.length} bytes`, start);
+    }
+    return blk.data.subarray(f.fragmentOffset, f.fragmentOffset + tail);
+  }
+
+  /** Block-list chunk k of a file, decoding the list up to it once (checkpoints per chunk). */
+  private async chunk(ref: number, f: FileLayout, k: number): Promise<BlockChunk> {
+    const key = `${ref}:${k}`;
+    const hit = this.chunks.get(key);
+    if (hit !== undefined) return hit;
+    let cps = this.checkpoints.get(ref);
+    if (cps === undefined) {
+      cps = [{ block: f.listBlock, offset: f.listOffset, pos: f.blocksStart }];
+      this.checkpoints.set(ref, cps);
+    }
+    // Checkpoint k is known only once chunk k-1 was decoded: walk forward from the last known one.
+    while (cps.length <= k) {
+      const i = cps.length - 1;
+      this.chunks.set(`${ref}:${i}`, await this.decodeChunk(f, cps, i));
+    }
+    const again = this.chunks.get(key);
+    if (again !== undefined) return again;
+    const result = await this.decodeChunk(f, cps, k);
+    this.chunks.set(key, result);
+    return result;
+  }
+
+  private async decodeChunk(f: FileLayout, cps: Checkpoint[], k: number): Promise<BlockChunk> {
+    const cp = cps[k]!;
+    const n = Math.min(CHUNK_WORDS, f.blockCount - k * CHUNK_WORDS);
+    const cursor = new MetadataCursor(this.ctx.meta, this.ctx.inodeRegion, cp.block, cp.offset);
+    const raw = await cursor.read(n * 4);
+    const words = new Uint32Array(n);
+    const starts = new Float64Array(n);
+    const bs = this.ctx.sb.blockSize;
+    let pos = cp.pos;
+    for (let i = 0; i < n; i++) {
+      const w = u32(raw, i * 4);
+      const len = w & WORD_LENGTH_MASK;
+      if (w & WORD_RESERVED || len > bs) {
+        throw corrupt('block list', `block ${k * CHUNK_WORDS + i} size word 0x${w.toString(16)} invalid (block size ${bs})`, cp.block);
+      }
+      words[i] = w;
+      starts[i] = pos;
+      pos += len;
+    }
+    if (cps.length === k + 1) cps.push({ block: cursor.block, offset: cursor.offset, pos });
+    return { words, starts };
+  }
+}

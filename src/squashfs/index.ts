@@ -1,0 +1,17 @@
+/** Public API of the SquashFS reader. */
+export { SquashfsImage, compressorName, type CacheStats } from './image.js';
+export { SquashfsError, isSquashfsError, type SquashfsErrorCode, type SquashfsErrorDetails } from './errors.js';
+export type { ByteSource } from './source.js';
+export type { Superblock } from './superblock.js';
+export { S_IFMT_OF } from './types.js';
+export type {
+  DirEntry,
+  FileType,
+  Inode,
+  InodeRef,
+  ReaderOptions,
+  SquashfsReader,
+  Stat,
+  StatFs,
+  SuperblockInfo,
+} from './types.js';
