@@ -2,14 +2,15 @@ import { spawn } from 'node:child_process';
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BackupError } from './layout.js';
+import { BackupError, BackupInputError } from './layout.js';
 import { isMountPoint, sleep, waitFor } from './mounts.js';
 
 /**
  * The lower (read-only squashfs) mount of a restore runs in its own long-lived process, because
- * mount-backup is a command that returns while the restore stays usable. We start our own
- * `squashfs-r2 mount -f` detached (rather than letting `mount` daemonize itself) so that we know the
- * serving process's pid for `list` and `unmount`, and its output goes to a log in the restore's dir.
+ * mount-backup is a command that returns while the restore stays usable. We start it detached
+ * ourselves (rather than letting `squashfs-r2 mount` daemonize) so that we know the serving process's
+ * pid for `list` and `unmount`, its output goes to a log in the restore's dir, and it can publish its
+ * cache stats there (lower-daemon.ts, which uses the FUSE library directly).
  */
 export interface LowerMountRequest {
   source: string;
@@ -18,26 +19,45 @@ export interface LowerMountRequest {
   mountpoint: string;
   cacheSize?: string;
   logFile: string;
+  /** Where the process may publish its stats as JSON (read by `list`). */
+  statsFile?: string;
 }
 
 /** Builds the argv of the process that serves the lower mount in the foreground. */
 export type LowerCommand = (req: LowerMountRequest) => string[];
 
-/** Finds bin/squashfs-r2 from this module, in the source tree (src/backup) or the build (dist/src/backup). */
-function findCliBin(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    const candidate = join(dir, 'bin', 'squashfs-r2');
-    if (existsSync(candidate) && existsSync(join(dir, 'package.json'))) return candidate;
-    dir = dirname(dir);
-  }
-  throw new BackupError('cannot find bin/squashfs-r2 next to this installation');
+/**
+ * The compiled lower-daemon.js beside this module (dist/src/backup), or in dist/ when this module runs
+ * from the TypeScript sources (tests): the daemon is a plain node process and needs the build.
+ */
+function daemonScript(): string {
+  const here = fileURLToPath(import.meta.url);
+  const candidates = here.endsWith('.js')
+    ? [join(dirname(here), 'lower-daemon.js')]
+    : [join(dirname(here), '..', '..', 'dist', 'src', 'backup', 'lower-daemon.js')];
+  const found = candidates.find((c) => existsSync(c));
+  if (!found) throw new BackupError(`lower mount daemon not built (${candidates[0]} missing): run "npm run build"`);
+  return found;
 }
 
+const SIZE = /^(\d+)([kmg]i?b?)?$/i;
+const UNIT: Record<string, number> = { k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+
+/** "256M", "1g", "65536" -> bytes. */
+export function parseSize(text: string): number {
+  const m = SIZE.exec(text.trim());
+  if (!m) throw new BackupInputError(`invalid size ${JSON.stringify(text)} (e.g. 64M, 1G)`);
+  const n = Number(m[1]) * (m[2] ? UNIT[m[2][0].toLowerCase()] : 1);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new BackupInputError(`invalid size ${JSON.stringify(text)}`);
+  return n;
+}
+
+/** Our own FUSE mount (src/fs) in a lower-daemon process; it publishes stats to `statsFile`. */
 export const ourMountCommand: LowerCommand = (req) => {
-  const argv = [process.execPath, findCliBin(), 'mount', '-f', ...req.flags];
-  if (req.cacheSize) argv.push('--cache-size', req.cacheSize);
-  argv.push(req.source, req.mountpoint);
+  const argv = [process.execPath, daemonScript(), '--source', req.source, '--mountpoint', req.mountpoint];
+  if (req.statsFile) argv.push('--stats', req.statsFile);
+  if (req.cacheSize) argv.push('--cache-bytes', String(parseSize(req.cacheSize)));
+  argv.push(...req.flags);
   return argv;
 };
 

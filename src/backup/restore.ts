@@ -1,7 +1,8 @@
 import { chmod, chown, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { type BackupMeta, BackupError, BackupInputError, DEFAULT_PREFIX, assertBackupId, assertNotExpired, backupKeys } from './layout.js';
-import { type LowerCommand, ourMountCommand, startLowerMount, stopProcess } from './lower.js';
+import { type LowerCommand, ourMountCommand, parseSize, startLowerMount, stopProcess } from './lower.js';
+import { STATS_FILE } from './list.js';
 import { isMountPoint, mountEntry, unmountFuse } from './mounts.js';
 import { OVERLAY_FS_TYPE, mountOverlay, requireOverlayTool } from './overlay.js';
 import { fetchMeta } from './remote.js';
@@ -126,6 +127,7 @@ export async function mountBackup(id: string, dir: string, options: MountBackupO
   const say = options.onStep ?? (() => undefined);
   // Everything checkable locally is checked before any request.
   assertBackupId(id);
+  if (options.cacheSize !== undefined) parseSize(options.cacheSize);
   const bucketOptions = resolveBucketOptions(options);
   const prefix = options.prefix ?? DEFAULT_PREFIX;
   const keys = backupKeys(prefix, id);
@@ -179,7 +181,7 @@ export async function mountBackup(id: string, dir: string, options: MountBackupO
     await writeRecord(record);
     say(`mounting ${source} read-only at ${paths.lower}`);
     record.lowerPid = await startLowerMount(
-      { source, flags, mountpoint: paths.lower, cacheSize: options.cacheSize, logFile: paths.lowerLog },
+      { source, flags, mountpoint: paths.lower, cacheSize: options.cacheSize, logFile: paths.lowerLog, statsFile: join(paths.base, STATS_FILE) },
       options.lowerCommand ?? ourMountCommand,
     );
     await writeRecord(record);

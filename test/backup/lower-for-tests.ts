@@ -6,7 +6,9 @@ const repo = fileURLToPath(new URL('../../', import.meta.url));
 const standIn = fileURLToPath(new URL('./stand-in-lower.mjs', import.meta.url));
 
 /** True once our own FUSE mount command is in the tree (issue 4); until then tests use the stand-in. */
-export const ownMountAvailable = existsSync(`${repo}src/cli/commands/mount.ts`) && existsSync(`${repo}src/fs/index.ts`);
+export const ownMountAvailable = ['src/fs/index.ts', 'src/r2/open-source.ts', 'src/squashfs/image.ts', 'dist/src/backup/lower-daemon.js'].every((f) =>
+  existsSync(`${repo}${f}`),
+);
 
 export function lowerCommandFor(endpoint: string): LowerCommand {
   if (ownMountAvailable && !process.env.BACKUP_TEST_STAND_IN) return ourMountCommand;

@@ -1,0 +1,68 @@
+import { rename, writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { describeError } from '../util/log.js';
+
+/**
+ * The process that serves a restore's lower mount: `node lower-daemon.js --source S --mountpoint M
+ * [--stats F] [transport flags]`. It mounts with the FUSE library, keeps serving after mount-backup
+ * returns, publishes its stats as JSON to F (every few seconds and on SIGUSR1) for `squashfs-r2 list`,
+ * unmounts on SIGTERM/SIGINT, and exits once the mount is gone (also after an outside fusermount -u).
+ * Credentials come from the environment it inherits, never from its argv.
+ */
+const STATS_INTERVAL_MS = 2_000;
+
+async function main(): Promise<number> {
+  const { values: v } = parseArgs({
+    options: {
+      source: { type: 'string' },
+      mountpoint: { type: 'string' },
+      stats: { type: 'string' },
+      endpoint: { type: 'string' },
+      'account-id': { type: 'string' },
+      'path-style': { type: 'boolean' },
+      region: { type: 'string' },
+      'cache-bytes': { type: 'string' },
+    },
+  });
+  if (!v.source || !v.mountpoint) throw new Error('--source and --mountpoint are required');
+  const { mount } = await import('../fs/index.js');
+  const handle = await mount(v.source, v.mountpoint, {
+    cacheBytes: v['cache-bytes'] ? Number(v['cache-bytes']) : undefined,
+    source: { endpoint: v.endpoint, accountId: v['account-id'], pathStyle: v['path-style'], region: v.region },
+  });
+  process.stderr.write(`${new Date().toISOString()} lower mount ready: ${v.source} on ${v.mountpoint}\n`);
+
+  const statsFile = v.stats;
+  const publish = async (): Promise<void> => {
+    if (!statsFile) return;
+    const tmp = `${statsFile}.tmp`;
+    await writeFile(tmp, JSON.stringify({ at: new Date().toISOString(), pid: process.pid, ...handle.stats() }));
+    await rename(tmp, statsFile);
+  };
+  const timer = setInterval(() => void publish().catch(() => undefined), STATS_INTERVAL_MS);
+  process.on('SIGUSR1', () => void publish().catch(() => undefined));
+  await publish().catch(() => undefined);
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`${new Date().toISOString()} ${signal}: unmounting ${v.mountpoint}\n`);
+    handle.unmount({ lazyIfBusy: true }).catch((e: unknown) => process.stderr.write(`unmount failed: ${describeError(e)}\n`));
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+
+  await handle.closed;
+  clearInterval(timer);
+  process.stderr.write(`${new Date().toISOString()} lower mount closed\n`);
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    process.stderr.write(`lower mount failed: ${describeError(e)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,60 @@
+import { parseArgs } from 'node:util';
+import { BUCKET_FLAGS, BUCKET_USAGE, bucketOptionsFrom, usageError } from '../../backup/cli-options.js';
+import { BackupInputError } from '../../backup/layout.js';
+import { mountBackup } from '../../backup/restore.js';
+
+export const usage = `usage: mount-backup [options] <backup-id> <dir>
+       squashfs-r2 mount-backup [options] <backup-id> <dir>
+
+Restores a backup onto <dir> without downloading it: data.sqsh is mounted read-only with squashfs-r2's
+FUSE mount and fuse-overlayfs puts a writable layer on top. Returns once <dir> is usable.
+Restoring again onto <dir> replaces the earlier restore; its writes are moved aside (path printed).
+
+options:
+  --cache-size N      block cache of the lower mount (e.g. 256M)
+  --state-dir D       where restores keep their mounts and writes (default /var/lib/squashfs-r2/restores,
+                      or SQUASHFS_R2_STATE_DIR)
+  --discard-writes    delete the writes of a replaced restore instead of saving them
+  -q, --quiet         no progress lines
+${BUCKET_USAGE}`;
+
+export async function run(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        ...BUCKET_FLAGS,
+        'cache-size': { type: 'string' },
+        'state-dir': { type: 'string' },
+        'discard-writes': { type: 'boolean' },
+        quiet: { type: 'boolean', short: 'q' },
+      },
+    });
+  } catch (e) {
+    usageError(e, usage);
+  }
+  const { values: v, positionals } = parsed;
+  if (positionals.length !== 2) throw new BackupInputError(`expected <backup-id> <dir>\n\n${usage}`);
+  const [id, dir] = positionals;
+  const say = v.quiet ? () => undefined : (m: string) => process.stderr.write(`mount-backup: ${m}\n`);
+  const result = await mountBackup(id, dir, {
+    ...bucketOptionsFrom(v),
+    cacheSize: v['cache-size'],
+    stateDir: v['state-dir'],
+    discardWrites: v['discard-writes'],
+    onStep: say,
+  });
+  for (const r of result.replaced) {
+    if (r.savedWrites) process.stderr.write(`mount-backup: writes of the previous restore of ${r.record.dir} saved in ${r.savedWrites}\n`);
+    else if (r.discardedWrites) say(`writes of the previous restore of ${r.record.dir} discarded`);
+    for (const m of r.lazyUnmounts) say(`${m} was busy: lazily unmounted`);
+  }
+  const t = result.timingsMs;
+  const name = result.meta.name ? ` ("${result.meta.name}")` : '';
+  process.stdout.write(
+    `restored backup ${id}${name} on ${result.record.dir} in ${t.total} ms (meta ${t.meta} ms, lower ${t.lower} ms, overlay ${t.overlay} ms)\n`,
+  );
+  return 0;
+}

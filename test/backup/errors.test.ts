@@ -1,0 +1,173 @@
+import { chmod, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createBackup } from '../../src/backup/create.js';
+import { BackupError, BackupInputError } from '../../src/backup/layout.js';
+import { mountBackup, teardownRestore } from '../../src/backup/restore.js';
+import { createS3Client } from '../../src/backup/s3-client.js';
+import { readRecords } from '../../src/backup/state.js';
+import { type TestS3, makeSampleTree, mountsUnder, startTestS3, tempRoot } from './helpers.js';
+import { lowerCommandFor } from './lower-for-tests.js';
+
+/** Each failure: a clear error, nothing mounted, no restore recorded, no restore dir left behind. */
+describe('mount-backup failures leave nothing behind', () => {
+  let s3: TestS3;
+  let root: string;
+  let target: string;
+  let stateDir: string;
+  let id: string;
+  let bucket: { bucket: string; endpoint: string };
+
+  beforeAll(async () => {
+    s3 = await startTestS3();
+    bucket = { bucket: s3.bucket, endpoint: s3.endpoint };
+    root = await tempRoot('err');
+    target = join(root, 'target');
+    stateDir = join(root, 'state');
+    const sample = join(root, 'sample');
+    await mkdir(target);
+    await mkdir(sample);
+    await makeSampleTree(sample);
+    id = (await createBackup(sample, { ...bucket, ttl: 3600 })).id;
+  });
+
+  afterAll(async () => {
+    await teardownRestore(target, { stateDir, discardWrites: true }).catch(() => undefined);
+    await rm(root, { recursive: true, force: true });
+    await s3?.close();
+  });
+
+  async function expectNothingLeft(): Promise<void> {
+    expect(mountsUnder(root)).toEqual([]);
+    expect(await readRecords(stateDir)).toEqual([]);
+    const left = (await readdir(stateDir).catch(() => [] as string[])).filter((n) => n !== 'saved-writes');
+    expect(left).toEqual([]);
+  }
+
+  const restore = (backupId: string, dir = target, extra: Record<string, unknown> = {}) =>
+    mountBackup(backupId, dir, { ...bucket, stateDir, lowerCommand: lowerCommandFor(s3.endpoint), ...extra });
+
+  it('bad id: refused before any request (the endpoint is unreachable)', async () => {
+    await expect(mountBackup('not-a-uuid', target, { bucket: 'b-test', endpoint: 'http://127.0.0.1:1', stateDir })).rejects.toThrow(
+      BackupInputError,
+    );
+    await expect(mountBackup('../etc/passwd', target, { bucket: 'b-test', endpoint: 'http://127.0.0.1:1', stateDir })).rejects.toThrow(
+      /invalid backup id/,
+    );
+    await expectNothingLeft();
+  });
+
+  it('missing backup', async () => {
+    await expect(restore('00000000-0000-4000-8000-000000000000')).rejects.toThrow(/backup 00000000-0000-4000-8000-000000000000 not found/);
+    await expectNothingLeft();
+  });
+
+  it('expired backup says when it expired', async () => {
+    const { PutObjectCommand } = await import('@aws-sdk/client-s3');
+    const old = '11111111-1111-4111-8111-111111111111';
+    const client = await createS3Client(bucket);
+    const createdAt = '2020-01-01T00:00:00.000Z';
+    await client.send(
+      new PutObjectCommand({
+        Bucket: s3.bucket,
+        Key: `backups/${old}/meta.json`,
+        Body: JSON.stringify({ id: old, dir: '/workspace', name: null, sizeBytes: 1, ttl: 60, createdAt }),
+      }),
+    );
+    // Within the 60 s margin counts as expired too.
+    const soon = '22222222-2222-4222-8222-222222222222';
+    await client.send(
+      new PutObjectCommand({
+        Bucket: s3.bucket,
+        Key: `backups/${soon}/meta.json`,
+        Body: JSON.stringify({ id: soon, dir: '/workspace', name: null, sizeBytes: 1, ttl: 30, createdAt: new Date().toISOString() }),
+      }),
+    );
+    client.destroy();
+    await expect(restore(old)).rejects.toThrow(/expired at 2020-01-01T00:01:00.000Z/);
+    await expect(restore(soon)).rejects.toThrow(/within the 60 s safety margin/);
+    await expectNothingLeft();
+  });
+
+  it('missing bucket', async () => {
+    await expect(mountBackup(id, target, { bucket: 'no-such-bucket', endpoint: s3.endpoint, stateDir })).rejects.toThrow(
+      /bucket "no-such-bucket" does not exist/,
+    );
+    await expectNothingLeft();
+  });
+
+  it('wrong credentials: access denied, and the secret is not in the message', async () => {
+    const saved = { key: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+    process.env.AWS_ACCESS_KEY_ID = 'WRONGKEY';
+    process.env.AWS_SECRET_ACCESS_KEY = 'very-secret-value-1234';
+    try {
+      const err = await restore(id).catch((e: Error) => e);
+      expect(err).toBeInstanceOf(BackupError);
+      expect((err as Error).message).toMatch(/access denied \(InvalidAccessKeyId\)/);
+      expect((err as Error).message).not.toContain('very-secret-value-1234');
+    } finally {
+      process.env.AWS_ACCESS_KEY_ID = saved.key;
+      process.env.AWS_SECRET_ACCESS_KEY = saved.secret;
+    }
+    await expectNothingLeft();
+  });
+
+  it('target dir missing', async () => {
+    await expect(restore(id, join(root, 'nope'))).rejects.toThrow(/target dir .*nope does not exist/);
+    await expectNothingLeft();
+  });
+
+  it('fuse-overlayfs absent from PATH: refused before mounting anything', async () => {
+    const savedPath = process.env.PATH;
+    process.env.PATH = join(root, 'empty-bin');
+    try {
+      await expect(restore(id)).rejects.toThrow(/fuse-overlayfs not found on PATH/);
+    } finally {
+      process.env.PATH = savedPath;
+    }
+    await expectNothingLeft();
+  });
+
+  it('fuse-overlayfs failing after the lower mount: the lower mount is undone', async () => {
+    const bin = join(root, 'fake-bin');
+    await mkdir(bin, { recursive: true });
+    await writeFile(join(bin, 'fuse-overlayfs'), '#!/bin/sh\necho "fuse-overlayfs: simulated failure" >&2\nexit 1\n');
+    await chmod(join(bin, 'fuse-overlayfs'), 0o755);
+    const savedPath = process.env.PATH;
+    process.env.PATH = `${bin}:${savedPath}`;
+    try {
+      await expect(restore(id)).rejects.toThrow(/simulated failure.*restore undone, nothing left mounted/);
+    } finally {
+      process.env.PATH = savedPath;
+    }
+    await expectNothingLeft();
+  });
+
+  it('a lower mount that fails (missing archive) is reported and undone', async () => {
+    const { DeleteObjectCommand, PutObjectCommand } = await import('@aws-sdk/client-s3');
+    const noData = '33333333-3333-4333-8333-333333333333';
+    const client = await createS3Client(bucket);
+    await client.send(
+      new PutObjectCommand({
+        Bucket: s3.bucket,
+        Key: `backups/${noData}/meta.json`,
+        Body: JSON.stringify({ id: noData, dir: '/workspace', name: null, sizeBytes: 1, ttl: 3600, createdAt: new Date().toISOString() }),
+      }),
+    );
+    await client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: `backups/${noData}/data.sqsh` }));
+    client.destroy();
+    await expect(restore(noData)).rejects.toThrow(/lower mount of s3:\/\/.*data.sqsh failed/);
+    await expectNothingLeft();
+  });
+
+  it('only the state dir and the target are touched; the state dir is private', async () => {
+    const before = (await readdir(root)).sort();
+    const r = await restore(id);
+    expect((await readdir(root)).sort()).toEqual([...new Set([...before, 'state'])].sort());
+    expect((await stat(stateDir)).mode & 0o777).toBe(0o700);
+    expect(r.record.base.startsWith(`${stateDir}/`)).toBe(true);
+    await teardownRestore(target, { stateDir });
+    expect((await readdir(root)).sort()).toEqual([...new Set([...before, 'state'])].sort());
+    await expectNothingLeft();
+  });
+});
