@@ -1,6 +1,7 @@
 import { rename, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { describeError } from '../util/log.js';
+import { FAILURE_PREFIX } from './lower.js';
 
 /**
  * The process that serves a restore's lower mount: `node lower-daemon.js --source S --mountpoint M
@@ -62,7 +63,7 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (e: unknown) => {
-    process.stderr.write(`lower mount failed: ${describeError(e)}\n`);
+    process.stderr.write(`${FAILURE_PREFIX}${describeError(e)}\n`);
     process.exit(1);
   },
 );

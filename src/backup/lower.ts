@@ -24,6 +24,9 @@ export interface LowerMountRequest {
 }
 
 /** Builds the argv of the process that serves the lower mount in the foreground. */
+/** What lower-daemon.ts prints before its error, so the cause can be told from other log lines. */
+export const FAILURE_PREFIX = 'lower mount failed: ';
+
 export type LowerCommand = (req: LowerMountRequest) => string[];
 
 /**
@@ -54,16 +57,19 @@ export function parseSize(text: string): number {
 
 /** Our own FUSE mount (src/fs) in a lower-daemon process; it publishes stats to `statsFile`. */
 export const ourMountCommand: LowerCommand = (req) => {
-  const argv = [process.execPath, daemonScript(), '--source', req.source, '--mountpoint', req.mountpoint];
+  const argv = [process.execPath, '--disable-warning=NodeVersionSupportWarning', daemonScript(), '--source', req.source, '--mountpoint', req.mountpoint];
   if (req.statsFile) argv.push('--stats', req.statsFile);
   if (req.cacheSize) argv.push('--cache-bytes', String(parseSize(req.cacheSize)));
   argv.push(...req.flags);
   return argv;
 };
 
-function tail(file: string, lines = 5): string {
+/** The process's own failure line when it wrote one, else the last lines of its log. */
+function failureFrom(file: string, lines = 3): string {
   try {
-    return readFileSync(file, 'utf8').trim().split('\n').slice(-lines).join(' / ');
+    const all = readFileSync(file, 'utf8').trim().split('\n');
+    const own = all.filter((l) => l.startsWith(FAILURE_PREFIX)).pop();
+    return own ? own.slice(FAILURE_PREFIX.length) : all.slice(-lines).join(' / ');
   } catch {
     return '';
   }
@@ -91,7 +97,7 @@ export async function startLowerMount(req: LowerMountRequest, command: LowerComm
   const ready = await waitFor(() => exited !== undefined || isMountPoint(req.mountpoint), timeoutMs);
   if (ready && exited === undefined && pid !== undefined) return pid;
   if (exited === undefined && pid !== undefined) await stopProcess(pid, req.mountpoint);
-  const why = tail(req.logFile) || exited || 'no output';
+  const why = failureFrom(req.logFile) || exited || 'no output';
   throw new BackupError(`lower mount of ${req.source} failed: ${ready ? why : `not ready after ${timeoutMs / 1000} s (${why})`}`);
 }
 
