@@ -1,0 +1,665 @@
+import type { ByteSource } from '../squashfs/source.js';
+import { logger } from '../util/log.js';
+import { ChunkLru } from './chunk-lru.js';
+import { FetchScheduler, type FetchPriority, type SchedulerTask } from './fetch-scheduler.js';
+import { PinnedExtents, type Extent } from './pinned-extents.js';
+import { SequentialDetector } from './readahead.js';
+import type { CacheStats, ObjectInfo, RemoteObject, SourceStats } from './types.js';
+
+/**
+ * The chunk cache that makes a remote object fast enough to mount: a `ByteSource` over a
+ * `RemoteObject`.
+ *
+ * - Open is one round trip: `remote.open` fetches the head (superblock) and a suffix of the tail in
+ *   parallel. The tail is pinned; `retain(inode_table_start, len)` then fetches whatever of the
+ *   metadata run is missing in one request and keeps exactly that run pinned. Pinned bytes are never
+ *   evicted and reads of them never go remote. They are bounded by the image's metadata size
+ *   (inode, directory, fragment, export, id and xattr tables; typically 1-3% of an image), which is
+ *   why they are not counted against `cacheBytes`; `maxPinnedBytes` caps them for hostile images.
+ * - Data is fetched in `chunkBytes`-aligned chunks into a byte-bounded LRU. Concurrent readers of a
+ *   chunk share one fetch; the missing chunks of one read coalesce into one GET, bridging a gap of
+ *   already-cached chunks up to `coalesceGapBytes` (a second request costs a round trip and a
+ *   connection slot; re-fetching a few hundred KiB costs a few ms of bandwidth).
+ * - Sequential readers get a growing readahead window (see readahead.ts) fetched as several parallel
+ *   GETs at low priority (see fetch-scheduler.ts).
+ * - Memory held (LRU + bytes reserved by fetches in flight) stays within `cacheBytes`; only a
+ *   foreground fetch may exceed it, by at most its own size, when in-flight reservations fill the budget.
+ * - A failed fetch rejects every reader waiting on it with that error and caches nothing.
+ */
+
+export interface CacheOptions {
+  /** Bytes of data chunks kept in memory (pinned metadata comes on top). Default 256 MiB. */
+  cacheBytes?: number;
+  /** Alignment and unit of caching. Default 256 KiB (see DEFAULTS for why). */
+  chunkBytes?: number;
+  /** Largest readahead window. Default 64 MiB; never more than a quarter of `cacheBytes`. */
+  maxReadaheadBytes?: number;
+  /** First readahead window of a sequential stream. Default 1 MiB. */
+  initialReadaheadBytes?: number;
+  /** Largest single readahead GET; a window is split into parallel GETs of at most this size. Default 8 MiB. */
+  maxReadaheadRequestBytes?: number;
+  /** Concurrent GETs issued by this cache (foreground + readahead). Default 16. */
+  maxConcurrentFetches?: number;
+  /** Of those, at most this many for readahead. Default 4. */
+  maxReadaheadFetches?: number;
+  /** Bytes fetched at open from the start of the object (superblock). Default `chunkBytes`. */
+  headBytes?: number;
+  /** Bytes fetched at open from the end of the object (metadata). Default 1 MiB. */
+  tailBytes?: number;
+  /** A gap of cached chunks up to this size inside one read's misses is re-fetched rather than split. */
+  coalesceGapBytes?: number;
+  /** Upper bound of pinned metadata. Default 1 GiB. */
+  maxPinnedBytes?: number;
+}
+
+export interface ChunkCacheStats extends CacheStats {
+  chunkBytes: number;
+  /** Chunks waited on that another reader's fetch was already bringing. */
+  joins: number;
+  /** Fetches (GETs) issued by the cache, by class, and their bytes. */
+  foregroundFetches: number;
+  readaheadFetches: number;
+  fetchedBytes: number;
+  /** Readahead bytes a reader later used. */
+  readaheadUsedBytes: number;
+  inFlightFetches: number;
+  inFlightBytes: number;
+  queuedFetches: number;
+  /** Largest LRU + in-flight reservation seen (pinned excluded). */
+  peakDataBytes: number;
+  failedFetches: number;
+}
+
+export interface CachedSource extends ByteSource {
+  readonly etag: string | undefined;
+  read(offset: number, length: number): Promise<Uint8Array>;
+  retain(offset: number, length: number): Promise<void>;
+  close(): Promise<void>;
+  stats(): SourceStats & { cache: ChunkCacheStats };
+}
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/**
+ * Why these defaults:
+ * - chunkBytes 256 KiB: a round trip to R2 costs tens of ms while 256 KiB transfers in a few ms, so a
+ *   chunk several times the default 128 KiB squashfs block costs almost nothing extra per miss and
+ *   catches neighbouring blocks and packed small files; 1 MiB chunks quadruple the bytes (and cache
+ *   pollution) of random block reads for little gain. Sequential throughput comes from readahead, not
+ *   from the chunk size. Measured in test/r2/cache.bench.test.ts (see the report).
+ * - tailBytes 1 MiB: holds the whole metadata run of images up to ~30k files, so open + retain is one
+ *   round trip for them; bigger images pay exactly one more GET.
+ * - readahead 1 MiB growing to 64 MiB, 4 parallel GETs of at most 8 MiB: one stream saturates a link
+ *   after a few round trips, while the window never exceeds a quarter of the cache.
+ */
+export const CACHE_DEFAULTS = {
+  cacheBytes: 256 * MiB,
+  chunkBytes: 256 * KiB,
+  maxReadaheadBytes: 64 * MiB,
+  initialReadaheadBytes: 1 * MiB,
+  maxReadaheadRequestBytes: 8 * MiB,
+  maxConcurrentFetches: 16,
+  maxReadaheadFetches: 4,
+  tailBytes: 1 * MiB,
+  maxPinnedBytes: 1024 * MiB,
+  readaheadStreams: 8,
+} as const;
+
+type Resolved = Required<CacheOptions>;
+
+function resolveOptions(options: CacheOptions): Resolved {
+  const chunkBytes = options.chunkBytes ?? CACHE_DEFAULTS.chunkBytes;
+  const r: Resolved = {
+    cacheBytes: options.cacheBytes ?? CACHE_DEFAULTS.cacheBytes,
+    chunkBytes,
+    maxReadaheadBytes: options.maxReadaheadBytes ?? CACHE_DEFAULTS.maxReadaheadBytes,
+    initialReadaheadBytes: options.initialReadaheadBytes ?? CACHE_DEFAULTS.initialReadaheadBytes,
+    maxReadaheadRequestBytes: options.maxReadaheadRequestBytes ?? CACHE_DEFAULTS.maxReadaheadRequestBytes,
+    maxConcurrentFetches: options.maxConcurrentFetches ?? CACHE_DEFAULTS.maxConcurrentFetches,
+    maxReadaheadFetches: options.maxReadaheadFetches ?? CACHE_DEFAULTS.maxReadaheadFetches,
+    headBytes: options.headBytes ?? chunkBytes,
+    tailBytes: options.tailBytes ?? CACHE_DEFAULTS.tailBytes,
+    coalesceGapBytes: options.coalesceGapBytes ?? 2 * chunkBytes,
+    maxPinnedBytes: options.maxPinnedBytes ?? CACHE_DEFAULTS.maxPinnedBytes,
+  };
+  const positive = (name: keyof Resolved, min: number) => {
+    const v = r[name];
+    if (!Number.isSafeInteger(v) || v < min) throw new RangeError(`cache option ${name} must be an integer >= ${min}, got ${v}`);
+  };
+  positive('chunkBytes', 512);
+  if ((chunkBytes & (chunkBytes - 1)) !== 0) throw new RangeError(`cache option chunkBytes must be a power of two, got ${chunkBytes}`);
+  positive('cacheBytes', 2 * chunkBytes);
+  positive('maxReadaheadBytes', 0);
+  positive('initialReadaheadBytes', chunkBytes);
+  positive('maxReadaheadRequestBytes', chunkBytes);
+  positive('maxConcurrentFetches', 1);
+  positive('maxReadaheadFetches', 0);
+  positive('headBytes', 0);
+  positive('tailBytes', 0);
+  positive('coalesceGapBytes', 0);
+  positive('maxPinnedBytes', 0);
+  // Readahead must leave room for foreground reads and never evict what it is about to need.
+  r.maxReadaheadFetches = Math.min(r.maxReadaheadFetches, Math.max(0, r.maxConcurrentFetches - 1));
+  return r;
+}
+
+/** Opens `remote` in one round trip and wraps it in the chunk cache. The source owns `remote` (close closes it). */
+export async function openCachedSource(remote: RemoteObject, options: CacheOptions = {}): Promise<CachedSource> {
+  const opts = resolveOptions(options);
+  const { info, head, tail } = await remote.open(opts.headBytes, opts.tailBytes);
+  if (!Number.isSafeInteger(info.size) || info.size < 0) throw new Error(`${remote.name}: invalid object size ${info.size}`);
+  const headExpected = Math.min(opts.headBytes, info.size);
+  const tailExpected = Math.min(opts.tailBytes, info.size);
+  if (head.length !== headExpected || tail.length !== tailExpected) {
+    throw new Error(
+      `${remote.name}: open returned ${head.length}+${tail.length} bytes, expected ${headExpected}+${tailExpected}`,
+    );
+  }
+  const source = new ChunkCachedSource(remote, info, opts);
+  source.seed(head, tail);
+  return source;
+}
+
+interface Deferred {
+  promise: Promise<Uint8Array>;
+  resolve(bytes: Uint8Array): void;
+  reject(error: unknown): void;
+}
+
+function deferred(): Deferred {
+  let resolve!: (b: Uint8Array) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<Uint8Array>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(() => {}); // a readahead chunk nobody awaited must not be an unhandled rejection
+  return { promise, resolve, reject };
+}
+
+/** One ranged GET covering chunks [first, last], with a waiter per chunk it brings in. */
+class RangeFetch implements SchedulerTask {
+  readonly controller = new AbortController();
+  readonly waiters = new Map<number, Deferred>();
+  readonly offset: number;
+  readonly bytes: number;
+  started = false;
+  /** A reader waits on it (readahead chunks it brings are not counted as prefetched). */
+  awaited: boolean;
+
+  constructor(
+    private readonly owner: ChunkCachedSource,
+    readonly first: number,
+    readonly last: number,
+    public priority: FetchPriority,
+    readonly streamId: number | undefined,
+  ) {
+    this.offset = owner.chunkStart(first);
+    this.bytes = owner.chunkEnd(last) - this.offset;
+    this.awaited = priority === 'foreground';
+  }
+
+  run(): Promise<void> {
+    this.started = true;
+    return this.owner.runFetch(this);
+  }
+
+  skip(reason: Error): void {
+    this.owner.dropFetch(this, reason);
+  }
+
+  wanted(): boolean {
+    return this.awaited || this.streamId === undefined || this.owner.streamAlive(this.streamId);
+  }
+}
+
+class ChunkCachedSource implements CachedSource {
+  readonly name: string;
+  readonly size: number;
+  readonly etag: string | undefined;
+  private readonly log = logger('cache');
+  private readonly lru: ChunkLru;
+  private readonly pinned = new PinnedExtents();
+  /** Spans the reader asked to retain; undefined until the first retain (the tail is pinned until then). */
+  private retainedSpans: Array<[number, number]> | undefined;
+  /** Chunks being fetched; `joined` = a reader waits on it (a readahead chunk that was then used). */
+  private readonly inFlight = new Map<number, { fetch: RangeFetch; waiter: Deferred; joined: boolean }>();
+  private readonly scheduler: FetchScheduler;
+  private readonly detector: SequentialDetector;
+  private readonly chunkShift: number;
+  private reservedBytes = 0;
+  private runningFetches = 0;
+  private closed = false;
+  private readonly counters = {
+    hits: 0,
+    misses: 0,
+    joins: 0,
+    foregroundFetches: 0,
+    readaheadFetches: 0,
+    fetchedBytes: 0,
+    readaheadBytes: 0,
+    peakDataBytes: 0,
+    failedFetches: 0,
+    readaheadJoinedBytes: 0,
+  };
+
+  constructor(
+    private readonly remote: RemoteObject,
+    info: ObjectInfo,
+    private readonly opts: Resolved,
+  ) {
+    this.name = remote.name;
+    this.size = info.size;
+    this.etag = info.etag;
+    this.chunkShift = Math.log2(opts.chunkBytes);
+    this.lru = new ChunkLru(opts.cacheBytes);
+    this.scheduler = new FetchScheduler({
+      maxConcurrent: opts.maxConcurrentFetches,
+      maxReadahead: opts.maxReadaheadFetches,
+      admit: (task) => this.admit(task),
+    });
+    // The window may not exceed a quarter of the cache: prefetched-but-unread bytes stay below 1.5
+    // windows, so readahead can never push out the chunks it fetched before the reader gets to them.
+    const windowCap = Math.floor(Math.min(opts.maxReadaheadBytes, opts.cacheBytes / 4) / opts.chunkBytes) * opts.chunkBytes;
+    this.detector = new SequentialDetector(
+      {
+        initialWindowBytes: Math.min(opts.initialReadaheadBytes, windowCap),
+        maxWindowBytes: windowCap,
+        forwardSlackBytes: Math.min(32 * KiB, opts.chunkBytes),
+        maxStreams: CACHE_DEFAULTS.readaheadStreams,
+        minSequentialReads: 3,
+      },
+      this.size,
+    );
+  }
+
+  chunkStart(index: number): number {
+    return index * this.opts.chunkBytes;
+  }
+
+  chunkEnd(index: number): number {
+    return Math.min((index + 1) * this.opts.chunkBytes, this.size);
+  }
+
+  private chunkOf(offset: number): number {
+    return Math.floor(offset / this.opts.chunkBytes);
+  }
+
+  streamAlive(streamId: number): boolean {
+    return this.detector.isAlive(streamId);
+  }
+
+  /** Head chunks go to the LRU; the tail is pinned until the reader says what to retain. */
+  seed(head: Uint8Array, tail: Uint8Array): void {
+    this.storeWholeChunks(0, head);
+    if (tail.length > 0) this.pinned.replace([{ start: this.size - tail.length, bytes: tail }]);
+  }
+
+  /** Inserts every chunk fully contained in `bytes` (which starts at `offset`) that is not cached yet. */
+  private storeWholeChunks(offset: number, bytes: Uint8Array): void {
+    const end = offset + bytes.length;
+    for (let c = this.chunkOf(offset + this.opts.chunkBytes - 1); this.chunkStart(c) < end; c++) {
+      const cs = this.chunkStart(c);
+      const ce = this.chunkEnd(c);
+      if (cs < offset || ce > end) break;
+      if (this.lru.has(c) || this.inFlight.has(c)) continue;
+      this.lru.makeRoom(ce - cs, this.reservedBytes);
+      this.lru.set(c, bytes.slice(cs - offset, ce - offset), false);
+    }
+    this.notePeak();
+  }
+
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    this.checkRange(offset, length, 'read');
+    const out = Buffer.allocUnsafe(length);
+    if (length === 0) return out;
+    const end = offset + length;
+    const pending: Array<Promise<void>> = [];
+    let pos = offset;
+    let touchedData = false;
+    while (pos < end) {
+      const extent = this.pinned.find(pos);
+      if (extent) {
+        const segEnd = Math.min(end, extent.start + extent.bytes.length);
+        this.pinned.copy(pos, segEnd, out, pos - offset);
+        pos = segEnd;
+        continue;
+      }
+      const segEnd = Math.min(end, this.pinned.nextStartAfter(pos));
+      pending.push(this.readChunks(pos, segEnd, out, offset));
+      touchedData = true;
+      pos = segEnd;
+    }
+    if (touchedData) this.maybeReadahead(offset, length); // metadata walks are not data streams
+    await Promise.all(pending);
+    return out;
+  }
+
+  /** Fills out[start-base, end-base) from chunks: cached, joined in flight, or fetched now. */
+  private async readChunks(start: number, end: number, out: Uint8Array, base: number): Promise<void> {
+    if (end - start > this.opts.cacheBytes / 2) {
+      // Larger than the cache could sensibly hold: one direct GET, not cached.
+      this.counters.misses++;
+      out.set(await this.fetchDirect(start, end - start), start - base);
+      return;
+    }
+    const first = this.chunkOf(start);
+    const last = this.chunkOf(end - 1);
+    const waits: Array<[number, Promise<Uint8Array>]> = [];
+    const missing: number[] = [];
+    for (let c = first; c <= last; c++) {
+      const bytes = this.lru.get(c);
+      if (bytes) {
+        this.counters.hits++;
+        this.copyChunk(c, bytes, start, end, out, base);
+        continue;
+      }
+      let flight = this.inFlight.get(c);
+      if (flight) {
+        this.counters.joins++;
+        if (!flight.fetch.started && flight.fetch.priority === 'readahead') {
+          this.promoteQueued(flight.fetch, last);
+          flight = this.inFlight.get(c)!;
+        }
+        flight.fetch.awaited = true;
+        flight.joined = true;
+        waits.push([c, flight.waiter.promise]);
+        continue;
+      }
+      this.counters.misses++;
+      missing.push(c);
+    }
+    for (const fetch of this.planFetches(missing, 'foreground', undefined)) {
+      for (const [c, w] of fetch.waiters) waits.push([c, w.promise]);
+      this.scheduler.submit(fetch);
+    }
+    for (const [c, promise] of waits) this.copyChunk(c, await promise, start, end, out, base);
+    // Awaiting in order is fine: all fetches were issued before the first await.
+  }
+
+  /**
+   * A reader needs chunks of a readahead fetch that has not started: fetch the part up to `lastNeeded`
+   * now as a foreground request and leave the rest queued as readahead, so the reader does not wait
+   * for a whole multi-MiB readahead GET.
+   */
+  private promoteQueued(fetch: RangeFetch, lastNeeded: number): void {
+    if (!this.scheduler.withdraw(fetch)) return;
+    const splitAt = Math.min(lastNeeded, fetch.last);
+    const parts: Array<[number, number, FetchPriority]> = [[fetch.first, splitAt, 'foreground']];
+    if (splitAt < fetch.last) parts.push([splitAt + 1, fetch.last, 'readahead']);
+    for (const [first, last, priority] of parts) {
+      const part = new RangeFetch(this, first, last, priority, fetch.streamId);
+      for (const [c, waiter] of fetch.waiters) {
+        if (c < first || c > last) continue;
+        part.waiters.set(c, waiter);
+        const entry = this.inFlight.get(c);
+        if (entry) entry.fetch = part;
+      }
+      if (part.waiters.size > 0) this.scheduler.submit(part);
+    }
+  }
+
+  private copyChunk(c: number, bytes: Uint8Array, start: number, end: number, out: Uint8Array, base: number): void {
+    const cs = this.chunkStart(c);
+    const from = Math.max(start, cs);
+    const to = Math.min(end, cs + bytes.length);
+    out.set(bytes.subarray(from - cs, to - cs), from - base);
+  }
+
+  /**
+   * Groups missing chunks into ranged fetches: adjacent ones join, and a gap of cached chunks up to
+   * `coalesceGapBytes` is bridged (re-fetched) rather than paying a second request. Chunks in flight
+   * are never bridged (the bytes are already on their way), nor are pinned ones.
+   */
+  private planFetches(missing: number[], priority: FetchPriority, streamId: number | undefined, maxBytes = Infinity): RangeFetch[] {
+    const fetches: RangeFetch[] = [];
+    const maxGapChunks = Math.floor(this.opts.coalesceGapBytes / this.opts.chunkBytes);
+    const maxChunks = Math.max(1, Math.floor(maxBytes / this.opts.chunkBytes));
+    let i = 0;
+    while (i < missing.length) {
+      const runFirst = missing[i]!;
+      let runLast = runFirst;
+      const chunks = [runFirst];
+      i++;
+      while (i < missing.length) {
+        const next = missing[i]!;
+        const gap = next - runLast - 1;
+        if (next - runFirst + 1 > maxChunks) break;
+        if (gap > 0 && (gap > maxGapChunks || !this.bridgeable(runLast + 1, next - 1))) break;
+        chunks.push(next);
+        runLast = next;
+        i++;
+      }
+      const fetch = new RangeFetch(this, runFirst, runLast, priority, streamId);
+      for (const c of chunks) {
+        const waiter = deferred();
+        fetch.waiters.set(c, waiter);
+        this.inFlight.set(c, { fetch, waiter, joined: false });
+      }
+      fetches.push(fetch);
+    }
+    return fetches;
+  }
+
+  private bridgeable(first: number, last: number): boolean {
+    for (let c = first; c <= last; c++) if (this.inFlight.has(c)) return false;
+    return true;
+  }
+
+  private maybeReadahead(offset: number, length: number): void {
+    const plan = this.detector.observe(offset, length);
+    if (!plan || this.closed) return;
+    const missing: number[] = [];
+    for (let c = this.chunkOf(plan.start); this.chunkStart(c) < plan.end; c++) {
+      if (this.lru.has(c) || this.inFlight.has(c)) continue;
+      const from = Math.max(plan.start, this.chunkStart(c));
+      const to = Math.min(plan.end, this.chunkEnd(c));
+      if (this.pinned.missing(from, to).length === 0) continue;
+      missing.push(c);
+    }
+    // Split the window so it arrives over several connections at once.
+    const pieceBytes = Math.min(
+      this.opts.maxReadaheadRequestBytes,
+      Math.max(this.opts.chunkBytes, Math.ceil(plan.windowBytes / Math.max(1, this.opts.maxReadaheadFetches))),
+    );
+    for (const fetch of this.planFetches(missing, 'readahead', plan.streamId, pieceBytes)) this.scheduler.submit(fetch);
+  }
+
+  /** Reserves memory for a fetch about to start; readahead is refused when it would not fit. */
+  private admit(task: SchedulerTask): boolean {
+    const room = this.lru.makeRoom(task.bytes, this.reservedBytes);
+    if (!room && task.priority === 'readahead') return false;
+    this.reservedBytes += task.bytes;
+    this.notePeak();
+    return true;
+  }
+
+  async runFetch(fetch: RangeFetch): Promise<void> {
+    const prefetchedClass = fetch.priority === 'readahead';
+    if (prefetchedClass) this.counters.readaheadFetches++;
+    else this.counters.foregroundFetches++;
+    this.runningFetches++;
+    try {
+      const data = await this.remote.fetch(fetch.offset, fetch.bytes, fetch.controller.signal);
+      if (data.length !== fetch.bytes) {
+        throw new Error(`${this.name}: fetch [${fetch.offset}, +${fetch.bytes}) returned ${data.length} bytes`);
+      }
+      this.counters.fetchedBytes += data.length;
+      if (prefetchedClass) this.counters.readaheadBytes += data.length;
+      this.reservedBytes -= fetch.bytes;
+      for (const [c, waiter] of fetch.waiters) {
+        const bytes = data.slice(this.chunkStart(c) - fetch.offset, this.chunkEnd(c) - fetch.offset);
+        const joined = this.inFlight.get(c)?.joined ?? false;
+        this.inFlight.delete(c);
+        if (prefetchedClass && joined) this.counters.readaheadJoinedBytes += bytes.length;
+        if (!this.closed) this.lru.set(c, bytes, prefetchedClass && !joined);
+        waiter.resolve(bytes);
+      }
+      this.notePeak();
+    } catch (error) {
+      this.reservedBytes -= fetch.bytes;
+      this.counters.failedFetches++;
+      if (!prefetchedClass || fetch.awaited) this.log.debug(`fetch [${fetch.offset}, +${fetch.bytes}) failed: ${String(error)}`);
+      this.settleFailed(fetch, error);
+    } finally {
+      this.runningFetches--;
+    }
+  }
+
+  dropFetch(fetch: RangeFetch, reason: Error): void {
+    this.settleFailed(fetch, reason);
+  }
+
+  private settleFailed(fetch: RangeFetch, error: unknown): void {
+    for (const [c, waiter] of fetch.waiters) {
+      if (this.inFlight.get(c)?.fetch === fetch) this.inFlight.delete(c);
+      waiter.reject(error);
+    }
+  }
+
+  private async fetchDirect(offset: number, length: number): Promise<Uint8Array> {
+    this.counters.foregroundFetches++;
+    const data = await this.remote.fetch(offset, length);
+    if (data.length !== length) throw new Error(`${this.name}: fetch [${offset}, +${length}) returned ${data.length} bytes`);
+    this.counters.fetchedBytes += length;
+    return data;
+  }
+
+  /**
+   * Keeps [offset, offset+length) resident: whatever of it is neither pinned nor cached is fetched in
+   * one request (from the first missing byte to the last), then the union of retained spans becomes
+   * the pinned set. Tail bytes pinned at open outside every retained span return to the LRU.
+   */
+  async retain(offset: number, length: number): Promise<void> {
+    this.checkRange(offset, length, 'retain');
+    const end = offset + length;
+    if (length === 0) return;
+    const spans = [...(this.retainedSpans ?? []), [offset, end] as [number, number]];
+    const spanBytes = spans.reduce((sum, [s, e]) => sum + (e - s), 0);
+    if (spanBytes > this.opts.maxPinnedBytes) {
+      this.log.warn(`${this.name}: metadata of ${spanBytes} bytes exceeds maxPinnedBytes ${this.opts.maxPinnedBytes}; not pinned`);
+      return;
+    }
+    const gaps = this.pinned.missing(offset, end).flatMap(([s, e]) => this.uncachedParts(s, e));
+    let fetched: Extent | undefined;
+    if (gaps.length > 0) {
+      const from = gaps[0]![0];
+      const to = gaps[gaps.length - 1]![1];
+      fetched = { start: from, bytes: await this.fetchDirect(from, to - from) };
+    }
+    if (this.closed) return;
+    const bytes = Buffer.allocUnsafe(length);
+    let pos = offset;
+    while (pos < end) {
+      if (fetched && pos >= fetched.start && pos < fetched.start + fetched.bytes.length) {
+        const to = Math.min(end, fetched.start + fetched.bytes.length);
+        bytes.set(fetched.bytes.subarray(pos - fetched.start, to - fetched.start), pos - offset);
+        pos = to;
+        continue;
+      }
+      const extent = this.pinned.find(pos);
+      if (extent) {
+        const to = Math.min(end, extent.start + extent.bytes.length, fetched && fetched.start > pos ? fetched.start : Infinity);
+        this.pinned.copy(pos, to, bytes, pos - offset);
+        pos = to;
+        continue;
+      }
+      const c = this.chunkOf(pos);
+      // Evicted while the gap fetch was in flight (rare: heavy data reads during open): fetch it again.
+      const chunk = this.lru.get(c) ?? (await this.fetchDirect(this.chunkStart(c), this.chunkEnd(c) - this.chunkStart(c)));
+      const to = Math.min(end, this.chunkEnd(c));
+      this.copyChunk(c, chunk, pos, to, bytes, offset);
+      pos = to;
+    }
+    const previous = this.pinned.list().slice();
+    const keep: Extent[] = previous.flatMap((e) => this.clipToSpans(e, spans));
+    keep.push({ start: offset, bytes });
+    if (this.retainedSpans === undefined) {
+      // Tail bytes outside the metadata are ordinary data now: hand whole chunks to the LRU.
+      for (const e of previous) for (const part of this.outsideSpans(e, spans)) this.storeWholeChunks(part.start, part.bytes);
+    }
+    this.retainedSpans = spans;
+    this.pinned.replace(keep);
+  }
+
+  /** Parts of [start, end) not held in the LRU, as ranges. */
+  private uncachedParts(start: number, end: number): Array<[number, number]> {
+    const parts: Array<[number, number]> = [];
+    for (let c = this.chunkOf(start); this.chunkStart(c) < end; c++) {
+      if (this.lru.has(c)) continue;
+      const s = Math.max(start, this.chunkStart(c));
+      const e = Math.min(end, this.chunkEnd(c));
+      const last = parts[parts.length - 1];
+      if (last && last[1] === s) last[1] = e;
+      else parts.push([s, e]);
+    }
+    return parts;
+  }
+
+  private clipToSpans(extent: Extent, spans: Array<[number, number]>): Extent[] {
+    const eEnd = extent.start + extent.bytes.length;
+    return spans
+      .map(([s, e]) => [Math.max(s, extent.start), Math.min(e, eEnd)] as const)
+      .filter(([s, e]) => s < e)
+      .map(([s, e]) => ({ start: s, bytes: extent.bytes.subarray(s - extent.start, e - extent.start) }));
+  }
+
+  private outsideSpans(extent: Extent, spans: Array<[number, number]>): Extent[] {
+    const scratch = new PinnedExtents();
+    scratch.replace(spans.map(([s, e]) => ({ start: s, bytes: new Uint8Array(e - s) })));
+    const eEnd = extent.start + extent.bytes.length;
+    return scratch
+      .missing(extent.start, eEnd)
+      .map(([s, e]) => ({ start: s, bytes: extent.bytes.subarray(s - extent.start, e - extent.start) }));
+  }
+
+  private checkRange(offset: number, length: number, what: string): void {
+    if (this.closed) throw new Error(`${this.name}: source is closed`);
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.size) {
+      throw new RangeError(`${this.name}: ${what} [${offset}, +${length}) outside the object (${this.size} bytes)`);
+    }
+  }
+
+  private notePeak(): void {
+    this.counters.peakDataBytes = Math.max(this.counters.peakDataBytes, this.lru.heldBytes + this.reservedBytes);
+  }
+
+  stats(): SourceStats & { cache: ChunkCacheStats } {
+    const pinnedBytes = this.pinned.totalBytes;
+    return {
+      transport: this.remote.stats(),
+      cache: {
+        hits: this.counters.hits,
+        misses: this.counters.misses,
+        cachedBytes: this.lru.heldBytes + pinnedBytes,
+        pinnedBytes,
+        capacityBytes: this.opts.cacheBytes,
+        evictions: this.lru.evictions,
+        readaheadBytes: this.counters.readaheadBytes,
+        chunkBytes: this.opts.chunkBytes,
+        joins: this.counters.joins,
+        foregroundFetches: this.counters.foregroundFetches,
+        readaheadFetches: this.counters.readaheadFetches,
+        fetchedBytes: this.counters.fetchedBytes,
+        readaheadUsedBytes: this.lru.prefetchedBytesUsed + this.counters.readaheadJoinedBytes,
+        inFlightFetches: this.runningFetches,
+        inFlightBytes: this.reservedBytes,
+        queuedFetches: this.scheduler.queued,
+        peakDataBytes: this.counters.peakDataBytes,
+        failedFetches: this.counters.failedFetches,
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const reason = new Error(`${this.name}: source is closed`);
+    this.scheduler.close(reason);
+    for (const { fetch } of this.inFlight.values()) fetch.controller.abort(reason);
+    this.lru.clear();
+    this.pinned.clear();
+    await this.remote.close();
+  }
+}

@@ -1,0 +1,139 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openCachedSource } from '../../src/r2/cache.js';
+import { FileObject } from '../../src/r2/file-object.js';
+import { SequentialDetector } from '../../src/r2/readahead.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+describe('SequentialDetector', () => {
+  const options = { initialWindowBytes: 1 * MiB, maxWindowBytes: 64 * MiB, forwardSlackBytes: 32 * KiB, maxStreams: 8, minSequentialReads: 3 };
+
+  it('grows the window 1 -> 2 -> 4 -> ... -> 64 MiB for a sequential reader and keeps it there', () => {
+    const d = new SequentialDetector(options, 1 << 30);
+    const windows: number[] = [];
+    for (let at = 0; at < 400 * MiB; at += 128 * KiB) {
+      const plan = d.observe(at, 128 * KiB);
+      if (plan) windows.push(plan.windowBytes / MiB);
+    }
+    expect(windows.slice(0, 8)).toEqual([1, 2, 4, 8, 16, 32, 64, 64]);
+  });
+
+  it('never plans readahead for random reads', () => {
+    const d = new SequentialDetector(options, 1 << 30);
+    let seed = 7;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (let i = 0; i < 10_000; i++) expect(d.observe(Math.floor(rand() * (1 << 30)), 4096)).toBeUndefined();
+  });
+
+  it('tolerates slightly out-of-order blocks and tracks interleaved streams', () => {
+    const d = new SequentialDetector(options, 1 << 30);
+    const a = 0;
+    const b = 500 * MiB;
+    const plans = [];
+    for (let i = 0; i < 6; i++) {
+      plans.push(d.observe(a + i * 64 * KiB, 64 * KiB));
+      plans.push(d.observe(b + i * 64 * KiB + (i % 2 ? 16 * KiB : 0), 48 * KiB)); // small holes
+    }
+    const streams = new Set(plans.filter((p) => p).map((p) => p!.streamId));
+    expect(streams.size).toBe(2);
+  });
+
+  it('plans nothing past the end of the object', () => {
+    const d = new SequentialDetector(options, 300 * KiB);
+    const plans = [0, 1, 2, 3, 4].map((i) => d.observe(i * 50 * KiB, 50 * KiB));
+    for (const p of plans) if (p) expect(p.end).toBeLessThanOrEqual(300 * KiB);
+  });
+});
+
+describe('readahead through the cache', () => {
+  let dir: string;
+  let path: string;
+  let data: Buffer;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'readahead-test-'));
+    path = join(dir, 'object.bin');
+    data = randomBytes(72 * MiB);
+    await writeFile(path, data);
+  });
+
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const same = (bytes: Uint8Array, at: number) =>
+    Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).equals(data.subarray(at, at + bytes.length));
+
+  it('a sequential read of 64 MiB issues growing parallel GETs, far fewer than its chunks', async () => {
+    const remote = await FileObject.open(path, { latencyMs: 5, bytesPerSecond: 1000 * MiB });
+    const source = await openCachedSource(remote, { tailBytes: 64 * KiB });
+    remote.resetRequests();
+    const start = 4 * MiB;
+    const blocks = (64 * MiB) / (128 * KiB);
+    for (let i = 0; i < blocks; i++) {
+      const at = start + i * 128 * KiB;
+      expect(same(await source.read(at, 128 * KiB), at)).toBe(true);
+    }
+    const gets = remote.requests.filter((r) => r.kind === 'fetch');
+    const chunks = (64 * MiB) / (256 * KiB);
+    expect(gets.length).toBeLessThan(chunks / 5);
+    expect(remote.maxConcurrent).toBeGreaterThanOrEqual(3);
+    // Requests grow: the largest late GET is many times the first one.
+    expect(Math.max(...gets.map((g) => g.length))).toBeGreaterThanOrEqual(8 * MiB);
+    expect(gets[0]!.length).toBeLessThanOrEqual(256 * KiB);
+    const stats = source.stats().cache;
+    expect(stats.readaheadBytes).toBeGreaterThan(48 * MiB);
+    // Prefetched data was used: nearly all of the 64 MiB came from readahead.
+    expect(stats.readaheadUsedBytes).toBeGreaterThan(60 * MiB);
+    expect(stats.misses).toBeLessThan(10);
+    console.log(
+      `sequential 64 MiB: ${gets.length} GETs for ${chunks} chunks, max ${remote.maxConcurrent} in parallel, ` +
+        `sizes ${gets.map((g) => g.length / KiB).join(',')} KiB; readahead ${stats.readaheadBytes / MiB} MiB, used ${(stats.readaheadUsedBytes / MiB).toFixed(1)} MiB`,
+    );
+    await source.close();
+  });
+
+  it('a small cache caps the window and readahead does not evict what the reader is about to use', async () => {
+    const remote = await FileObject.open(path, { latencyMs: 2 });
+    const cacheBytes = 8 * MiB;
+    const source = await openCachedSource(remote, { cacheBytes, tailBytes: 0 });
+    remote.resetRequests();
+    for (let at = 0; at < 40 * MiB; at += 128 * KiB) expect(same(await source.read(at, 128 * KiB), at)).toBe(true);
+    const gets = remote.requests.filter((r) => r.kind === 'fetch');
+    expect(Math.max(...gets.map((g) => g.length))).toBeLessThanOrEqual(cacheBytes / 4);
+    const stats = source.stats().cache;
+    expect(stats.misses).toBeLessThan(5); // the reader found its chunks: none evicted before use
+    expect(stats.readaheadBytes - stats.readaheadUsedBytes).toBeLessThanOrEqual(cacheBytes / 2);
+    expect(stats.peakDataBytes).toBeLessThanOrEqual(cacheBytes);
+    await source.close();
+  });
+
+  it('readahead never starves a foreground read', async () => {
+    // Slow, large readahead GETs; two connection slots beyond readahead's budget (the sequential reader
+    // may hold one).
+    const remote = await FileObject.open(path, { latencyMs: 20, bytesPerSecond: 100 * MiB });
+    const source = await openCachedSource(remote, { tailBytes: 0, maxConcurrentFetches: 6, maxReadaheadFetches: 4 });
+    const sequential = (async () => {
+      for (let at = 0; at < 48 * MiB; at += 128 * KiB) await source.read(at, 128 * KiB);
+    })();
+    const latencies: number[] = [];
+    await new Promise((r) => setTimeout(r, 150)); // let the window grow and the readahead queue fill
+    for (let i = 0; i < 5; i++) {
+      const at = 60 * MiB + i * MiB + 12345;
+      const t0 = performance.now();
+      expect(same(await source.read(at, 4096), at)).toBe(true);
+      latencies.push(performance.now() - t0);
+    }
+    const queuedMeanwhile = source.stats().cache.readaheadFetches;
+    await sequential;
+    // One round trip (20 ms) plus transfer (2.5 ms) and scheduling slack, never a wait behind 8 MiB GETs.
+    expect(Math.max(...latencies)).toBeLessThan(60);
+    expect(queuedMeanwhile).toBeGreaterThan(4);
+    await source.close();
+  });
+});
