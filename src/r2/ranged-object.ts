@@ -91,7 +91,7 @@ export class RangedObject implements RemoteObject {
     // Some servers (s3rver) answer `bytes=0-0` with the whole object: never ask for a single byte.
     const headAsk = Math.max(2, headBytes);
     const headP = this.retrying({ kind: 'span', start: 0, end: headAsk - 1 });
-    const tailP = tailBytes > 0 ? this.retrying({ kind: 'suffix', length: tailBytes }) : undefined;
+    const tailP = tailBytes > 0 ? this.retrying({ kind: 'suffix', length: tailBytes }, undefined, true) : undefined;
     const [head, tail] = await Promise.allSettled([headP, tailP ?? Promise.resolve(undefined)]);
     if (head.status === 'rejected') throw head.reason;
     const first = head.value;
@@ -166,7 +166,8 @@ export class RangedObject implements RemoteObject {
     }
   }
 
-  private async retrying(range: ByteRange, signal?: AbortSignal): Promise<Exchange> {
+  /** `probe`: a wrong-shaped answer is expected from some servers and handled by the caller (not a failure). */
+  private async retrying(range: ByteRange, signal?: AbortSignal, probe = false): Promise<Exchange> {
     const asked = describeRange(range);
     try {
       return await withRetry(this.policy, (ctx) => this.attempt(range, ctx, signal), {
@@ -187,8 +188,9 @@ export class RangedObject implements RemoteObject {
         },
       });
     } catch (e) {
+      if (probe && isRangeFault(e)) throw e;
       this.counters.failures++;
-      if (log.enabled('warn') && !isRangeFault(e)) log.warn(`${asked} failed: ${(e as Error).message}`);
+      if (log.enabled('warn')) log.warn(`${asked} failed: ${(e as Error).message}`);
       throw e;
     }
   }
