@@ -183,7 +183,7 @@ export class RangedObject implements RemoteObject {
           const l = last as SourceError;
           return new SourceError(
             `gave up after ${attempts} attempts in ${elapsed} ms (limit ${this.policy.maxAttempts} attempts, ${this.policy.totalTimeoutMs} ms): ${l.message}`,
-            { object: this.name, code: 'RetriesExhausted', status: l.status, attempts, cause: last },
+            { object: this.name, code: 'RetriesExhausted', status: l.status, range: l.range, attempts, cause: last },
           );
         },
       });
