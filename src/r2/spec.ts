@@ -58,7 +58,7 @@ export interface SpecOptions {
   env?: Record<string, string | undefined>;
 }
 
-const BUCKET = /^[a-z0-9][a-z0-9.\-_]{1,62}$/;
+const BUCKET = /^[a-z0-9][a-z0-9.\-_]{0,62}$/;
 const ACCOUNT_ID = /^[A-Za-z0-9-]{1,64}$/;
 
 export function parseSourceSpec(spec: string, options: SpecOptions = {}): SourceSpec {
