@@ -36,3 +36,11 @@ export function bucketOptionsFrom(v: Record<string, unknown>): Partial<BucketOpt
 export function usageError(e: unknown, usage: string): never {
   throw new BackupInputError(`${(e as Error).message}\n\n${usage}`);
 }
+
+/**
+ * The AWS SDK prints an eight-line Node-version notice on first use; in a CLI whose stdout/stderr
+ * are read by people and scripts it is noise. An explicit setting in the environment still wins.
+ */
+export function quietSdkNotice(): void {
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+}

@@ -26,12 +26,18 @@ async function main(): Promise<number> {
     },
   });
   if (!v.source || !v.mountpoint) throw new Error('--source and --mountpoint are required');
+  const started = performance.now();
   const { mount } = await import('../fs/index.js');
+  const imported = performance.now();
   const handle = await mount(v.source, v.mountpoint, {
     cacheBytes: v['cache-bytes'] ? Number(v['cache-bytes']) : undefined,
     source: { endpoint: v.endpoint, accountId: v['account-id'], pathStyle: v['path-style'], region: v.region },
   });
-  process.stderr.write(`${new Date().toISOString()} lower mount ready: ${v.source} on ${v.mountpoint}\n`);
+  const ready = performance.now();
+  const ms = (a: number, b: number) => `${Math.round(b - a)} ms`;
+  process.stderr.write(
+    `${new Date().toISOString()} lower mount ready: ${v.source} on ${v.mountpoint} (process start ${Math.round(started)} ms, import ${ms(started, imported)}, mount ${ms(imported, ready)})\n`,
+  );
 
   const statsFile = v.stats;
   const publish = async (): Promise<void> => {

@@ -57,7 +57,7 @@ export function parseSize(text: string): number {
 
 /** Our own FUSE mount (src/fs) in a lower-daemon process; it publishes stats to `statsFile`. */
 export const ourMountCommand: LowerCommand = (req) => {
-  const argv = [process.execPath, '--disable-warning=NodeVersionSupportWarning', daemonScript(), '--source', req.source, '--mountpoint', req.mountpoint];
+  const argv = [process.execPath, daemonScript(), '--source', req.source, '--mountpoint', req.mountpoint];
   if (req.statsFile) argv.push('--stats', req.statsFile);
   if (req.cacheSize) argv.push('--cache-bytes', String(parseSize(req.cacheSize)));
   argv.push(...req.flags);
@@ -82,7 +82,9 @@ export async function startLowerMount(req: LowerMountRequest, command: LowerComm
   let exited: string | undefined;
   let pid: number | undefined;
   try {
-    const child = spawn(argv[0], argv.slice(1), { detached: true, stdio: ['ignore', log, log], env: process.env });
+    // The SDK's Node-version notice would otherwise be the first thing in every restore's log.
+    const env = { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env };
+    const child = spawn(argv[0], argv.slice(1), { detached: true, stdio: ['ignore', log, log], env });
     pid = child.pid;
     child.on('error', (e) => {
       exited = e.message;

@@ -18,7 +18,8 @@ describe('mount-backup failures leave nothing behind', () => {
   let bucket: { bucket: string; endpoint: string };
 
   beforeAll(async () => {
-    s3 = await startTestS3();
+    // R2 mode: SigV4 is verified, so a wrong secret is refused like R2 would.
+    s3 = await startTestS3('r2');
     bucket = { bucket: s3.bucket, endpoint: s3.endpoint };
     root = await tempRoot('err');
     target = join(root, 'target');
@@ -33,6 +34,7 @@ describe('mount-backup failures leave nothing behind', () => {
 
   afterAll(async () => {
     await teardownRestore(target, { stateDir, discardWrites: true }).catch(() => undefined);
+    expect(mountsUnder(root)).toEqual([]);
     await rm(root, { recursive: true, force: true });
     await s3?.close();
   });
@@ -47,7 +49,10 @@ describe('mount-backup failures leave nothing behind', () => {
   const restore = (backupId: string, dir = target, extra: Record<string, unknown> = {}) =>
     mountBackup(backupId, dir, { ...bucket, stateDir, ...extra });
 
-  it('bad id: refused before any request (the endpoint is unreachable)', async () => {
+  it('bad id: refused before any request', async () => {
+    const before = s3.server.requests.length;
+    await expect(restore('0b5e3f0c-6d1a-4c53-9a55-3f0e6c1d2b7')).rejects.toThrow(/invalid backup id/);
+    expect(s3.server.requests.length).toBe(before);
     await expect(mountBackup('not-a-uuid', target, { bucket: 'b-test', endpoint: 'http://127.0.0.1:1', stateDir })).rejects.toThrow(
       BackupInputError,
     );
@@ -96,14 +101,17 @@ describe('mount-backup failures leave nothing behind', () => {
     await expectNothingLeft();
   });
 
-  it('wrong credentials: access denied, and the secret is not in the message', async () => {
+  it.each([
+    ['unknown key', 'WRONGKEY', /access denied \(InvalidAccessKeyId\)/],
+    ['wrong secret', 'S3RVER', /access denied \(SignatureDoesNotMatch\)/],
+  ])('wrong credentials (%s): access denied, and the secret is not in the message', async (_, key, expected) => {
     const saved = { key: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
-    process.env.AWS_ACCESS_KEY_ID = 'WRONGKEY';
+    process.env.AWS_ACCESS_KEY_ID = key;
     process.env.AWS_SECRET_ACCESS_KEY = 'very-secret-value-1234';
     try {
       const err = await restore(id).catch((e: Error) => e);
       expect(err).toBeInstanceOf(BackupError);
-      expect((err as Error).message).toMatch(/access denied \(InvalidAccessKeyId\)/);
+      expect((err as Error).message).toMatch(expected);
       expect((err as Error).message).not.toContain('very-secret-value-1234');
     } finally {
       process.env.AWS_ACCESS_KEY_ID = saved.key;

@@ -1,35 +1,25 @@
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile, symlink, link, chmod } from 'node:fs/promises';
+import { mkdir, mkdtemp, writeFile, symlink, link, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createRequire } from 'node:module';
 import { readMounts } from '../../src/backup/mounts.js';
+import { type S3ServerMode, type S3TestServer, startS3Server } from '../../src/testing/s3-server.js';
 
-/** A bucket on a private s3rver bound to 127.0.0.1:0 (until src/testing/s3-server.ts lands). */
+/** A bucket on the project's S3 test server (s3rver on 127.0.0.1:0; 'r2' mode verifies SigV4 like R2). */
 export interface TestS3 {
   endpoint: string;
   bucket: string;
   dataDir: string;
+  server: S3TestServer;
   close(): Promise<void>;
 }
 
-export async function startTestS3(bucket = 'backups-test'): Promise<TestS3> {
-  const require = createRequire(import.meta.url);
-  const S3rver = require('s3rver');
-  const dataDir = await mkdtemp(join(tmpdir(), 'backup-s3-'));
-  const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: dataDir, configureBuckets: [{ name: bucket }] });
-  const addr = (await server.run()) as { port: number };
-  process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
-  process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
-  return {
-    endpoint: `http://127.0.0.1:${addr.port}`,
-    bucket,
-    dataDir,
-    async close() {
-      await server.close();
-      await rm(dataDir, { recursive: true, force: true });
-    },
-  };
+export async function startTestS3(mode: S3ServerMode = 's3rver', bucket = 'backups-test'): Promise<TestS3> {
+  const server = await startS3Server({ mode, buckets: [bucket] });
+  process.env.AWS_ACCESS_KEY_ID = server.accessKeyId;
+  process.env.AWS_SECRET_ACCESS_KEY = server.secretAccessKey;
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+  return { endpoint: server.endpoint, bucket, dataDir: server.directory, server, close: () => server.close() };
 }
 
 /** A small tree with what a sandbox dir holds: text, binary, empty, nested dirs, symlinks, a hard link, odd modes. */

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBackup } from '../../src/backup/create.js';
 import { isMountPoint } from '../../src/backup/mounts.js';
-import { headObject } from '../../src/backup/remote.js';
+import { fetchMeta, headObject } from '../../src/backup/remote.js';
 import { mountBackup, teardownRestore } from '../../src/backup/restore.js';
 import { createS3Client } from '../../src/backup/s3-client.js';
 import { readRecords } from '../../src/backup/state.js';
@@ -49,8 +49,9 @@ describe.each(['gzip', 'lz4', 'zstd'] as const)('backup lifecycle (%s): create â
     expect(progress.at(-1)).toBe(meta.sizeBytes);
     const client = await createS3Client(bucket);
     const before = await headObject(client, bucket, `backups/${meta.id}/data.sqsh`);
-    const metaText = JSON.parse(await (await import('node:fs/promises')).readFile(join(s3.dataDir, s3.bucket, `backups/${meta.id}/meta.json._S3rver_object`), 'utf8'));
-    expect(Object.keys(metaText).sort()).toEqual(['createdAt', 'dir', 'id', 'name', 'sizeBytes', 'ttl']);
+    const stored = await fetchMeta(client, bucket, 'backups', meta.id);
+    expect(stored).toEqual(meta);
+    expect(Object.keys(stored).sort()).toEqual(['createdAt', 'dir', 'id', 'name', 'sizeBytes', 'ttl']);
 
     const first = await mountBackup(meta.id, target, { ...bucket, stateDir });
     expect(isMountPoint(target)).toBe(true);

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { BUCKET_FLAGS, BUCKET_USAGE, bucketOptionsFrom, usageError } from '../../backup/cli-options.js';
+import { BUCKET_FLAGS, BUCKET_USAGE, bucketOptionsFrom, quietSdkNotice, usageError } from '../../backup/cli-options.js';
 import { createBackup } from '../../backup/create.js';
 import { BackupInputError, type Compression } from '../../backup/layout.js';
 import { resolveBucketOptions } from '../../backup/s3-client.js';
@@ -38,6 +38,7 @@ export async function run(argv: string[]): Promise<number> {
     usageError(e, usage);
   }
   const { values: v, positionals } = parsed;
+  quietSdkNotice();
   if (positionals.length !== 1) throw new BackupInputError(`expected <dir>\n\n${usage}`);
   let ttl: number | undefined;
   if (v.ttl !== undefined) {

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { BUCKET_FLAGS, BUCKET_USAGE, bucketOptionsFrom, usageError } from '../../backup/cli-options.js';
+import { BUCKET_FLAGS, BUCKET_USAGE, bucketOptionsFrom, quietSdkNotice, usageError } from '../../backup/cli-options.js';
 import { BackupInputError } from '../../backup/layout.js';
 import { mountBackup } from '../../backup/restore.js';
 
@@ -36,6 +36,7 @@ export async function run(argv: string[]): Promise<number> {
     usageError(e, usage);
   }
   const { values: v, positionals } = parsed;
+  quietSdkNotice();
   if (positionals.length !== 2) throw new BackupInputError(`expected <backup-id> <dir>\n\n${usage}`);
   const [id, dir] = positionals;
   const say = v.quiet ? () => undefined : (m: string) => process.stderr.write(`mount-backup: ${m}\n`);
