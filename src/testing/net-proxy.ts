@@ -43,7 +43,7 @@ export interface NetFaults {
 }
 
 export interface ProxyRequestRecord {
-  /** ms since the proxy started */
+  /** performance.now() of the proxy's process when the request head reached the server. */
   atMs: number;
   connection: number;
   method: string;
@@ -104,7 +104,6 @@ export async function startProxy(options: ProxyOptions): Promise<NetProxy> {
   validateProfile(profile);
   let faults: ArmedFaults | undefined = arm(options.faults);
   const logLimit = options.logLimit ?? 100_000;
-  const started = performance.now();
   let stats = emptyStats();
   const connections = new Set<Connection>();
   let nextConnectionId = 1;
@@ -121,7 +120,7 @@ export async function startProxy(options: ProxyOptions): Promise<NetProxy> {
       stats.requests++;
       stats.requestsByMethod[rec.method] = (stats.requestsByMethod[rec.method] ?? 0) + 1;
       if (rec.method === 'GET' && rec.range) stats.rangeBytesRequested += closedRangeLength(rec.range);
-      stats.log.push({ ...rec, atMs: performance.now() - started });
+      stats.log.push({ ...rec, atMs: performance.now() });
       if (stats.log.length > logLimit) stats.log.splice(0, stats.log.length - logLimit);
     },
   };
@@ -282,23 +281,23 @@ class Connection {
     const f = this.ctx.faults();
     if (!f || this.faultTriggered) return { deliver: chunk.length };
     const sent = this.down.delivered - this.downAtArm;
-    const limits: [number | undefined, LinkDecision['then']][] = [
+    const limits: [number | undefined, FaultAction][] = [
       [f.resetAfterBytes, 'reset'],
       [f.truncateAfterBytes, 'end'],
       [f.stallAfterBytes, 'stall'],
     ];
-    let best: { at: number; then: LinkDecision['then'] } | undefined;
-    for (const [limit, then] of limits) {
+    let best: { at: number; action: FaultAction } | undefined;
+    for (const [limit, action] of limits) {
       if (limit === undefined || sent + chunk.length < limit) continue;
-      if (!best || limit < best.at) best = { at: limit, then };
+      if (!best || limit < best.at) best = { at: limit, action };
     }
     if (!best) return { deliver: chunk.length };
     this.faultTriggered = true;
     this.ctx.onFaultTriggered();
     const deliver = Math.max(0, best.at - sent);
-    if (best.then === 'reset') return { deliver, then: () => this.reset() };
-    if (best.then === 'end') return { deliver, then: () => this.truncate() };
-    return { deliver, then: () => this.down.stall(f.stallMs) };
+    if (best.action === 'reset') return { deliver, after: () => this.reset() };
+    if (best.action === 'end') return { deliver, after: () => this.truncate() };
+    return { deliver, after: () => this.down.stall(f.stallMs) };
   }
 
   private reset(): void {
@@ -335,11 +334,13 @@ class Connection {
   }
 }
 
+type FaultAction = 'reset' | 'end' | 'stall';
+
 interface LinkDecision {
   /** How many bytes of the chunk to deliver. */
   deliver: number;
   /** What to do right after delivering them. */
-  then?: (() => void) | 'reset' | 'end' | 'stall';
+  after?: () => void;
 }
 
 interface QueuedPiece {
@@ -446,8 +447,8 @@ class DelayedLink {
         this.onDelivered(out.length);
         if (!this.to.write(out)) this.pausedForDrain = true;
       }
-      if (typeof decision.then === 'function') {
-        decision.then();
+      if (typeof decision.after === 'function') {
+        decision.after();
         if (this.stopped || this.stalled) break;
       }
     }

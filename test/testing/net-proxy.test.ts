@@ -46,7 +46,10 @@ async function proxyTo(port: number, opts: Partial<Parameters<typeof startProxy>
 }
 
 /** Connects, optionally writes, collects everything until end/close; reports how it ended. */
-function collect(port: number, write?: Buffer): Promise<{ data: Buffer; ended: 'end' | 'error'; error?: string; firstByteMs: number; totalMs: number }> {
+function collect(
+  port: number,
+  write?: Buffer,
+): Promise<{ data: Buffer; ended: 'end' | 'error'; error?: string; firstByteMs: number; totalMs: number }> {
   return new Promise((resolve) => {
     const t0 = performance.now();
     let firstByteMs = -1;
@@ -159,11 +162,14 @@ describe('net-proxy', () => {
     cleanups.push(() => agent.destroy());
     const send = (method: string, headers: Record<string, string>, body?: Buffer) =>
       new Promise<string>((resolve, reject) => {
-        const req = request({ host: '127.0.0.1', port: proxy.port, method, path: '/b/k', headers, agent }, (res: IncomingMessage) => {
-          const parts: Buffer[] = [];
-          res.on('data', (d) => parts.push(d));
-          res.on('end', () => resolve(Buffer.concat(parts).toString()));
-        });
+        const req = request(
+          { host: '127.0.0.1', port: proxy.port, method, path: '/b/k', headers, agent },
+          (res: IncomingMessage) => {
+            const parts: Buffer[] = [];
+            res.on('data', (d) => parts.push(d));
+            res.on('end', () => resolve(Buffer.concat(parts).toString()));
+          },
+        );
         req.on('error', reject);
         req.end(body);
       });
@@ -219,7 +225,10 @@ describe('net-proxy', () => {
     const port = await blobServer(payload);
     const proxy = await proxyTo(port, { faults: { stallAfterBytes: 0 } });
     const pending = collect(proxy.port);
-    const early = await Promise.race([pending.then(() => 'done'), new Promise((r) => setTimeout(() => r('waiting'), 300))]);
+    const early = await Promise.race([
+      pending.then(() => 'done'),
+      new Promise((r) => setTimeout(() => r('waiting'), 300)),
+    ]);
     expect(early).toBe('waiting');
     proxy.setFaults(undefined);
     const got = await pending;

@@ -1,0 +1,192 @@
+import { MiB, type Profile, type WorkloadId } from './config.js';
+import { find, MILESTONES, type RunResult } from './results.js';
+import type { ImageSpec } from './workloads.js';
+
+/** The text table (stdout and docs) and the goals of issue 6, evaluated from a run's results. */
+
+const PEER_ORDER = ['us', 'us-warm', 'A', 'B', 'C'];
+const RATIOS: [string, string, string][] = [
+  ['us/A', 'us', 'A'],
+  ['us/B', 'us', 'B'],
+  ['us-warm/C', 'us-warm', 'C'],
+];
+
+const sec = (ms: number | undefined) => (ms === undefined || Number.isNaN(ms) ? '-' : (ms / 1000).toFixed(3));
+const ratio = (a: number | undefined, b: number | undefined) =>
+  a === undefined || b === undefined || !b || Number.isNaN(a) || Number.isNaN(b) ? '-' : (a / b).toFixed(2);
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows
+    .map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  '))
+    .join('\n');
+}
+
+export function workloadTitle(w: WorkloadId, image: ImageSpec | undefined): string {
+  const size = image ? `${(image.imageBytes / MiB).toFixed(1)} MiB ${image.compression} image` : '';
+  if (w === 'W1')
+    return `W1 backup (${size}: ${image?.bigFiles.length} big files + ${image?.smallFiles.length} small files)`;
+  if (w === 'W2') return `W2 project tree (${size}: ${image?.smallFiles.length} files, ${image?.entries} entries)`;
+  return `W3 random reads (W1's image, across ${image?.bigFiles[0]})`;
+}
+
+/** One block per (profile, workload): milestones in seconds, then bytes, GETs, RSS. */
+export function formatTables(
+  results: RunResult[],
+  profiles: Profile[],
+  workloads: WorkloadId[],
+  images: Partial<Record<WorkloadId, ImageSpec>>,
+): string {
+  const out: string[] = [];
+  for (const p of profiles) {
+    for (const w of workloads) {
+      const peers = PEER_ORDER.filter((peer) =>
+        results.some((r) => r.profile === p.name && r.workload === w && r.peer === peer),
+      );
+      if (peers.length === 0) continue;
+      const get = (peer: string) => find(results, p, w, peer);
+      const rows: string[][] = [['', ...peers, ...RATIOS.map((r) => r[0])]];
+      for (const m of MILESTONES[w]) {
+        rows.push([
+          `${m.label} (s)`,
+          ...peers.map((peer) => (peer === 'us-warm' && m.key === 'mounted' ? '-' : sec(get(peer)?.milestones[m.key]))),
+          ...RATIOS.map(([, a, b]) =>
+            m.key === 'mounted' && a === 'us-warm' ? '-' : ratio(get(a)?.milestones[m.key], get(b)?.milestones[m.key]),
+          ),
+        ]);
+      }
+      const num = (label: string, f: (r: RunResult) => string) =>
+        rows.push([
+          label,
+          ...peers.map((peer) => {
+            const r = get(peer);
+            return r ? f(r) : '-';
+          }),
+          '',
+          '',
+          '',
+        ]);
+      num('MiB fetched', (r) => (r.bytesDown / MiB).toFixed(1));
+      num('GETs', (r) => String(r.gets));
+      num('connections', (r) => String(r.connections));
+      num('request waves to mount', (r) => (r.peer === 'us-warm' ? '-' : String(r.mountWaves)));
+      num('peak RSS (MiB)', (r) => (r.peakRssBytes / MiB).toFixed(1));
+      const errors = peers
+        .map((peer) => results.find((r) => r.profile === p.name && r.workload === w && r.peer === peer && r.error))
+        .filter(Boolean);
+      out.push(
+        `== ${workloadTitle(w, images[w === 'W3' ? 'W1' : w])}; profile ${p.name} (RTT ${p.rttMs} ms, ${(p.bandwidthBytesPerSec / 1e6).toFixed(0)} MB/s per connection)`,
+      );
+      out.push(table(rows));
+      for (const e of errors) out.push(`!! ${e!.peer}: ${e!.error}`);
+      out.push('');
+    }
+  }
+  out.push('Times are cumulative from the start of mounting; ratios are time ratios (below 1: "us" is faster).');
+  return out.join('\n');
+}
+
+export interface GoalCheck {
+  profile: string;
+  goal: string;
+  met: boolean | undefined;
+  measured: string;
+}
+
+/** Bytes W3 needs: the distinct data blocks its reads fall in (random data is stored uncompressed). */
+export function w3BytesNeeded(offsets: number[], readBytes: number, blockSize: number): number {
+  const blocks = new Set<number>();
+  for (const off of offsets)
+    for (let b = Math.floor(off / blockSize); b <= Math.floor((off + readBytes - 1) / blockSize); b++) blocks.add(b);
+  return blocks.size * blockSize;
+}
+
+export function evaluateGoals(results: RunResult[], profiles: Profile[], w3Needed: number | undefined): GoalCheck[] {
+  const checks: GoalCheck[] = [];
+  for (const p of profiles) {
+    const us1 = find(results, p, 'W1', 'us');
+    const add = (goal: string, met: boolean | undefined, measured: string) =>
+      checks.push({ profile: p.name, goal, met, measured });
+    if (us1) {
+      add(
+        'mount ready within 2 round trips',
+        us1.mountWaves <= 2,
+        `${us1.mountWaves} request waves, ${sec(us1.mountMs)} s (${(us1.mountMs / p.rttMs).toFixed(1)} RTTs of wall time)`,
+      );
+      if (us1.firstFileWaves !== undefined)
+        add(
+          'first small file within 1 more round trip',
+          us1.firstFileWaves <= 1,
+          `${us1.firstFileWaves} request waves, ${sec(us1.milestones.firstFile! - us1.mountMs)} s after mounted`,
+        );
+    }
+    const a1 = find(results, p, 'W1', 'A');
+    const b1 = find(results, p, 'W1', 'B');
+    if (us1 && b1) {
+      const x = b1.milestones.firstFile! / us1.milestones.firstFile!;
+      add(
+        'W1 time to first file >= 10x faster than B',
+        x >= 10,
+        `${x.toFixed(1)}x (${sec(us1.milestones.firstFile)} s vs ${sec(b1.milestones.firstFile)} s)`,
+      );
+      const e = us1.milestones.everything! / b1.milestones.everything!;
+      add(
+        'W1 read everything no slower than B',
+        e <= 1,
+        `us/B = ${e.toFixed(2)} (${sec(us1.milestones.everything)} s vs ${sec(b1.milestones.everything)} s)`,
+      );
+    }
+    if (us1 && a1) {
+      const x = a1.milestones.firstFile! / us1.milestones.firstFile!;
+      add(
+        'W1 time to first file >= 3x faster than A',
+        x >= 3,
+        `${x.toFixed(1)}x (${sec(us1.milestones.firstFile)} s vs ${sec(a1.milestones.firstFile)} s)`,
+      );
+    }
+    const us2 = find(results, p, 'W2', 'us');
+    const a2 = find(results, p, 'W2', 'A');
+    if (us2 && a2) {
+      const x = a2.milestones.readAll! / us2.milestones.readAll!;
+      add(
+        'W2 >= 5x faster than A',
+        x >= 5,
+        `${x.toFixed(1)}x (${sec(us2.milestones.readAll)} s vs ${sec(a2.milestones.readAll)} s)`,
+      );
+    }
+    const us3 = find(results, p, 'W3', 'us');
+    if (us3 && w3Needed) {
+      const x = us3.bytesDown / w3Needed;
+      add(
+        'W3 fetched bytes within 2x of the bytes needed',
+        x <= 2,
+        `${x.toFixed(2)}x (${(us3.bytesDown / MiB).toFixed(2)} MiB fetched incl. mount, ${(w3Needed / MiB).toFixed(2)} MiB of data blocks needed)`,
+      );
+    }
+    for (const w of ['W1', 'W2'] as WorkloadId[]) {
+      const warm = find(results, p, w, 'us-warm');
+      const c = find(results, p, w, 'C');
+      const key = w === 'W1' ? 'everything' : 'readAll';
+      if (warm && c) {
+        // us-warm has no mount time; compare the reading part with C's.
+        const cRead = c.milestones[key]! - c.mountMs;
+        const x = cRead / warm.milestones[key]!;
+        add(
+          `${w} us-warm >= 0.8x C (reading)`,
+          x >= 0.8,
+          `${x.toFixed(2)}x (${sec(warm.milestones[key])} s vs ${sec(cRead)} s)`,
+        );
+      }
+    }
+  }
+  return checks;
+}
+
+export function formatGoals(checks: GoalCheck[]): string {
+  const rows = [
+    ['profile', 'goal', 'met', 'measured'],
+    ...checks.map((c) => [c.profile, c.goal, c.met === undefined ? '?' : c.met ? 'yes' : 'NO', c.measured]),
+  ];
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => (i === 3 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
+}
