@@ -1,0 +1,162 @@
+import { stat } from 'node:fs/promises';
+import type { SourceStats } from '../r2/types.js';
+import type { ByteSource } from '../squashfs/source.js';
+import type { SquashfsReader } from '../squashfs/types.js';
+import { describeError, logger } from '../util/log.js';
+import { fuseOptions } from './fuse-options.js';
+import { MountError, checkMountpoint, connectionProbe } from './mountpoint.js';
+import { createSession } from './native.js';
+import { openByteSource, openReader, type SourceOptions } from './open-image.js';
+import { createOperations, type OperationStats } from './operations.js';
+import { type UnmountOptions, unmountFuse } from './unmount.js';
+
+export { MountError, checkMountpoint, isMountpoint } from './mountpoint.js';
+export { unmountFuse, type UnmountOptions, type UnmountResult } from './unmount.js';
+export type { SourceOptions } from './open-image.js';
+
+const log = logger('mount');
+
+export interface MountOptions {
+  /** Bytes of decoded blocks the reader keeps (and of remote chunks the source keeps). */
+  cacheBytes?: number;
+  /** Options for s3://, r2:// and http(s):// sources. */
+  source?: Omit<SourceOptions, 'cacheBytes'>;
+  allowOther?: boolean;
+  /** Let fusermount remove the mount if this process dies, even by SIGKILL (default true). */
+  autoUnmount?: boolean;
+  /** Seconds the kernel caches entries and attributes (default one day: the image is immutable). */
+  cacheTimeoutSeconds?: number;
+  /** A request still unanswered after this long fails with ETIMEDOUT (default 120 s). */
+  operationTimeoutMs?: number;
+  /** Paths whose inodes are kept resolved (default 65536). */
+  pathCacheEntries?: number;
+}
+
+export interface MountStats {
+  fuse: OperationStats;
+  reader?: unknown;
+  source?: SourceStats;
+}
+
+export interface MountHandle {
+  /** Absolute path of the mount. */
+  readonly mountpoint: string;
+  readonly reader: SquashfsReader;
+  /** Resolves once the kernel connection is gone and the reader and source are closed. */
+  readonly closed: Promise<void>;
+  /** Unmounts (see unmountFuse) and waits until serving has stopped (a lazy unmount waits for open files). */
+  unmount(options?: UnmountOptions): Promise<void>;
+  stats(): MountStats;
+}
+
+/** How often the connection is checked, to notice an unmount done by someone else (fusermount -u). */
+const CONNECTION_POLL_MS = 250;
+const DEFAULT_OPERATION_TIMEOUT_MS = 120_000;
+
+/**
+ * Mounts an image read-only. Resolves once the kernel answers stat on the mountpoint with the
+ * image's root; rejects with the cause otherwise (nothing stays mounted or open).
+ */
+export async function mount(source: string | ByteSource, mountpoint: string, options: MountOptions = {}): Promise<MountHandle> {
+  const target = await checkMountpoint(mountpoint);
+  const bytes = typeof source === 'string' ? await openByteSource(source, { ...options.source, cacheBytes: options.cacheBytes }) : source;
+  const ownsSource = typeof source === 'string';
+  const closeSource = async (): Promise<void> => {
+    if (ownsSource) await bytes.close?.().catch((e) => log.warn(`closing the source: ${describeError(e)}`));
+  };
+  let reader: SquashfsReader;
+  try {
+    reader = await openReader(bytes, { cacheBytes: options.cacheBytes });
+  } catch (e) {
+    await closeSource();
+    throw e;
+  }
+  return serve(reader, target, options, {
+    name: bytes.name,
+    sourceStats: () => (bytes as { stats?: () => SourceStats }).stats?.(),
+    onClosed: closeSource,
+  });
+}
+
+/** Mounts a reader that is already open (it is closed on unmount). */
+export async function mountReader(reader: SquashfsReader, mountpoint: string, options: MountOptions & { name?: string } = {}): Promise<MountHandle> {
+  return serve(reader, await checkMountpoint(mountpoint), options, { name: options.name ?? 'squashfs-r2' });
+}
+
+interface ServeContext {
+  name: string;
+  sourceStats?: () => SourceStats | undefined;
+  /** Runs after the reader is closed (closes a source the mount opened). */
+  onClosed?: () => Promise<void>;
+}
+
+async function serve(reader: SquashfsReader, target: string, options: MountOptions, context: ServeContext): Promise<MountHandle> {
+  try {
+    const root = await reader.root();
+    const operations = createOperations(reader, { pathCacheEntries: options.pathCacheEntries });
+    const session = createSession(target, operations.handlers, {
+      options: fuseOptions({ allowOther: options.allowOther, autoUnmount: options.autoUnmount, fsname: context.name }),
+      timeoutMs: options.operationTimeoutMs ?? DEFAULT_OPERATION_TIMEOUT_MS,
+    });
+    await new Promise<void>((done, fail) => {
+      session.mount((error) => (error ? fail(new MountError(`cannot mount on ${target}: ${error.message}`, { cause: error })) : done()));
+    });
+    const alive = await verifyMounted(target, root.stat.ino, () => unmountFuse(target, { lazy: true }).then(() => undefined));
+
+    let resolveClosed!: () => void;
+    const closed = new Promise<void>((r) => {
+      resolveClosed = r;
+    });
+    let finished = false;
+    const finish = async (): Promise<void> => {
+      if (finished) return;
+      finished = true;
+      clearInterval(poll);
+      session.release();
+      await reader.close().catch((e) => log.warn(`closing the reader: ${describeError(e)}`));
+      await context.onClosed?.();
+      log.info(`${target}: unmounted`);
+      resolveClosed();
+    };
+    const poll = setInterval(() => {
+      if (!alive()) void finish();
+    }, CONNECTION_POLL_MS);
+
+    log.info(`${target}: mounted ${context.name}`);
+    return {
+      mountpoint: target,
+      reader,
+      closed,
+      async unmount(unmountOptions?: UnmountOptions) {
+        if (!finished) await unmountFuse(target, unmountOptions);
+        // A plain unmount ends the connection at once; a lazy one when the last open file closes.
+        if (!alive()) await finish();
+        await closed;
+      },
+      stats: () => ({
+        fuse: operations.stats(),
+        reader: (reader as { stats?: () => unknown }).stats?.(),
+        source: context.sourceStats?.(),
+      }),
+    };
+  } catch (e) {
+    await reader.close().catch(() => undefined);
+    await context.onClosed?.();
+    throw e;
+  }
+}
+
+/**
+ * Proves the mount serves: stat through the kernel must return the image's root inode number.
+ * Returns the connection probe; on failure the half-made mount is removed before rejecting.
+ */
+async function verifyMounted(target: string, rootIno: number, undo: () => Promise<void>): Promise<() => boolean> {
+  try {
+    const st = await stat(target);
+    if (st.ino !== rootIno) throw new MountError(`${target} answers with inode ${st.ino}, not the image root ${rootIno}`);
+    return await connectionProbe(target);
+  } catch (e) {
+    await undo().catch(() => undefined);
+    throw e instanceof MountError ? e : new MountError(`${target} did not come up: ${describeError(e)}`, { cause: e });
+  }
+}

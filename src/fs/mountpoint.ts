@@ -1,0 +1,79 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+
+/** A mount failure a person can act on; the CLI prints the message and exits non-zero. */
+export class MountError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'MountError';
+  }
+}
+
+/** Mount points from /proc/self/mountinfo (field 5, octal escapes decoded), with their fs type. */
+export function mountTable(): { mountpoint: string; fstype: string }[] {
+  let text: string;
+  try {
+    text = readFileSync('/proc/self/mountinfo', 'utf8');
+  } catch {
+    return [];
+  }
+  const rows: { mountpoint: string; fstype: string }[] = [];
+  for (const line of text.split('\n')) {
+    const fields = line.split(' ');
+    const dash = fields.indexOf('-');
+    if (fields.length < 5 || dash < 0) continue;
+    rows.push({ mountpoint: unescapeMountinfo(fields[4] as string), fstype: fields[dash + 1] ?? '' });
+  }
+  return rows;
+}
+
+function unescapeMountinfo(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)));
+}
+
+export function isMountpoint(path: string): boolean {
+  const abs = resolve(path);
+  return mountTable().some((m) => m.mountpoint === abs);
+}
+
+/**
+ * Refuses a mountpoint that is missing, not a directory, already a mount, or a dead FUSE mount
+ * (whose process died without unmounting: stat fails with ENOTCONN).
+ */
+export async function checkMountpoint(path: string): Promise<string> {
+  const abs = resolve(path);
+  try {
+    const st = await stat(abs);
+    if (!st.isDirectory()) throw new MountError(`mountpoint ${abs} is not a directory`);
+  } catch (e) {
+    if (e instanceof MountError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new MountError(`mountpoint ${abs} does not exist`);
+    if (code === 'ENOTCONN') {
+      throw new MountError(`mountpoint ${abs} is a dead FUSE mount (its process is gone): run "squashfs-r2 unmount ${abs}" first`);
+    }
+    throw new MountError(`mountpoint ${abs} cannot be used: ${(e as Error).message}`, { cause: e });
+  }
+  if (isMountpoint(abs)) throw new MountError(`mountpoint ${abs} is already a mount: unmount it first`);
+  return abs;
+}
+
+/** Linux "new" dev_t encoding: the minor number is what names a FUSE connection. */
+function minorOf(dev: number): number {
+  return (dev & 0xff) | ((dev >>> 12) & 0xfff00);
+}
+
+const FUSECTL = '/sys/fs/fuse/connections';
+
+/**
+ * Answers "is the kernel connection of this mount still alive?". The connection outlives the
+ * mount entry after a lazy unmount (open files keep it), so it is what decides when serving may
+ * stop. fusectl shows one directory per live connection; without fusectl the mount table decides.
+ */
+export async function connectionProbe(mountpoint: string): Promise<() => boolean> {
+  const st = await stat(mountpoint);
+  const dir = `${FUSECTL}/${minorOf(st.dev)}`;
+  if (existsSync(dir)) return () => existsSync(dir);
+  return () => isMountpoint(mountpoint);
+}

@@ -1,0 +1,190 @@
+import type { Inode, SquashfsReader } from '../squashfs/types.js';
+import { describeError, logger } from '../util/log.js';
+import { Errno, errnoOf } from './errno.js';
+import { HandleTable } from './handles.js';
+import { PathCache } from './path-cache.js';
+import { direntStat, toFuseStat, toFuseStatfs } from './stat.js';
+
+const log = logger('fs');
+
+/** fuse-native's callback: a return code (0, a byte count, or a negative errno) and an optional value. */
+type Reply = (code: number, ...values: unknown[]) => void;
+/** What a handler's work resolves to: the reply code followed by the reply's values. */
+type Answer = [code: number, ...values: unknown[]];
+// biome-ignore lint/suspicious/noExplicitAny: fuse-native hands heterogeneous arguments to each op.
+type Handler = (...args: any[]) => void;
+
+const O_ACCMODE = 0o3;
+const O_RDONLY = 0;
+const O_TRUNC = 0o1000;
+const W_OK = 2;
+
+/** Every operation that would change the image; each answers EROFS. */
+export const WRITE_OPERATIONS = [
+  'write',
+  'create',
+  'mknod',
+  'mkdir',
+  'unlink',
+  'rmdir',
+  'rename',
+  'link',
+  'symlink',
+  'chmod',
+  'chown',
+  'truncate',
+  'ftruncate',
+  'utimens',
+  'setxattr',
+  'removexattr',
+] as const;
+
+export interface OperationStats {
+  operations: number;
+  errors: number;
+  /** Failures mapped to EIO (corrupt image, failed source read, bugs). */
+  ioErrors: number;
+  readsInFlight: number;
+  bytesRead: number;
+  openHandles: number;
+  pathCache: { entries: number; hits: number; misses: number };
+}
+
+export interface Operations {
+  handlers: Record<string, Handler>;
+  stats(): OperationStats;
+}
+
+/**
+ * The FUSE operations over a reader. Every handler is async inside and replies exactly once; no
+ * exception escapes to fuse-native (an escaped throw would leave a kernel request unanswered).
+ */
+export function createOperations(reader: SquashfsReader, options: { pathCacheEntries?: number } = {}): Operations {
+  const paths = new PathCache(reader, options.pathCacheEntries);
+  const handles = new HandleTable();
+  const counters = { operations: 0, errors: 0, ioErrors: 0, readsInFlight: 0, bytesRead: 0 };
+
+  /** Runs `work`, replies with its result, and turns any failure into an errno reply. */
+  function serve(name: string, path: string, reply: Reply, work: () => Promise<Answer>): void {
+    counters.operations++;
+    let result: Promise<Answer>;
+    try {
+      result = work();
+    } catch (e) {
+      result = Promise.reject(e);
+    }
+    result.then(
+      (answer) => safeReply(reply, ...answer),
+      (e: unknown) => {
+        const errno = errnoOf(e);
+        counters.errors++;
+        if (errno === Errno.EIO) {
+          counters.ioErrors++;
+          log.warn(`${name} ${path}: ${describeError(e)}`);
+        } else if (log.enabled('debug')) {
+          log.debug(`${name} ${path}: ${describeError(e)}`);
+        }
+        safeReply(reply, errno);
+      },
+    );
+  }
+
+  const inodeOf = (path: string): Promise<Inode> => paths.resolve(path);
+
+  const handlers: Record<string, Handler> = {
+    getattr(path: string, reply: Reply) {
+      serve('getattr', path, reply, async () => [0, toFuseStat((await inodeOf(path)).stat)]);
+    },
+    fgetattr(path: string, fd: number, reply: Reply) {
+      serve('fgetattr', path, reply, async () => [0, toFuseStat((handles.get(fd) ?? (await inodeOf(path))).stat)]);
+    },
+    access(path: string, mode: number, reply: Reply) {
+      serve('access', path, reply, async () => {
+        await inodeOf(path);
+        return [mode & W_OK ? Errno.EROFS : 0];
+      });
+    },
+    statfs(path: string, reply: Reply) {
+      serve('statfs', path, reply, async () => [0, toFuseStatfs(reader.statfs())]);
+    },
+    readdir(path: string, reply: Reply) {
+      serve('readdir', path, reply, async () => {
+        const dir = await inodeOf(path);
+        const entries = await reader.readdir(dir);
+        const parent = path === '/' ? dir : await inodeOf(path.slice(0, Math.max(1, path.lastIndexOf('/'))));
+        const names = ['.', '..'];
+        const stats = [direntStat(dir.stat), direntStat(parent.stat)];
+        for (const entry of entries) {
+          names.push(entry.name);
+          stats.push(direntStat(entry));
+        }
+        return [0, names, stats];
+      });
+    },
+    open(path: string, flags: number, reply: Reply) {
+      serve('open', path, reply, async () => {
+        const inode = await inodeOf(path);
+        if ((flags & O_ACCMODE) !== O_RDONLY || flags & O_TRUNC) return [Errno.EROFS];
+        if (inode.stat.type === 'directory') return [Errno.EISDIR];
+        return [0, handles.allocate(inode)];
+      });
+    },
+    release(path: string, fd: number, reply: Reply) {
+      handles.release(fd);
+      safeReply(reply, 0);
+    },
+    read(path: string, fd: number, buffer: Buffer, length: number, position: number, reply: Reply) {
+      counters.readsInFlight++;
+      serve('read', path, reply, async () => {
+        try {
+          const inode = handles.get(fd) ?? (await inodeOf(path));
+          const data = await reader.read(inode, position, length);
+          const n = Math.min(data.length, length, buffer.length);
+          buffer.set(n === data.length ? data : data.subarray(0, n));
+          counters.bytesRead += n;
+          return [n];
+        } finally {
+          counters.readsInFlight--;
+        }
+      });
+    },
+    readlink(path: string, reply: Reply) {
+      serve('readlink', path, reply, async () => [0, await reader.readlink(await inodeOf(path))]);
+    },
+    getxattr(path: string, name: string, _position: number, reply: Reply) {
+      serve('getxattr', path, reply, async () => [0, Buffer.from(await reader.getXattr(await inodeOf(path), name))]);
+    },
+    listxattr(path: string, reply: Reply) {
+      serve('listxattr', path, reply, async () => [0, await reader.listXattrs(await inodeOf(path))]);
+    },
+    flush(_path: string, _fd: number, reply: Reply) {
+      safeReply(reply, 0);
+    },
+    fsync(_path: string, _datasync: number, _fd: number, reply: Reply) {
+      safeReply(reply, 0);
+    },
+  };
+  for (const name of WRITE_OPERATIONS) {
+    handlers[name] = (...args: unknown[]) => {
+      counters.operations++;
+      safeReply(args[args.length - 1] as Reply, Errno.EROFS);
+    };
+  }
+
+  return {
+    handlers,
+    stats: () => ({
+      ...counters,
+      openHandles: handles.size,
+      pathCache: { entries: paths.size, hits: paths.hits, misses: paths.misses },
+    }),
+  };
+}
+
+function safeReply(reply: Reply, code: number, ...values: unknown[]): void {
+  try {
+    reply(code, ...values);
+  } catch (e) {
+    log.error(`replying to FUSE failed: ${describeError(e)}`);
+  }
+}

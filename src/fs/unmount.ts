@@ -1,0 +1,61 @@
+import { execFile } from 'node:child_process';
+import { resolve } from 'node:path';
+import { MountError, isMountpoint } from './mountpoint.js';
+
+export interface UnmountOptions {
+  /** Detach even when busy (`fusermount -uz`): open files keep working until closed. */
+  lazy?: boolean;
+  /** When the plain unmount fails because the mount is busy, fall back to a lazy one. */
+  lazyIfBusy?: boolean;
+}
+
+export interface UnmountResult {
+  /** 'lazy' when the mount was detached while still in use. */
+  mode: 'normal' | 'lazy';
+}
+
+/**
+ * Unmounts a FUSE mount with fusermount (which also works unprivileged for the user who mounted).
+ * A busy mount is an error that says which files hold it unless a lazy unmount was asked for.
+ */
+export async function unmountFuse(mountpoint: string, options: UnmountOptions = {}): Promise<UnmountResult> {
+  const abs = resolve(mountpoint);
+  if (!isMountpoint(abs)) throw new MountError(`${abs} is not mounted`);
+  if (options.lazy) {
+    await fusermount(['-u', '-z', abs]);
+    return { mode: 'lazy' };
+  }
+  try {
+    await fusermount(['-u', abs]);
+    return { mode: 'normal' };
+  } catch (e) {
+    const busy = /busy/i.test((e as Error).message);
+    if (busy && options.lazyIfBusy) {
+      await fusermount(['-u', '-z', abs]);
+      return { mode: 'lazy' };
+    }
+    if (busy) {
+      throw new MountError(
+        `${abs} is busy (a process has a file open or its working directory inside): close it, or unmount lazily with --lazy (the mount disappears now and is released when the last file closes)`,
+        { cause: e },
+      );
+    }
+    throw e;
+  }
+}
+
+const FUSERMOUNT_CANDIDATES = ['fusermount3', 'fusermount'];
+
+function fusermount(args: string[]): Promise<void> {
+  return new Promise((done, fail) => {
+    const attempt = (i: number): void => {
+      const bin = FUSERMOUNT_CANDIDATES[i] as string;
+      execFile(bin, args, { timeout: 30_000 }, (error, _stdout, stderr) => {
+        if (!error) return done();
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT' && i + 1 < FUSERMOUNT_CANDIDATES.length) return attempt(i + 1);
+        fail(new MountError(`${bin} ${args.join(' ')} failed: ${stderr.trim() || error.message}`, { cause: error }));
+      });
+    };
+    attempt(0);
+  });
+}
