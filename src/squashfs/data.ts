@@ -23,6 +23,12 @@ export const MAX_READ_BYTES = 256 << 20;
 const FRAGMENT_ENTRY_SIZE = 16;
 export { FRAGMENT_ENTRY_SIZE };
 
+function checkRange(offset: number, length: number): void {
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+    throw new SquashfsError('EINVAL', `invalid read range offset ${offset} length ${length}`);
+  }
+}
+
 export interface DataBlock {
   /** The size word it was decoded with: a cached block is reused only for the same word. */
   word: number;
@@ -54,10 +60,14 @@ export class FileData {
   readonly cache: BlockCache<DataBlock>;
   private readonly chunks = new LRUCache<string, BlockChunk>({ max: 1024 });
   private readonly checkpoints = new LRUCache<number, Checkpoint[]>({ max: 4096 });
+  /** Where the last read of each recently read file ended: a read starting there is sequential. */
+  private readonly lastEnd = new LRUCache<number, number>({ max: 1024 });
 
   constructor(
     private readonly ctx: ImageContext,
     cacheBytes: number,
+    /** Bytes fetched ahead of a sequential reader (0 disables). */
+    private readonly readaheadBytes: number,
   ) {
     this.cache = new BlockCache<DataBlock>(cacheBytes, (b) => b.data.length + 64);
   }
@@ -65,90 +75,37 @@ export class FileData {
   /** Bytes [offset, offset + length) of a file, short only at its end. */
   async read(inode: SquashfsInode, offset: number, length: number): Promise<Uint8Array> {
     const f = inode.file!;
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
-      throw new SquashfsError('EINVAL', `invalid read range offset ${offset} length ${length}`);
-    }
+    checkRange(offset, length);
     const end = Math.min(f.size, offset + length);
     if (end <= offset) return new Uint8Array(0);
     if (end - offset > MAX_READ_BYTES) throw new SquashfsError('EINVAL', `read of ${end - offset} bytes is larger than ${MAX_READ_BYTES}: use a stream`);
-    const bs = this.ctx.sb.blockSize;
     const out = Buffer.allocUnsafe(end - offset);
+    await this.readInto(inode, offset, out);
+    return out;
+  }
+
+  /**
+   * Fills `target` with the file's bytes from `offset` (no intermediate buffer: FUSE hands one in).
+   * Returns how many bytes were written: less than target.length only at the end of the file.
+   */
+  async readInto(inode: SquashfsInode, offset: number, target: Uint8Array): Promise<number> {
+    const f = inode.file!;
+    checkRange(offset, target.length);
+    const end = Math.min(f.size, offset + target.length);
+    if (end <= offset) return 0;
+    const out = target;
+    const bs = this.ctx.sb.blockSize;
     const first = Math.floor(offset / bs);
     const last = Math.floor((end - 1) / bs);
-    const pieces: Piece[] = [];
+    const pieces = await this.plan(inode, first, last, false);
 
-    // Pending run of contiguous uncached blocks, fetched with one source read.
-    let run: { pos: number; bytes: number; blocks: { index: number; word: number; expected: number; piece: Piece }[] } | undefined;
-    const flush = (): void => {
-      if (run === undefined) return;
-      const r = run;
-      run = undefined;
-      const fetched = this.ctx.io.read(r.pos, r.bytes, 'file data');
-      let at = 0;
-      for (const blk of r.blocks) {
-        const rel = at;
-        const len = blk.word & WORD_LENGTH_MASK;
-        at += len;
-        const pos = r.pos + rel;
-        blk.piece.promise = this.cache
-          .load(pos, () => fetched.then((buf) => this.decode(buf.subarray(rel, rel + len), blk.word, pos)))
-          .then((b) => this.checkBlock(b, blk.word, blk.expected, pos));
-      }
-      // Errors surface through the pieces' promises.
-      fetched.catch(() => undefined);
-    };
-
-    let chunk: BlockChunk | undefined;
-    let chunkIndex = -1;
-    for (let b = first; b <= last; b++) {
-      const piece: Piece = { fileStart: b * bs, promise: undefined, data: undefined };
-      pieces.push(piece);
-      if (b >= f.blockCount) {
-        flush();
-        piece.promise = this.fragmentTail(f);
-        continue;
-      }
-      const k = Math.floor(b / CHUNK_WORDS);
-      if (k !== chunkIndex) {
-        chunk = await this.chunk(inode.ref, f, k);
-        chunkIndex = k;
-      }
-      const word = chunk!.words[b - k * CHUNK_WORDS]!;
-      const pos = chunk!.starts[b - k * CHUNK_WORDS]!;
-      const len = word & WORD_LENGTH_MASK;
-      const expected = b === f.blockCount - 1 && f.fragmentIndex === undefined ? f.size - b * bs : bs;
-      if (len === 0) {
-        flush();
-        continue; // sparse: zeros
-      }
-      const hit = this.cache.get(pos);
-      if (hit !== undefined && hit.word === word) {
-        flush();
-        piece.data = this.checkBlock(hit, word, expected, pos);
-        continue;
-      }
-      const pending = hit === undefined ? this.cache.pending(pos) : undefined;
-      if (pending !== undefined) {
-        flush();
-        piece.promise = pending.then((blk) => this.checkBlock(blk, word, expected, pos));
-        continue;
-      }
-      if (pos + len > this.ctx.sb.bytesUsed) throw corrupt('file data', `block ${b} runs past bytes_used (inode ${inode.stat.ino})`, pos);
-      if (hit !== undefined) {
-        // Same position, different word (hostile image): decode on its own, uncached.
-        flush();
-        piece.promise = this.ctx.io
-          .read(pos, len, 'file data')
-          .then((buf) => this.decode(buf, word, pos))
-          .then((blk) => this.checkBlock(blk, word, expected, pos));
-        continue;
-      }
-      if (run !== undefined && (run.pos + run.bytes !== pos || run.bytes + len > MAX_RUN_BYTES)) flush();
-      if (run === undefined) run = { pos, bytes: 0, blocks: [] };
-      run.blocks.push({ index: b, word, expected, piece });
-      run.bytes += len;
+    // Sequential reader: start fetching and decoding what comes next while this read completes.
+    const sequential = this.lastEnd.get(inode.ref) === offset;
+    this.lastEnd.set(inode.ref, end);
+    if (sequential && this.readaheadBytes > 0 && last + 1 < f.blockCount) {
+      const ahead = Math.min(f.blockCount - 1, last + Math.max(1, Math.ceil(Math.max(this.readaheadBytes, end - offset) / bs)));
+      this.plan(inode, last + 1, ahead, true).catch(() => undefined);
     }
-    flush();
 
     const datas = await Promise.all(pieces.map((p) => p.promise ?? p.data));
     for (let i = 0; i < pieces.length; i++) {
@@ -163,7 +120,105 @@ export class FileData {
         out.set(data.subarray(from - p.fileStart, to - p.fileStart), from - offset);
       }
     }
-    return out;
+    return end - offset;
+  }
+
+  /**
+   * Starts loading blocks [first, last] of a file: cache hits, in-flight loads, and runs of
+   * contiguous uncached blocks fetched with one source read each. `prefetch` only warms the cache.
+   * On failure every promise already started gets a handler, so nothing rejects unobserved.
+   */
+  private async plan(inode: SquashfsInode, first: number, last: number, prefetch: boolean): Promise<Piece[]> {
+    const pieces: Piece[] = [];
+    try {
+      await this.planInto(inode, first, last, prefetch, pieces);
+    } catch (e) {
+      for (const p of pieces) p.promise?.catch(() => undefined);
+      throw e;
+    }
+    if (prefetch) for (const p of pieces) p.promise?.catch(() => undefined);
+    return pieces;
+  }
+
+  private async planInto(inode: SquashfsInode, first: number, last: number, prefetch: boolean, pieces: Piece[]): Promise<void> {
+    const f = inode.file!;
+    const bs = this.ctx.sb.blockSize;
+    // Pending run of contiguous uncached blocks, fetched with one source read.
+    let run: { pos: number; bytes: number; blocks: { word: number; expected: number; piece: Piece }[] } | undefined;
+    const flush = (): void => {
+      if (run === undefined) return;
+      const r = run;
+      run = undefined;
+      const fetched = this.ctx.io.read(r.pos, r.bytes, 'file data');
+      // Errors surface through the pieces' promises.
+      fetched.catch(() => undefined);
+      let at = 0;
+      for (const blk of r.blocks) {
+        const rel = at;
+        const len = blk.word & WORD_LENGTH_MASK;
+        at += len;
+        const pos = r.pos + rel;
+        blk.piece.promise = this.cache
+          .load(pos, () => fetched.then((buf) => this.decode(buf.subarray(rel, rel + len), blk.word, pos)))
+          .then((b) => this.checkBlock(b, blk.word, blk.expected, pos));
+      }
+    };
+
+    let chunk: BlockChunk | undefined;
+    let chunkIndex = -1;
+    try {
+      for (let b = first; b <= last; b++) {
+        const piece: Piece = { fileStart: b * bs, promise: undefined, data: undefined };
+        pieces.push(piece);
+        if (b >= f.blockCount) {
+          flush();
+          if (!prefetch) piece.promise = this.fragmentTail(f);
+          continue;
+        }
+        const k = Math.floor(b / CHUNK_WORDS);
+        if (k !== chunkIndex) {
+          chunk = await this.chunk(inode.ref, f, k);
+          chunkIndex = k;
+        }
+        const word = chunk!.words[b - k * CHUNK_WORDS]!;
+        const pos = chunk!.starts[b - k * CHUNK_WORDS]!;
+        const len = word & WORD_LENGTH_MASK;
+        const expected = b === f.blockCount - 1 && f.fragmentIndex === undefined ? f.size - b * bs : bs;
+        if (len === 0) {
+          flush();
+          continue; // sparse: zeros
+        }
+        const hit = this.cache.get(pos);
+        if (hit !== undefined && hit.word === word) {
+          flush();
+          if (!prefetch) piece.data = this.checkBlock(hit, word, expected, pos);
+          continue;
+        }
+        const pending = hit === undefined ? this.cache.pending(pos) : undefined;
+        if (pending !== undefined) {
+          flush();
+          piece.promise = pending.then((blk) => this.checkBlock(blk, word, expected, pos));
+          continue;
+        }
+        if (pos + len > this.ctx.sb.bytesUsed) throw corrupt('file data', `block ${b} runs past bytes_used (inode ${inode.stat.ino})`, pos);
+        if (hit !== undefined) {
+          // Same position, different word (hostile image): decode on its own, uncached.
+          flush();
+          if (prefetch) continue;
+          piece.promise = this.ctx.io
+            .read(pos, len, 'file data')
+            .then((buf) => this.decode(buf, word, pos))
+            .then((blk) => this.checkBlock(blk, word, expected, pos));
+          continue;
+        }
+        if (run !== undefined && (run.pos + run.bytes !== pos || run.bytes + len > MAX_RUN_BYTES)) flush();
+        if (run === undefined) run = { pos, bytes: 0, blocks: [] };
+        run.blocks.push({ word, expected, piece });
+        run.bytes += len;
+      }
+    } finally {
+      flush();
+    }
   }
 
   private async decode(stored: Uint8Array, word: number, pos: number): Promise<DataBlock> {

@@ -23,6 +23,7 @@ import { COMPRESSOR_NAMES, loadDecompressor, type CompressorId, type Decompresso
 import type { DirEntry, Inode, InodeRef, ReaderOptions, SquashfsReader, Stat, StatFs, SuperblockInfo } from './types.js';
 
 const DEFAULT_CACHE_BYTES = 64 << 20;
+const DEFAULT_READAHEAD_BYTES = 1 << 20;
 const ID_ENTRY_SIZE = 4;
 const EXPORT_ENTRY_SIZE = 8;
 /** Decoded inodes kept (they are small; FUSE getattr/lookup hit them constantly). */
@@ -159,7 +160,7 @@ export class SquashfsImage implements SquashfsReader {
         return v;
       },
     };
-    const image = new SquashfsImage(ctx, metaCache, new FileData(ctx, cacheBytes - Math.floor(cacheBytes / 4)));
+    const image = new SquashfsImage(ctx, metaCache, new FileData(ctx, cacheBytes - Math.floor(cacheBytes / 4), Math.max(0, options.readaheadBytes ?? DEFAULT_READAHEAD_BYTES)));
     const root = await image.root();
     void root;
     return image;
@@ -293,6 +294,15 @@ export class SquashfsImage implements SquashfsReader {
   async read(file: Inode | string, offset: number, length: number): Promise<Uint8Array> {
     const f = await this.resolve(file);
     return wrap(this.data.read(this.fileOf(f, file), offset, length));
+  }
+
+  /**
+   * Fills `target` with file bytes from `offset` without an intermediate buffer (the FUSE read
+   * path). Returns the byte count, short only at the end of the file.
+   */
+  async readInto(file: Inode | string, offset: number, target: Uint8Array): Promise<number> {
+    const f = await this.resolve(file);
+    return wrap(this.data.readInto(this.fileOf(f, file), offset, target));
   }
 
   createReadStream(file: Inode | string, options: { start?: number; end?: number } = {}): Readable {

@@ -82,6 +82,11 @@ export interface SuperblockInfo {
 export interface ReaderOptions {
   /** Bytes of decoded metadata and data blocks kept in memory (default 64 MiB). */
   cacheBytes?: number;
+  /**
+   * When a file is read sequentially (a read starts where the previous read of it ended), fetch and
+   * decode up to this many bytes beyond it in the background (default 1 MiB; 0 disables).
+   */
+  readaheadBytes?: number;
 }
 
 export interface SquashfsReader {
