@@ -1,6 +1,7 @@
 import type { ByteSource } from '../squashfs/source.js';
 import { logger } from '../util/log.js';
 import { ChunkLru } from './chunk-lru.js';
+import { DiskChunkStore, type DiskCacheStats } from './disk-cache.js';
 import { FetchScheduler, type FetchPriority, type SchedulerTask } from './fetch-scheduler.js';
 import { PinnedExtents, type Extent } from './pinned-extents.js';
 import { SequentialDetector } from './readahead.js';
@@ -50,6 +51,29 @@ export interface CacheOptions {
   coalesceGapBytes?: number;
   /** Upper bound of pinned metadata. Default 1 GiB. */
   maxPinnedBytes?: number;
+  /** Persistent chunk cache directory: chunks are also kept on disk per object version (bucket/key/ETag). */
+  cacheDir?: string;
+  /** Size limit of `cacheDir` across objects (whole objects evicted, least recently used). Default 10 GiB. */
+  cacheDirMaxBytes?: number;
+  /**
+   * Fetch the whole object in the background after open, at the lowest priority. Needs `cacheDir`,
+   * or an object no larger than `cacheBytes` (it is then held in memory).
+   */
+  hydrate?: boolean;
+  /** Concurrent hydration GETs. Default 4. */
+  maxBackgroundFetches?: number;
+  /** Size of one hydration GET. Default 8 MiB. */
+  hydrateRequestBytes?: number;
+}
+
+export interface HydrationStats {
+  state: 'running' | 'done' | 'incomplete' | 'closed';
+  totalBytes: number;
+  /** Bytes known present (on disk or in memory), whether fetched by hydration or before. */
+  doneBytes: number;
+  /** Bytes hydration itself fetched. */
+  fetchedBytes: number;
+  failedRequests: number;
 }
 
 export interface ChunkCacheStats extends CacheStats {
@@ -68,12 +92,20 @@ export interface ChunkCacheStats extends CacheStats {
   /** Largest LRU + in-flight reservation seen (pinned excluded). */
   peakDataBytes: number;
   failedFetches: number;
+  backgroundFetches: number;
+  disk?: DiskCacheStats;
+  hydration?: HydrationStats;
 }
 
 export interface CachedSource extends ByteSource {
   readonly etag: string | undefined;
   read(offset: number, length: number): Promise<Uint8Array>;
   retain(offset: number, length: number): Promise<void>;
+  /**
+   * Starts (once) fetching every chunk not yet held, at background priority, and resolves when done
+   * (state 'done', or 'incomplete' after failed requests; reads still work and fetch what they need).
+   */
+  hydrate(): Promise<HydrationStats>;
   close(): Promise<void>;
   stats(): SourceStats & { cache: ChunkCacheStats };
 }
@@ -104,9 +136,11 @@ export const CACHE_DEFAULTS = {
   tailBytes: 1 * MiB,
   maxPinnedBytes: 1024 * MiB,
   readaheadStreams: 8,
+  maxBackgroundFetches: 4,
+  hydrateRequestBytes: 8 * MiB,
 } as const;
 
-type Resolved = Required<CacheOptions>;
+type Resolved = Required<Omit<CacheOptions, 'cacheDir' | 'cacheDirMaxBytes' | 'hydrate'>>;
 
 function resolveOptions(options: CacheOptions): Resolved {
   const chunkBytes = options.chunkBytes ?? CACHE_DEFAULTS.chunkBytes;
@@ -122,6 +156,8 @@ function resolveOptions(options: CacheOptions): Resolved {
     tailBytes: options.tailBytes ?? CACHE_DEFAULTS.tailBytes,
     coalesceGapBytes: options.coalesceGapBytes ?? 2 * chunkBytes,
     maxPinnedBytes: options.maxPinnedBytes ?? CACHE_DEFAULTS.maxPinnedBytes,
+    maxBackgroundFetches: options.maxBackgroundFetches ?? CACHE_DEFAULTS.maxBackgroundFetches,
+    hydrateRequestBytes: options.hydrateRequestBytes ?? CACHE_DEFAULTS.hydrateRequestBytes,
   };
   const positive = (name: keyof Resolved, min: number) => {
     const v = r[name];
@@ -139,8 +175,11 @@ function resolveOptions(options: CacheOptions): Resolved {
   positive('tailBytes', 0);
   positive('coalesceGapBytes', 0);
   positive('maxPinnedBytes', 0);
+  positive('maxBackgroundFetches', 1);
+  positive('hydrateRequestBytes', chunkBytes);
   // Readahead must leave room for foreground reads and never evict what it is about to need.
   r.maxReadaheadFetches = Math.min(r.maxReadaheadFetches, Math.max(0, r.maxConcurrentFetches - 1));
+  r.maxBackgroundFetches = Math.max(1, Math.min(r.maxBackgroundFetches, r.maxConcurrentFetches - 1));
   return r;
 }
 
@@ -156,8 +195,17 @@ export async function openCachedSource(remote: RemoteObject, options: CacheOptio
       `${remote.name}: open returned ${head.length}+${tail.length} bytes, expected ${headExpected}+${tailExpected}`,
     );
   }
-  const source = new ChunkCachedSource(remote, info, opts);
+  const disk = options.cacheDir
+    ? await DiskChunkStore.open({ dir: options.cacheDir, maxBytes: options.cacheDirMaxBytes }, { name: remote.name, etag: info.etag, size: info.size }, opts.chunkBytes)
+    : undefined;
+  if (options.hydrate && !disk && info.size > opts.cacheBytes) {
+    throw new RangeError(
+      `${remote.name}: hydrate needs a cache directory, or an object (${info.size} bytes) no larger than cacheBytes (${opts.cacheBytes})`,
+    );
+  }
+  const source = new ChunkCachedSource(remote, info, opts, disk);
   source.seed(head, tail);
+  if (options.hydrate) void source.hydrate();
   return source;
 }
 
@@ -227,6 +275,7 @@ class ChunkCachedSource implements CachedSource {
   private readonly inFlight = new Map<number, { fetch: RangeFetch; waiter: Deferred; joined: boolean }>();
   private readonly scheduler: FetchScheduler;
   private readonly detector: SequentialDetector;
+  private hydration: { stats: HydrationStats; done: Promise<HydrationStats> } | undefined;
   private readonly chunkShift: number;
   private reservedBytes = 0;
   private runningFetches = 0;
@@ -242,12 +291,14 @@ class ChunkCachedSource implements CachedSource {
     peakDataBytes: 0,
     failedFetches: 0,
     readaheadJoinedBytes: 0,
+    backgroundFetches: 0,
   };
 
   constructor(
     private readonly remote: RemoteObject,
     info: ObjectInfo,
     private readonly opts: Resolved,
+    private readonly disk: DiskChunkStore | undefined,
   ) {
     this.name = remote.name;
     this.size = info.size;
@@ -257,6 +308,7 @@ class ChunkCachedSource implements CachedSource {
     this.scheduler = new FetchScheduler({
       maxConcurrent: opts.maxConcurrentFetches,
       maxReadahead: opts.maxReadaheadFetches,
+      maxBackground: opts.maxBackgroundFetches,
       admit: (task) => this.admit(task),
     });
     // The window may not exceed a quarter of the cache: prefetched-but-unread bytes stay below 1.5
@@ -293,7 +345,21 @@ class ChunkCachedSource implements CachedSource {
   /** Head chunks go to the LRU; the tail is pinned until the reader says what to retain. */
   seed(head: Uint8Array, tail: Uint8Array): void {
     this.storeWholeChunks(0, head);
+    this.persistWholeChunks(0, head);
     if (tail.length > 0) this.pinned.replace([{ start: this.size - tail.length, bytes: tail }]);
+    this.persistWholeChunks(this.size - tail.length, tail);
+  }
+
+  /** Hands every whole chunk inside `bytes` (at `offset`) to the disk cache. */
+  private persistWholeChunks(offset: number, bytes: Uint8Array): void {
+    if (!this.disk) return;
+    const end = offset + bytes.length;
+    for (let c = this.chunkOf(offset + this.opts.chunkBytes - 1); this.chunkStart(c) < end; c++) {
+      const cs = this.chunkStart(c);
+      const ce = this.chunkEnd(c);
+      if (ce > end) break;
+      this.disk.write(c, bytes.slice(cs - offset, ce - offset));
+    }
   }
 
   /** Inserts every chunk fully contained in `bytes` (which starts at `offset`) that is not cached yet. */
@@ -358,7 +424,7 @@ class ChunkCachedSource implements CachedSource {
       let flight = this.inFlight.get(c);
       if (flight) {
         this.counters.joins++;
-        if (!flight.fetch.started && flight.fetch.priority === 'readahead') {
+        if (!flight.fetch.started && flight.fetch.priority !== 'foreground') {
           this.promoteQueued(flight.fetch, last);
           flight = this.inFlight.get(c)!;
         }
@@ -387,7 +453,7 @@ class ChunkCachedSource implements CachedSource {
     if (!this.scheduler.withdraw(fetch)) return;
     const splitAt = Math.min(lastNeeded, fetch.last);
     const parts: Array<[number, number, FetchPriority]> = [[fetch.first, splitAt, 'foreground']];
-    if (splitAt < fetch.last) parts.push([splitAt + 1, fetch.last, 'readahead']);
+    if (splitAt < fetch.last) parts.push([splitAt + 1, fetch.last, fetch.priority]);
     for (const [first, last, priority] of parts) {
       const part = new RangeFetch(this, first, last, priority, fetch.streamId);
       for (const [c, waiter] of fetch.waiters) {
@@ -469,42 +535,93 @@ class ChunkCachedSource implements CachedSource {
   /** Reserves memory for a fetch about to start; readahead is refused when it would not fit. */
   private admit(task: SchedulerTask): boolean {
     const room = this.lru.makeRoom(task.bytes, this.reservedBytes);
-    if (!room && task.priority === 'readahead') return false;
+    if (!room && task.priority !== 'foreground') return false;
     this.reservedBytes += task.bytes;
     this.notePeak();
     return true;
   }
 
   async runFetch(fetch: RangeFetch): Promise<void> {
-    const prefetchedClass = fetch.priority === 'readahead';
-    if (prefetchedClass) this.counters.readaheadFetches++;
-    else this.counters.foregroundFetches++;
+    const kind = fetch.priority;
     this.runningFetches++;
     try {
-      const data = await this.remote.fetch(fetch.offset, fetch.bytes, fetch.controller.signal);
-      if (data.length !== fetch.bytes) {
-        throw new Error(`${this.name}: fetch [${fetch.offset}, +${fetch.bytes}) returned ${data.length} bytes`);
+      const chunks = await this.loadFromDisk([...fetch.waiters.keys()]);
+      const needed = [...fetch.waiters.keys()].filter((c) => !chunks.has(c)).sort((a, b) => a - b);
+      if (needed.length > 0) {
+        if (kind === 'foreground') this.counters.foregroundFetches++;
+        else if (kind === 'readahead') this.counters.readaheadFetches++;
+        else this.counters.backgroundFetches++;
+        const first = needed[0]!;
+        const last = needed[needed.length - 1]!;
+        const from = this.chunkStart(first);
+        const length = this.chunkEnd(last) - from;
+        const data = await this.remote.fetch(from, length, fetch.controller.signal);
+        if (data.length !== length) throw new Error(`${this.name}: fetch [${from}, +${length}) returned ${data.length} bytes`);
+        this.counters.fetchedBytes += length;
+        if (kind === 'readahead') this.counters.readaheadBytes += length;
+        if (kind === 'background' && this.hydration) this.hydration.stats.fetchedBytes += length;
+        for (let c = first; c <= last; c++) {
+          const bytes = data.slice(this.chunkStart(c) - from, this.chunkEnd(c) - from);
+          if (fetch.waiters.has(c) && !chunks.has(c)) chunks.set(c, bytes);
+          this.disk?.write(c, bytes);
+        }
       }
-      this.counters.fetchedBytes += data.length;
-      if (prefetchedClass) this.counters.readaheadBytes += data.length;
       this.reservedBytes -= fetch.bytes;
       for (const [c, waiter] of fetch.waiters) {
-        const bytes = data.slice(this.chunkStart(c) - fetch.offset, this.chunkEnd(c) - fetch.offset);
+        const bytes = chunks.get(c)!;
         const joined = this.inFlight.get(c)?.joined ?? false;
         this.inFlight.delete(c);
-        if (prefetchedClass && joined) this.counters.readaheadJoinedBytes += bytes.length;
-        if (!this.closed) this.lru.set(c, bytes, prefetchedClass && !joined);
+        if (kind === 'readahead' && joined) this.counters.readaheadJoinedBytes += bytes.length;
+        // Hydration into a disk cache leaves the memory working set alone.
+        const keep = !(kind === 'background' && this.disk) || joined;
+        if (!this.closed && keep) this.lru.set(c, bytes, kind !== 'foreground' && !joined);
         waiter.resolve(bytes);
       }
       this.notePeak();
     } catch (error) {
       this.reservedBytes -= fetch.bytes;
       this.counters.failedFetches++;
-      if (!prefetchedClass || fetch.awaited) this.log.debug(`fetch [${fetch.offset}, +${fetch.bytes}) failed: ${String(error)}`);
+      if (kind === 'foreground' || fetch.awaited) this.log.debug(`fetch [${fetch.offset}, +${fetch.bytes}) failed: ${String(error)}`);
       this.settleFailed(fetch, error);
     } finally {
       this.runningFetches--;
     }
+  }
+
+  /** Chunks the disk cache holds intact, read in parallel (a bad checksum is simply absent). */
+  private async loadFromDisk(chunks: number[]): Promise<Map<number, Uint8Array>> {
+    const found = new Map<number, Uint8Array>();
+    const disk = this.disk;
+    if (!disk) return found;
+    await Promise.all(
+      chunks
+        .filter((c) => disk.has(c))
+        .map(async (c) => {
+          const bytes = await disk.read(c, this.chunkEnd(c) - this.chunkStart(c));
+          if (bytes) found.set(c, bytes);
+        }),
+    );
+    return found;
+  }
+
+  /** [from, to) from the disk cache when it holds all of it, else in one GET (then kept on disk). */
+  private async readRange(from: number, to: number): Promise<Uint8Array> {
+    if (this.disk) {
+      const first = this.chunkOf(from);
+      const last = this.chunkOf(to - 1);
+      const wanted = Array.from({ length: last - first + 1 }, (_, i) => first + i);
+      if (wanted.every((c) => this.disk!.has(c))) {
+        const chunks = await this.loadFromDisk(wanted);
+        if (chunks.size === wanted.length) {
+          const out = Buffer.allocUnsafe(to - from);
+          for (const [c, bytes] of chunks) this.copyChunk(c, bytes, from, to, out, from);
+          return out;
+        }
+      }
+    }
+    const data = await this.fetchDirect(from, to - from);
+    this.persistWholeChunks(from, data);
+    return data;
   }
 
   dropFetch(fetch: RangeFetch, reason: Error): void {
@@ -546,7 +663,7 @@ class ChunkCachedSource implements CachedSource {
     if (gaps.length > 0) {
       const from = gaps[0]![0];
       const to = gaps[gaps.length - 1]![1];
-      fetched = { start: from, bytes: await this.fetchDirect(from, to - from) };
+      fetched = { start: from, bytes: await this.readRange(from, to) };
     }
     if (this.closed) return;
     const bytes = Buffer.allocUnsafe(length);
@@ -567,7 +684,7 @@ class ChunkCachedSource implements CachedSource {
       }
       const c = this.chunkOf(pos);
       // Evicted while the gap fetch was in flight (rare: heavy data reads during open): fetch it again.
-      const chunk = this.lru.get(c) ?? (await this.fetchDirect(this.chunkStart(c), this.chunkEnd(c) - this.chunkStart(c)));
+      const chunk = this.lru.get(c) ?? (await this.readRange(this.chunkStart(c), this.chunkEnd(c)));
       const to = Math.min(end, this.chunkEnd(c));
       this.copyChunk(c, chunk, pos, to, bytes, offset);
       pos = to;
@@ -625,6 +742,72 @@ class ChunkCachedSource implements CachedSource {
     this.counters.peakDataBytes = Math.max(this.counters.peakDataBytes, this.lru.heldBytes + this.reservedBytes);
   }
 
+  hydrate(): Promise<HydrationStats> {
+    if (this.closed) return Promise.reject(new Error(`${this.name}: source is closed`));
+    if (!this.hydration) {
+      if (!this.disk && this.size > this.opts.cacheBytes) {
+        return Promise.reject(new RangeError(`${this.name}: hydrate needs a cache directory or an object no larger than cacheBytes`));
+      }
+      const stats: HydrationStats = { state: 'running', totalBytes: this.size, doneBytes: 0, fetchedBytes: 0, failedRequests: 0 };
+      this.hydration = { stats, done: this.runHydration(stats) };
+    }
+    return this.hydration.done;
+  }
+
+  /**
+   * Walks the object in `hydrateRequestBytes` pieces with `maxBackgroundFetches` workers, fetching the
+   * chunks not yet held as background fetches (they start only when no reader or readahead waits).
+   * A piece that fails is retried once in a second pass.
+   */
+  private async runHydration(stats: HydrationStats): Promise<HydrationStats> {
+    const chunkCount = Math.ceil(this.size / this.opts.chunkBytes);
+    const pieceChunks = Math.max(1, Math.floor(this.opts.hydrateRequestBytes / this.opts.chunkBytes));
+    const held = (c: number) =>
+      (this.disk ? this.disk.has(c) : this.lru.has(c)) || this.pinned.missing(this.chunkStart(c), this.chunkEnd(c)).length === 0;
+    const pieces: Array<[number, number]> = [];
+    for (let first = 0; first < chunkCount; first += pieceChunks) pieces.push([first, Math.min(chunkCount, first + pieceChunks) - 1]);
+    const runPiece = async ([first, last]: [number, number]): Promise<boolean> => {
+      const waits: Array<Promise<Uint8Array>> = [];
+      const missing: number[] = [];
+      for (let c = first; c <= last; c++) {
+        const flight = this.inFlight.get(c);
+        if (flight) waits.push(flight.waiter.promise);
+        else if (!held(c)) missing.push(c);
+      }
+      for (const fetch of this.planFetches(missing, 'background', undefined, this.opts.hydrateRequestBytes)) {
+        for (const w of fetch.waiters.values()) waits.push(w.promise);
+        this.scheduler.submit(fetch);
+      }
+      const results = await Promise.allSettled(waits);
+      for (const r of results) if (r.status === 'fulfilled') stats.doneBytes += r.value.length;
+      const ok = results.every((r) => r.status === 'fulfilled');
+      if (!ok) stats.failedRequests++;
+      return ok;
+    };
+    stats.doneBytes = this.heldBytesOf(chunkCount, held);
+    let failed = pieces;
+    for (let pass = 0; pass < 2 && failed.length > 0 && !this.closed; pass++) {
+      const queue = [...failed];
+      failed = [];
+      const worker = async () => {
+        for (let piece = queue.shift(); piece && !this.closed; piece = queue.shift()) {
+          if (!(await runPiece(piece))) failed.push(piece);
+        }
+      };
+      await Promise.all(Array.from({ length: this.opts.maxBackgroundFetches }, worker));
+    }
+    await this.disk?.flush();
+    stats.doneBytes = this.heldBytesOf(chunkCount, held);
+    if (stats.state === 'running') stats.state = failed.length === 0 && !this.closed ? 'done' : 'incomplete';
+    return { ...stats };
+  }
+
+  private heldBytesOf(chunkCount: number, held: (c: number) => boolean): number {
+    let bytes = 0;
+    for (let c = 0; c < chunkCount; c++) if (held(c)) bytes += this.chunkEnd(c) - this.chunkStart(c);
+    return bytes;
+  }
+
   stats(): SourceStats & { cache: ChunkCacheStats } {
     const pinnedBytes = this.pinned.totalBytes;
     return {
@@ -648,6 +831,9 @@ class ChunkCachedSource implements CachedSource {
         queuedFetches: this.scheduler.queued,
         peakDataBytes: this.counters.peakDataBytes,
         failedFetches: this.counters.failedFetches,
+        backgroundFetches: this.counters.backgroundFetches,
+        disk: this.disk?.stats(),
+        hydration: this.hydration ? { ...this.hydration.stats } : undefined,
       },
     };
   }
@@ -658,8 +844,13 @@ class ChunkCachedSource implements CachedSource {
     const reason = new Error(`${this.name}: source is closed`);
     this.scheduler.close(reason);
     for (const { fetch } of this.inFlight.values()) fetch.controller.abort(reason);
+    if (this.hydration?.stats.state === 'running') this.hydration.stats.state = 'closed';
     this.lru.clear();
     this.pinned.clear();
-    await this.remote.close();
+    try {
+      await this.disk?.close();
+    } finally {
+      await this.remote.close();
+    }
   }
 }

@@ -122,18 +122,23 @@ describe('readahead through the cache', () => {
       for (let at = 0; at < 48 * MiB; at += 128 * KiB) await source.read(at, 128 * KiB);
     })();
     const latencies: number[] = [];
+    let queuedAtCall = 0;
     await new Promise((r) => setTimeout(r, 150)); // let the window grow and the readahead queue fill
     for (let i = 0; i < 5; i++) {
       const at = 60 * MiB + i * MiB + 12345;
+      const before = remote.requests.length;
+      queuedAtCall = Math.max(queuedAtCall, source.stats().cache.queuedFetches);
       const t0 = performance.now();
       expect(same(await source.read(at, 4096), at)).toBe(true);
       latencies.push(performance.now() - t0);
+      // Its GET went out ahead of the readahead GETs queued before it (at most one raced in).
+      const index = remote.requests.findIndex((r, k) => k >= before && r.offset === at - (at % (256 * KiB)));
+      expect(index - before).toBeLessThanOrEqual(1);
     }
-    const queuedMeanwhile = source.stats().cache.readaheadFetches;
     await sequential;
-    // One round trip (20 ms) plus transfer (2.5 ms) and scheduling slack, never a wait behind 8 MiB GETs.
-    expect(Math.max(...latencies)).toBeLessThan(60);
-    expect(queuedMeanwhile).toBeGreaterThan(4);
+    expect(queuedAtCall).toBeGreaterThan(0); // there was readahead waiting to be starved behind
+    // One round trip (20 ms) plus transfer; generous for a loaded machine, far below queued 8 MiB GETs.
+    expect(Math.max(...latencies)).toBeLessThan(250);
     await source.close();
   });
 });
