@@ -25,7 +25,11 @@ import type { CacheStats, ObjectInfo, RemoteObject, SourceStats } from './types.
  *   GETs at low priority (see fetch-scheduler.ts).
  * - Memory held (LRU + bytes reserved by fetches in flight) stays within `cacheBytes`; only a
  *   foreground fetch may exceed it, by at most its own size, when in-flight reservations fill the budget.
+ *   With a disk cache, chunks queued for writing add at most 64 MiB (see disk-cache.ts).
  * - A failed fetch rejects every reader waiting on it with that error and caches nothing.
+ * - Optional (issue 8): `cacheDir` keeps chunks on local disk per object version (disk-cache.ts); a
+ *   chunk missing from memory is looked up there before it is fetched. `hydrate` fetches the rest of
+ *   the object in the background, below readahead in priority, into the disk cache.
  */
 
 export interface CacheOptions {
@@ -195,17 +199,19 @@ export async function openCachedSource(remote: RemoteObject, options: CacheOptio
       `${remote.name}: open returned ${head.length}+${tail.length} bytes, expected ${headExpected}+${tailExpected}`,
     );
   }
-  const disk = options.cacheDir
-    ? await DiskChunkStore.open({ dir: options.cacheDir, maxBytes: options.cacheDirMaxBytes }, { name: remote.name, etag: info.etag, size: info.size }, opts.chunkBytes)
-    : undefined;
-  if (options.hydrate && !disk && info.size > opts.cacheBytes) {
+  if (options.hydrate && !options.cacheDir && info.size > opts.cacheBytes) {
     throw new RangeError(
       `${remote.name}: hydrate needs a cache directory, or an object (${info.size} bytes) no larger than cacheBytes (${opts.cacheBytes})`,
     );
   }
+  const disk = options.cacheDir
+    ? await DiskChunkStore.open({ dir: options.cacheDir, maxBytes: options.cacheDirMaxBytes }, { name: remote.name, etag: info.etag, size: info.size }, opts.chunkBytes)
+    : undefined;
   const source = new ChunkCachedSource(remote, info, opts, disk);
   source.seed(head, tail);
-  if (options.hydrate) void source.hydrate();
+  if (options.hydrate) {
+    source.hydrate().catch((e: unknown) => logger('cache').warn(`${remote.name}: hydration stopped: ${String(e)}`));
+  }
   return source;
 }
 
@@ -791,6 +797,7 @@ class ChunkCachedSource implements CachedSource {
       failed = [];
       const worker = async () => {
         for (let piece = queue.shift(); piece && !this.closed; piece = queue.shift()) {
+          await this.disk?.drained();
           if (!(await runPiece(piece))) failed.push(piece);
         }
       };

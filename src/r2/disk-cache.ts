@@ -30,6 +30,8 @@ const HEADER_BYTES = 4096;
 const RECORD_BYTES = 8;
 const PRESENT = 0x4b4e4843; // "CHNK"
 const LIMIT_CHECK_EVERY_BYTES = 64 * 1024 * 1024;
+/** Chunk bytes queued for writing; beyond this, new chunks are not cached (memory stays bounded). */
+const MAX_PENDING_WRITE_BYTES = 64 * 1024 * 1024;
 
 export interface DiskCacheOptions {
   /** Cache directory (created if missing). */
@@ -48,6 +50,9 @@ export interface DiskCacheStats {
   badChunks: number;
   writes: number;
   writeErrors: number;
+  /** Chunks not cached because the disk was behind (more than MAX_PENDING_WRITE_BYTES queued). */
+  skippedWrites: number;
+  pendingWriteBytes: number;
   writable: boolean;
   evictedObjects: number;
 }
@@ -73,8 +78,10 @@ export class DiskChunkStore {
   private readonly writing = new Set<number>();
   private writable = true;
   private writtenSinceCheck = 0;
+  private pendingBytes = 0;
+  private drainWaiters: Array<() => void> = [];
   private closed = false;
-  private readonly counters = { hits: 0, badChunks: 0, writes: 0, writeErrors: 0, evictedObjects: 0 };
+  private readonly counters = { hits: 0, badChunks: 0, writes: 0, writeErrors: 0, skippedWrites: 0, evictedObjects: 0 };
 
   private constructor(
     private readonly root: string,
@@ -182,7 +189,12 @@ export class DiskChunkStore {
   /** Stores a chunk in the background: data first, then its record. Failures only stop caching. */
   write(chunk: number, bytes: Uint8Array): void {
     if (!this.writable || this.closed || this.checksums[chunk] !== undefined || this.writing.has(chunk)) return;
+    if (this.pendingBytes + bytes.length > MAX_PENDING_WRITE_BYTES) {
+      this.counters.skippedWrites++;
+      return;
+    }
     this.writing.add(chunk);
+    this.pendingBytes += bytes.length;
     const copy = bytes; // chunk buffers are owned and never mutated after a fetch
     this.track(
       (async () => {
@@ -201,11 +213,20 @@ export class DiskChunkStore {
           this.counters.writeErrors++;
           if (this.writable) this.log.warn(`${this.header.name}: disk cache write failed, caching stops: ${String(e)}`);
           this.writable = false;
+          for (const wake of this.drainWaiters.splice(0)) wake();
         } finally {
           this.writing.delete(chunk);
+          this.pendingBytes -= copy.length;
+          if (this.pendingBytes <= MAX_PENDING_WRITE_BYTES / 2) for (const wake of this.drainWaiters.splice(0)) wake();
         }
       })(),
     );
+  }
+
+  /** Resolves when the write queue is at most half full (hydration paces itself to the disk). */
+  drained(): Promise<void> {
+    if (this.pendingBytes <= MAX_PENDING_WRITE_BYTES / 2 || !this.writable) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
   /** Waits for writes in progress (close, tests). */
@@ -221,7 +242,7 @@ export class DiskChunkStore {
       presentChunks++;
       presentBytes += Math.min(this.header.chunkBytes, this.header.size - c * this.header.chunkBytes);
     }
-    return { dir: this.root, presentChunks, presentBytes, ...this.counters, writable: this.writable };
+    return { dir: this.root, presentChunks, presentBytes, ...this.counters, pendingWriteBytes: this.pendingBytes, writable: this.writable };
   }
 
   async close(): Promise<void> {
