@@ -12,7 +12,7 @@ export interface RestoreStatus extends RestoreRecord {
   lowerMounted: boolean;
   lowerAlive: boolean;
   /** "active" when everything is in place, else what is wrong (e.g. after a crash or reboot). */
-  health: 'active' | 'mounting' | 'broken';
+  health: 'active' | 'mounting' | 'broken' | 'detached';
   stats?: unknown;
 }
 
@@ -27,7 +27,8 @@ export async function listRestores(stateDir?: string): Promise<RestoreStatus[]> 
       (t) => JSON.parse(t) as unknown,
       () => undefined,
     );
-    const health = rec.status === 'mounting' ? 'mounting' : overlayMounted && lowerMounted && lowerAlive ? 'active' : 'broken';
+    const health =
+      rec.status !== 'active' ? rec.status : overlayMounted && lowerMounted && lowerAlive ? 'active' : 'broken';
     out.push({ ...rec, overlayMounted, lowerMounted, lowerAlive, health, stats });
   }
   return out;

@@ -112,15 +112,19 @@ export function isOurProcess(pid: number, mountpoint: string): boolean {
   }
 }
 
-/** SIGTERM, then SIGKILL after a grace period; only if the pid still is our lower process. */
-export async function stopProcess(pid: number, mountpoint: string, graceMs = 5_000): Promise<void> {
-  if (!isOurProcess(pid, mountpoint)) return;
+/**
+ * SIGTERM, then SIGKILL after a grace period; only if the pid still is our lower process. With
+ * `detached` (its mount was lazily unmounted because a file was still open through it) the process
+ * is left alone: it keeps serving that file and exits by itself when the connection ends.
+ */
+export async function stopProcess(pid: number, mountpoint: string, options: { graceMs?: number; detached?: boolean } = {}): Promise<void> {
+  if (options.detached || !isOurProcess(pid, mountpoint)) return;
   try {
     process.kill(pid, 'SIGTERM');
   } catch {
     return;
   }
-  if (await waitFor(() => !isOurProcess(pid, mountpoint), graceMs)) return;
+  if (await waitFor(() => !isOurProcess(pid, mountpoint), options.graceMs ?? 5_000)) return;
   try {
     process.kill(pid, 'SIGKILL');
   } catch {

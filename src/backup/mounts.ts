@@ -70,7 +70,7 @@ export interface UnmountResult {
  * Unmounts a FUSE mount: `fusermount3 -u` (fusermount as fallback), retried briefly because a
  * just-closed file can keep it busy for a moment, then `-uz` (lazy: detached now, freed when idle).
  */
-export async function unmountFuse(path: string): Promise<UnmountResult> {
+export async function unmountFuse(path: string, options: { lazyIfBusy?: boolean } = {}): Promise<UnmountResult> {
   if (!isMountPoint(path)) return { lazy: false };
   let tool = 'fusermount3';
   let last = '';
@@ -85,6 +85,7 @@ export async function unmountFuse(path: string): Promise<UnmountResult> {
     last = r.stderr;
     await sleep(50 * (attempt + 1));
   }
+  if (options.lazyIfBusy === false) throw new Error(`cannot unmount ${path}: ${last}`);
   const r = await run(tool, ['-u', '-z', path]);
   if (!r.ok && isMountPoint(path)) throw new Error(`cannot unmount ${path}: ${last}; lazy unmount: ${r.stderr}`);
   return { lazy: true };

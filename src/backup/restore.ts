@@ -12,6 +12,7 @@ import {
   SAVED_WRITES,
   ensureStateDir,
   newRestoreId,
+  readRecords,
   recordsForDir,
   restorePaths,
   stateDirFrom,
@@ -69,30 +70,78 @@ function stamp(): string {
  */
 export async function teardownRecord(stateDir: string, record: RestoreRecord, discardWrites: boolean): Promise<TeardownResult> {
   const lazyUnmounts: string[] = [];
+  let overlayDetached = false;
   if (overlayIsOurs(record)) {
-    if ((await unmountFuse(record.dir)).lazy) lazyUnmounts.push(record.dir);
+    overlayDetached = (await unmountFuse(record.dir)).lazy;
+    if (overlayDetached) lazyUnmounts.push(record.dir);
   }
-  if ((await unmountFuse(record.lower)).lazy) lazyUnmounts.push(record.lower);
-  if (record.lowerPid) await stopProcess(record.lowerPid, record.lower);
+  const writes = await setWritesAside(stateDir, record, discardWrites);
+  if (overlayDetached && !(await releaseLower(record))) {
+    // The detached overlay still reads through the lower mount (a file is open): detaching the lower
+    // too would break that file, so it stays until nothing uses it (sweepDetached, on later runs).
+    record.status = 'detached';
+    await writeRecord(record);
+    return { record, ...writes, lazyUnmounts };
+  }
+  if (!overlayDetached) await releaseLower(record, { lazyIfBusy: true });
+  await removeRestoreDir(record);
+  return { record, ...writes, lazyUnmounts };
+}
 
-  let savedWrites: string | undefined;
-  let discardedWrites = false;
-  if (await hasEntries(record.upper)) {
-    if (discardWrites) {
-      discardedWrites = true;
-    } else {
-      const savedRoot = join(stateDir, SAVED_WRITES);
-      await mkdir(savedRoot, { recursive: true, mode: 0o700 });
-      savedWrites = join(savedRoot, `${record.backupId}_${record.restoreId}-${stamp()}`);
-      await rename(record.upper, savedWrites);
-    }
+/** Unmounts the lower mount and stops its process; false when it is busy and lazyIfBusy is not set. */
+async function releaseLower(record: RestoreRecord, options: { lazyIfBusy?: boolean } = {}): Promise<boolean> {
+  let detached = false;
+  try {
+    detached = (await unmountFuse(record.lower, { lazyIfBusy: !!options.lazyIfBusy })).lazy;
+  } catch (e) {
+    if (options.lazyIfBusy) throw e;
+    return false;
   }
-  // A lazily detached lower may still be in use by a process; its (empty) mountpoint dir then stays.
+  if (record.lowerPid) await stopProcess(record.lowerPid, record.lower, { detached });
+  return true;
+}
+
+/** Moves a non-empty upper dir to saved-writes/ (or deletes it with discardWrites). */
+async function setWritesAside(
+  stateDir: string,
+  record: RestoreRecord,
+  discardWrites: boolean,
+): Promise<{ savedWrites?: string; discardedWrites: boolean }> {
+  if (!(await hasEntries(record.upper))) return { discardedWrites: false };
+  if (discardWrites) {
+    await rm(record.upper, { recursive: true, force: true });
+    return { discardedWrites: true };
+  }
+  const savedRoot = join(stateDir, SAVED_WRITES);
+  await mkdir(savedRoot, { recursive: true, mode: 0o700 });
+  const savedWrites = join(savedRoot, `${record.backupId}_${record.restoreId}-${stamp()}`);
+  // A rename within the state dir: instant, and safe even while a detached overlay still uses upper.
+  await rename(record.upper, savedWrites);
+  return { savedWrites, discardedWrites: false };
+}
+
+async function removeRestoreDir(record: RestoreRecord): Promise<void> {
   await rm(record.base, { recursive: true, force: true }).catch(async () => {
+    // A lazily detached lower may leave its mountpoint dir briefly busy: remove what we can.
     await rm(record.upper, { recursive: true, force: true });
     await rm(record.work, { recursive: true, force: true });
   });
-  return { record, savedWrites, discardedWrites, lazyUnmounts };
+}
+
+/**
+ * Finishes restores left 'detached' (their overlay was lazily unmounted while in use): once nothing
+ * uses their lower mount any more, it is unmounted, its process stopped and its dir removed.
+ */
+export async function sweepDetached(stateDir: string): Promise<number> {
+  let finished = 0;
+  for (const rec of await readRecords(stateDir)) {
+    if (rec.status !== 'detached') continue;
+    if (await releaseLower(rec)) {
+      await removeRestoreDir(rec);
+      finished++;
+    }
+  }
+  return finished;
 }
 
 /** Only a fuse-overlayfs mount on the recorded dir is unmounted, never something stacked there by others. */
@@ -109,6 +158,7 @@ export async function teardownRestore(
   options: { discardWrites?: boolean; stateDir?: string } = {},
 ): Promise<TeardownResult | undefined> {
   const stateDir = stateDirFrom(options.stateDir);
+  await sweepDetached(stateDir).catch(() => undefined);
   const records = await recordsForDir(stateDir, dir);
   if (!records.length) return undefined;
   let last: TeardownResult | undefined;
@@ -150,6 +200,7 @@ export async function mountBackup(id: string, dir: string, options: MountBackupO
   const tMeta = Date.now();
 
   await ensureStateDir(stateDir);
+  await sweepDetached(stateDir).catch(() => undefined);
   const previous = await recordsForDir(stateDir, target);
   const replaced: TeardownResult[] = [];
   for (const rec of previous.reverse()) {

@@ -34,7 +34,11 @@ export interface RestoreRecord {
   work: string;
   lowerLog: string;
   lowerPid?: number;
-  status: 'mounting' | 'active';
+  /**
+   * 'detached': the overlay was lazily unmounted while a file was open through it; the lower mount
+   * stays until nothing uses it (see sweepDetached), and the record no longer belongs to `dir`.
+   */
+  status: 'mounting' | 'active' | 'detached';
   createdAt: string;
 }
 
@@ -82,5 +86,5 @@ export async function readRecords(stateDir: string): Promise<RestoreRecord[]> {
 
 export async function recordsForDir(stateDir: string, dir: string): Promise<RestoreRecord[]> {
   const abs = resolve(dir);
-  return (await readRecords(stateDir)).filter((r) => r.dir === abs);
+  return (await readRecords(stateDir)).filter((r) => r.dir === abs && r.status !== 'detached');
 }

@@ -106,7 +106,7 @@ describe('backup CLI: create-backup, mount-backup, list, demo', () => {
   });
 
   it('demo runs end to end and cleans up', async () => {
-    const demo = await run('squashfs-r2', ['demo', '--compression', 'gzip']);
+    const demo = await run('squashfs-r2', ['demo']);
     expect(demo.stderr).toBe('');
     expect(demo.code).toBe(0);
     for (const step of ['create-backup', 'mount-backup', 'files identical', 'landed in the upper dir', 'is unchanged', 'notes.txt is gone', 'everything cleaned up']) {

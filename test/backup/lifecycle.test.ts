@@ -1,9 +1,11 @@
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, readdir, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, readdir, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBackup } from '../../src/backup/create.js';
-import { isMountPoint } from '../../src/backup/mounts.js';
+import { listRestores } from '../../src/backup/list.js';
+import { isOurProcess } from '../../src/backup/lower.js';
+import { isMountPoint, waitFor } from '../../src/backup/mounts.js';
 import { fetchMeta, headObject } from '../../src/backup/remote.js';
 import { mountBackup, teardownRestore } from '../../src/backup/restore.js';
 import { createS3Client } from '../../src/backup/s3-client.js';
@@ -93,5 +95,75 @@ describe.each(['gzip', 'lz4', 'zstd'] as const)('backup lifecycle (%s): create â
     expect(await readRecords(stateDir)).toEqual([]);
     expect(await teardownRestore(target, { stateDir })).toBeUndefined();
     client.destroy();
+  });
+});
+
+describe('teardown in hard cases', () => {
+  let s3: TestS3;
+  let root: string;
+  let target: string;
+  let stateDir: string;
+  let id: string;
+  let bucket: { bucket: string; endpoint: string };
+
+  beforeAll(async () => {
+    s3 = await startTestS3();
+    bucket = { bucket: s3.bucket, endpoint: s3.endpoint };
+    root = await tempRoot('hard');
+    target = join(root, 'target');
+    stateDir = join(root, 'state');
+    await mkdir(target);
+    await mkdir(join(root, 'sample'));
+    await makeSampleTree(join(root, 'sample'));
+    id = (await createBackup(join(root, 'sample'), { ...bucket, compression: 'gzip' })).id;
+  });
+
+  afterAll(async () => {
+    await teardownRestore(target, { stateDir, discardWrites: true }).catch(() => undefined);
+    expect(mountsUnder(root)).toEqual([]);
+    await rm(root, { recursive: true, force: true });
+    await s3?.close();
+  });
+
+  it('restoring again while a file is open in the old restore: lazy unmount, the open file stays readable', async () => {
+    const first = await mountBackup(id, target, { ...bucket, stateDir });
+    const held = await open(join(target, 'src/lib/blob.bin'), 'r');
+    try {
+      const second = await mountBackup(id, target, { ...bucket, stateDir, discardWrites: true });
+      expect(second.replaced[0].lazyUnmounts).toEqual([target]);
+      // The old lower stays until the detached overlay stops using it; it is no longer a restore of target.
+      expect(isMountPoint(first.record.lower)).toBe(true);
+      expect((await listRestores(stateDir)).map((r) => r.health).sort()).toEqual(['active', 'detached']);
+      const buf = Buffer.alloc(4096);
+      const { bytesRead } = await held.read(buf, 0, 4096, 100_000);
+      expect(bytesRead).toBe(4096);
+      expect(buf[0]).toBe((100_000 * 7919) % 251);
+      expect(await readFile(join(target, 'README.md'), 'utf8')).toContain('hello from the backup');
+    } finally {
+      await held.close();
+    }
+    // Once the file is closed, the next run sweeps the detached restore away.
+    await waitFor(async () => {
+      await teardownRestore(target, { stateDir });
+      return mountsUnder(root).length === 0;
+    }, 10_000);
+    expect(mountsUnder(root)).toEqual([]);
+    expect(await readRecords(stateDir)).toEqual([]);
+    expect(isOurProcess(first.record.lowerPid!, first.record.lower)).toBe(false);
+  });
+
+  it('a crashed lower process: list says broken, unmount still cleans up', async () => {
+    const r = await mountBackup(id, target, { ...bucket, stateDir });
+    await writeFile(join(target, 'after-crash.txt'), 'kept\n');
+    process.kill(r.record.lowerPid!, 'SIGKILL');
+    await waitFor(() => !isOurProcess(r.record.lowerPid!, r.record.lower), 5_000);
+    const [status] = await listRestores(stateDir);
+    expect(status.health).toBe('broken');
+    expect(status.lowerAlive).toBe(false);
+    const down = await teardownRestore(target, { stateDir });
+    expect(down?.savedWrites).toBeDefined();
+    expect(await readFile(join(down!.savedWrites!, 'after-crash.txt'), 'utf8')).toBe('kept\n');
+    expect(mountsUnder(root)).toEqual([]);
+    expect(await readRecords(stateDir)).toEqual([]);
   });
 });
