@@ -1,5 +1,6 @@
 import { registerSecret } from '../util/log.js';
 import { RangedObject, type TransportOptions } from './ranged-object.js';
+import { httpDisplayName } from './spec.js';
 
 /**
  * A public or presigned `http(s)://` URL read by plain ranged GETs (no credentials of our own).
@@ -19,12 +20,6 @@ export function createHttpObject(url: string | URL, options: TransportOptions = 
     authorizer = { authorize: async (_method, headers) => ({ ...headers, authorization: basic }) };
   }
   return new RangedObject({ origin: u.origin, path: u.pathname + u.search, name: httpDisplayName(u), authorizer }, options);
-}
-
-/** `origin/path`, with any query shown as `?…` and user info dropped: safe for logs. */
-export function httpDisplayName(url: string | URL): string {
-  const u = typeof url === 'string' ? new URL(url) : url;
-  return `${u.origin}${u.pathname}${u.search ? '?…' : ''}`;
 }
 
 function parseHttpUrl(url: string | URL): URL {

@@ -1,10 +1,7 @@
 import type { ByteSource } from '../squashfs/source.js';
-import { type CacheOptions, openCachedSource } from './cache.js';
+import type { CacheOptions } from './cache.js';
 import { FileSource } from './file.js';
-import { createHttpObject } from './http-object.js';
 import type { RangedObject, TransportOptions } from './ranged-object.js';
-import { createS3Object } from './s3-object.js';
-import { resolveS3Access } from './s3-credentials.js';
 import { parseSourceSpec, type SpecOptions } from './spec.js';
 import type { SourceStats } from './types.js';
 
@@ -35,7 +32,7 @@ export async function openSource(spec: string, options: SourceOptions = {}): Pro
       stats: () => ({}),
     };
   }
-  const remote = await openRemoteObject(spec, options);
+  const [remote, { openCachedSource }] = await Promise.all([openRemoteObject(spec, options), import('./cache.js')]);
   try {
     return await openCachedSource(remote, options);
   } catch (e) {
@@ -44,12 +41,22 @@ export async function openSource(spec: string, options: SourceOptions = {}): Pro
   }
 }
 
-/** The remote object alone, without the cache (open() not yet called): for benchmarks and tools. */
+/**
+ * The remote object alone, without the cache (open() not yet called): for benchmarks and tools.
+ * The transport (undici, the signer) is imported here, not at start-up: a local mount never pays for it.
+ */
 export async function openRemoteObject(spec: string, options: SourceOptions = {}): Promise<RangedObject> {
   const parsed = parseSourceSpec(spec, options);
   const transport = transportOptions(options);
-  if (parsed.kind === 'http') return createHttpObject(parsed.url, transport);
+  if (parsed.kind === 'http') {
+    const { createHttpObject } = await import('./http-object.js');
+    return createHttpObject(parsed.url, transport);
+  }
   if (parsed.kind === 's3') {
+    const [{ resolveS3Access }, { createS3Object }] = await Promise.all([
+      import('./s3-credentials.js'),
+      import('./s3-object.js'),
+    ]);
     const { location, credentials } = await resolveS3Access(parsed);
     return createS3Object(location, credentials, transport);
   }

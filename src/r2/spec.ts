@@ -1,6 +1,5 @@
 import { fileURLToPath } from 'node:url';
 import { registerSecret } from '../util/log.js';
-import { httpDisplayName } from './http-object.js';
 import type { S3Credentials } from './s3-object.js';
 
 /**
@@ -140,6 +139,12 @@ function parseS3Spec(
     profile,
     name,
   };
+}
+
+/** `origin/path`, with any query shown as `?…` and user info dropped: safe for logs. */
+export function httpDisplayName(url: string | URL): string {
+  const u = typeof url === 'string' ? new URL(url) : url;
+  return `${u.origin}${u.pathname}${u.search ? '?…' : ''}`;
 }
 
 function staticCredentials(id?: string, secret?: string, token?: string): S3Credentials | undefined {
