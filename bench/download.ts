@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process';
 import { open } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { getRange, headObject } from './s3.js';
 
@@ -56,4 +58,33 @@ export async function parallelDownload(options: {
     await pool.close();
   }
   return { bytes: size, gets, ms: performance.now() - t0 };
+}
+
+/**
+ * Run as its own process (`node dist/bench/download.js '<options JSON>'`), as the SDK's downloader
+ * is: in the harness it would share an event loop with the S3 server and the proxy.
+ */
+if (process.argv[1]?.endsWith('download.js')) {
+  parallelDownload(JSON.parse(process.argv[2] ?? '{}') as Parameters<typeof parallelDownload>[0]).then(
+    (r) => process.stdout.write(JSON.stringify(r)),
+    (e: Error) => {
+      process.stderr.write(`download: ${e.message}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
+
+/** parallelDownload in a child process. */
+export function parallelDownloadInChild(options: Parameters<typeof parallelDownload>[0]): Promise<DownloadResult> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      [fileURLToPath(import.meta.url), JSON.stringify(options)],
+      { maxBuffer: 1024 * 1024 },
+      (err, stdout, stderr) => {
+        if (err) reject(new Error(`download failed: ${(stderr || err.message).trim().slice(0, 500)}`));
+        else resolve(JSON.parse(stdout) as DownloadResult);
+      },
+    );
+  });
 }

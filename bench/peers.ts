@@ -2,7 +2,7 @@ import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { DOWNLOAD_CONNECTIONS, DOWNLOAD_PART_BYTES, type PeerId } from './config.js';
-import { parallelDownload } from './download.js';
+import { parallelDownloadInChild } from './download.js';
 import { pidsServing, startMountCommand, unmount } from './mounts.js';
 import { CREDENTIALS, REGION } from './s3.js';
 import type { ImageSpec } from './workloads.js';
@@ -62,7 +62,7 @@ export async function mountPeer(peer: PeerId, ctx: PeerContext): Promise<Mounted
       }
       case 'B': {
         const local = join(ctx.workDir, 'data.sqsh');
-        const dl = await parallelDownload({
+        const dl = await parallelDownloadInChild({
           endpoint: ctx.proxyUrl,
           bucket: ctx.bucket,
           key: ctx.image.key,

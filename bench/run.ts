@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { cpus, totalmem, release } from 'node:os';
+import { cpus, loadavg, release, totalmem } from 'node:os';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -273,6 +273,9 @@ async function machine(): Promise<Record<string, string>> {
     ),
     mksquashfs: await version('mksquashfs', ['-version']),
     commit: await version('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD']),
+    loadavgAtEnd: loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' '),
   };
 }
 
@@ -291,6 +294,9 @@ async function main(argv: string[]): Promise<number> {
   let proxy: NetProxy | undefined;
   const results: RunResult[] = [];
   const started = new Date();
+  const loadAtStart = loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
   try {
     for (const image of new Set(Object.values(images))) {
       if ((await headObject(server.endpoint, BUCKET, image.key)) !== image.imageBytes) {
@@ -339,7 +345,7 @@ async function main(argv: string[]): Promise<number> {
   const json = {
     started: started.toISOString(),
     command: `npm run bench -- ${argv.join(' ')}`.trim(),
-    machine: await machine(),
+    machine: { ...(await machine()), loadavgAtStart: loadAtStart },
     sizes: opts.sizes,
     profiles: opts.profiles,
     images: Object.fromEntries(
