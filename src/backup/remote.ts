@@ -1,6 +1,6 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import { type BackupMeta, BackupError, backupKeys, parseMeta } from './layout.js';
-import { type BucketOptions, describeS3Failure } from './s3-client.js';
+import { type BucketOptions, describeS3Failure, sourceSpec } from './s3-client.js';
 
 /** Reads and validates `<prefix>/<id>/meta.json`. A missing meta.json means "no such backup". */
 export async function fetchMeta(client: S3Client, o: BucketOptions, prefix: string, id: string): Promise<BackupMeta> {
@@ -34,4 +34,38 @@ export async function headObject(client: S3Client, o: BucketOptions, key: string
 export async function deleteQuietly(client: S3Client, o: BucketOptions, key: string): Promise<void> {
   const { DeleteObjectCommand } = await import('@aws-sdk/client-s3');
   await client.send(new DeleteObjectCommand({ Bucket: o.bucket, Key: key })).catch(() => undefined);
+}
+
+/** meta.json is a few hundred bytes; anything this large is not one. */
+const META_MAX_BYTES = 64 * 1024;
+
+/**
+ * fetchMeta through the mount's own transport (undici + SigV4) instead of the AWS SDK: with static
+ * credentials it loads no SDK at all, which is most of mount-backup's own start-up time.
+ */
+export async function fetchMetaFast(o: BucketOptions, prefix: string, id: string): Promise<BackupMeta> {
+  const keys = backupKeys(prefix, id);
+  const { source } = sourceSpec(o, keys.meta);
+  const { openRemoteObject } = await import('../r2/open-source.js');
+  let text: string;
+  try {
+    const object = await openRemoteObject(source, { endpoint: o.endpoint, accountId: o.accountId, pathStyle: o.pathStyle, region: o.region });
+    try {
+      const { info, head } = await object.open(META_MAX_BYTES, 0);
+      if (info.size > META_MAX_BYTES) throw new BackupError(`meta.json of backup ${id} is ${info.size} bytes: not a backup's meta.json`);
+      text = new TextDecoder().decode(head);
+    } finally {
+      await object.close();
+    }
+  } catch (e) {
+    if (e instanceof BackupError) throw e;
+    const se = e as { code?: string; status?: number };
+    if (!se.code) throw e;
+    const failure = describeS3Failure({ name: se.code, message: (e as Error).message, $metadata: { httpStatusCode: se.status } }, o, keys.meta, 'reading');
+    if (se.code === 'NoSuchKey') {
+      throw new BackupError(`backup ${id} not found: no ${keys.meta} in bucket "${o.bucket}" (wrong id, prefix or bucket?)`);
+    }
+    throw failure;
+  }
+  return parseMeta(text, id);
 }

@@ -5,8 +5,8 @@ import { type LowerCommand, ourMountCommand, parseSize, startLowerMount, stopPro
 import { STATS_FILE } from './list.js';
 import { isMountPoint, mountEntry, unmountFuse } from './mounts.js';
 import { OVERLAY_FS_TYPE, mountOverlay, requireOverlayTool } from './overlay.js';
-import { fetchMeta } from './remote.js';
-import { type BucketOptions, createS3Client, resolveBucketOptions, sourceSpec } from './s3-client.js';
+import { fetchMetaFast } from './remote.js';
+import { type BucketOptions, resolveBucketOptions, sourceSpec } from './s3-client.js';
 import {
   type RestoreRecord,
   SAVED_WRITES,
@@ -189,13 +189,7 @@ export async function mountBackup(id: string, dir: string, options: MountBackupO
   }
   const overlayTool = requireOverlayTool();
 
-  const client = await createS3Client(bucketOptions);
-  let meta: BackupMeta;
-  try {
-    meta = await fetchMeta(client, bucketOptions, prefix, id);
-  } finally {
-    client.destroy();
-  }
+  const meta = await fetchMetaFast(bucketOptions, prefix, id);
   assertNotExpired(meta, options.now?.() ?? Date.now());
   const tMeta = Date.now();
 
