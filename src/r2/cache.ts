@@ -431,7 +431,7 @@ class ChunkCachedSource implements CachedSource {
       if (flight) {
         this.counters.joins++;
         if (!flight.fetch.started && flight.fetch.priority !== 'foreground') {
-          this.promoteQueued(flight.fetch, last);
+          this.promoteQueued(flight.fetch, first, last);
           flight = this.inFlight.get(c)!;
         }
         flight.fetch.awaited = true;
@@ -451,15 +451,17 @@ class ChunkCachedSource implements CachedSource {
   }
 
   /**
-   * A reader needs chunks of a readahead fetch that has not started: fetch the part up to `lastNeeded`
-   * now as a foreground request and leave the rest queued as readahead, so the reader does not wait
-   * for a whole multi-MiB readahead GET.
+   * A reader needs chunks [firstNeeded, lastNeeded] of a readahead or hydration fetch that has not
+   * started: fetch that part now as a foreground request and leave the rest queued in its class, so
+   * the reader does not wait for a whole multi-MiB GET.
    */
-  private promoteQueued(fetch: RangeFetch, lastNeeded: number): void {
+  private promoteQueued(fetch: RangeFetch, firstNeeded: number, lastNeeded: number): void {
     if (!this.scheduler.withdraw(fetch)) return;
-    const splitAt = Math.min(lastNeeded, fetch.last);
-    const parts: Array<[number, number, FetchPriority]> = [[fetch.first, splitAt, 'foreground']];
-    if (splitAt < fetch.last) parts.push([splitAt + 1, fetch.last, fetch.priority]);
+    const from = Math.max(firstNeeded, fetch.first);
+    const to = Math.min(lastNeeded, fetch.last);
+    const parts: Array<[number, number, FetchPriority]> = [[from, to, 'foreground']];
+    if (fetch.first < from) parts.push([fetch.first, from - 1, fetch.priority]);
+    if (to < fetch.last) parts.push([to + 1, fetch.last, fetch.priority]);
     for (const [first, last, priority] of parts) {
       const part = new RangeFetch(this, first, last, priority, fetch.streamId);
       for (const [c, waiter] of fetch.waiters) {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openCachedSource } from '../../src/r2/cache.js';
+import { openCachedSource, type CachedSource } from '../../src/r2/cache.js';
 import { FileObject } from '../../src/r2/file-object.js';
 import { SquashfsImage } from '../../src/squashfs/index.js';
 import { REPO_ROOT } from '../helpers/fixtures.js';
@@ -105,5 +105,34 @@ describe.runIf(RUN)('chunk size measurement', () => {
     }
     console.log(rows.join('\n'));
     expect(rows.length).toBe(25);
+  });
+
+  it('reports the whole-tree read cold, with a warm disk cache, and after hydration', async () => {
+    const cacheDir = await mkdtemp(join(dir, 'disk-'));
+    const rows: string[] = [];
+    const run = async (label: string, options: Parameters<typeof openCachedSource>[1], before?: (source: CachedSource) => Promise<unknown>) => {
+      const remote = await FileObject.open(imagePath, { latencyMs: 20, bytesPerSecond: 100 * MiB, etag: '"bench"' });
+      const t0 = performance.now();
+      const source = await openCachedSource(remote, options);
+      const img = await SquashfsImage.open(source);
+      if (before) await before(source);
+      const t1 = performance.now();
+      const readsBefore = remote.requests.length;
+      const all: Array<{ path: string; size: number }> = [];
+      await walk(img, '', all);
+      for (const f of all) await readAll(img, f.path, f.size);
+      const t2 = performance.now();
+      rows.push(
+        `${label.padEnd(34)} | prepare ${(t1 - t0).toFixed(0).padStart(5)} ms | read ${(t2 - t1).toFixed(0).padStart(5)} ms | ` +
+          `${remote.requests.length - readsBefore} GETs during the read, ${remote.requests.length} in all`,
+      );
+      await img.close();
+    };
+    await run('cold, memory only', {});
+    await run('cold, filling the disk cache', { cacheDir });
+    await run('warm disk cache (remount)', { cacheDir });
+    await run('hydrate (fresh disk cache), then read', { cacheDir: await mkdtemp(join(dir, 'disk-')) }, (s) => s.hydrate());
+    console.log(rows.join('\n'));
+    expect(rows.length).toBe(4);
   });
 });

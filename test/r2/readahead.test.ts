@@ -113,6 +113,28 @@ describe('readahead through the cache', () => {
     await source.close();
   });
 
+  it('a reader needing the middle of a queued readahead GET fetches just its chunk, at once', async () => {
+    const remote = await FileObject.open(path, { latencyMs: 30 });
+    const source = await openCachedSource(remote, {
+      tailBytes: 0,
+      initialReadaheadBytes: 4 * MiB,
+      maxReadaheadRequestBytes: 1 * MiB,
+      maxReadaheadFetches: 1,
+    });
+    remote.resetRequests();
+    for (let at = 0; at < 192 * KiB; at += 64 * KiB) await source.read(at, 64 * KiB); // 3rd read plans chunks 1..16
+    expect(source.stats().cache.queuedFetches).toBe(3); // [1-4] running; [5-8], [9-12], [13-16] queued
+    const at = 14 * 256 * KiB + 100;
+    expect(same(await source.read(at, 4096), at)).toBe(true);
+    const gets = remote.requests.filter((r) => r.kind === 'fetch').map((r) => [r.offset / (256 * KiB), r.length / (256 * KiB)]);
+    expect(gets.slice(0, 2)).toEqual([
+      // chunk 0 came with the open (head)
+      [1, 4], // readahead, running
+      [14, 1], // the promoted chunk alone, ahead of the queued readahead
+    ]);
+    await source.close();
+  });
+
   it('readahead never starves a foreground read', async () => {
     // Slow, large readahead GETs; two connection slots beyond readahead's budget (the sequential reader
     // may hold one).
