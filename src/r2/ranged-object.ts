@@ -190,7 +190,9 @@ export class RangedObject implements RemoteObject {
     } catch (e) {
       if (probe && isRangeFault(e)) throw e;
       this.counters.failures++;
-      if (log.enabled('warn')) log.warn(`${asked} failed: ${(e as Error).message}`);
+      // The caller reports the error itself; a warning only for trouble that outlasted the retries.
+      if (e instanceof SourceError && e.code === 'RetriesExhausted') log.warn((e as Error).message);
+      else if (log.enabled('debug')) log.debug(`${asked} failed: ${(e as Error).message}`);
       throw e;
     }
   }
