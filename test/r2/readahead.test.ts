@@ -145,8 +145,10 @@ describe('readahead through the cache', () => {
     })();
     const latencies: number[] = [];
     let queuedAtCall = 0;
-    await new Promise((r) => setTimeout(r, 150)); // let the window grow and the readahead queue fill
     for (let i = 0; i < 5; i++) {
+      // Wait until readahead GETs are queued: a foreground read must overtake them.
+      const deadline = Date.now() + 5000;
+      while (source.stats().cache.queuedFetches === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
       const at = 60 * MiB + i * MiB + 12345;
       const before = remote.requests.length;
       queuedAtCall = Math.max(queuedAtCall, source.stats().cache.queuedFetches);
