@@ -160,18 +160,19 @@ describe.each(['s3rver', 'r2'] as S3ServerMode[])('RemoteObject over SigV4 again
     expect(obj.stats().retries).toBe(0);
   });
 
-  test('500, 503 SlowDown, a reset and a truncated body are retried, then the bytes are right', async () => {
+  test('500, 503 SlowDown, 429, a reset and a truncated body are retried, then the bytes are right', async () => {
     const obj = track(s3Object(server, KEY, { retry: { baseDelayMs: 5 } }));
     await obj.open(4096, 4096);
     server.injectFault({ fault: { kind: 'status', status: 500 }, match: { key: KEY } });
     server.injectFault({ fault: { kind: 'status', status: 503, code: 'SlowDown', message: 'Reduce your request rate.' }, match: { key: KEY } });
+    server.injectFault({ fault: { kind: 'status', status: 429, code: 'TooManyRequests' }, match: { key: KEY } });
     server.injectFault({ fault: { kind: 'reset' }, match: { key: KEY } });
     server.injectFault({ fault: { kind: 'truncate', bytes: 1000 }, match: { key: KEY } });
     const got = await obj.fetch(50_000, 100_000);
     expect(Buffer.compare(Buffer.from(got), data.subarray(50_000, 150_000))).toBe(0);
     const faults = server.objectGets(KEY).map((r) => r.fault);
-    expect(faults.filter(Boolean)).toEqual(['status', 'status', 'reset', 'truncate']);
-    expect(obj.stats().retries).toBe(4);
+    expect(faults.filter(Boolean)).toEqual(['status', 'status', 'status', 'reset', 'truncate']);
+    expect(obj.stats().retries).toBe(5);
     expect(obj.stats().failures).toBe(0);
   });
 
