@@ -10,6 +10,7 @@ import { fetchMeta, headObject } from '../../src/backup/remote.js';
 import { mountBackup, teardownRestore } from '../../src/backup/restore.js';
 import { createS3Client } from '../../src/backup/s3-client.js';
 import { readRecords } from '../../src/backup/state.js';
+import { unmountRestoredDir } from '../../src/backup/unmount-restore.js';
 import { type TestS3, makeSampleTree, mountsUnder, startTestS3, tempRoot } from './helpers.js';
 import { type ManifestEntry, manifest } from './manifest.js';
 
@@ -89,11 +90,19 @@ describe.each(['gzip', 'lz4', 'zstd'] as const)('backup lifecycle (%s): create â
     expect(existsSync(first.record.base)).toBe(false);
     expect(withoutLinks(await manifest(target))).toEqual(wantOverlay);
 
-    const down = await teardownRestore(target, { stateDir });
-    expect(down?.savedWrites).toBeUndefined();
+    await writeFile(join(target, 'last.txt'), 'kept on unmount\n');
+    const lines: string[] = [];
+    expect(await unmountRestoredDir(target, { stateDir, print: (l) => lines.push(l) })).toBe(true);
+    const kept = /writes kept in (\S+)/.exec(lines.join('\n'))?.[1];
+    expect(await readFile(join(kept!, 'last.txt'), 'utf8')).toBe('kept on unmount\n');
+    expect(lines.at(-1)).toBe(`restore of backup ${meta.id} on ${target} removed`);
     expect(mountsUnder(root)).toEqual([]);
     expect(await readRecords(stateDir)).toEqual([]);
+    // no process left
+    expect(isOurProcess(second.record.lowerPid!, second.record.lower)).toBe(false);
+    expect(isOurProcess(first.record.lowerPid!, first.record.lower)).toBe(false);
     expect(await teardownRestore(target, { stateDir })).toBeUndefined();
+    expect(await unmountRestoredDir(target, { stateDir })).toBe(false);
     client.destroy();
   });
 });
