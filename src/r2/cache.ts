@@ -282,7 +282,6 @@ class ChunkCachedSource implements CachedSource {
   private readonly scheduler: FetchScheduler;
   private readonly detector: SequentialDetector;
   private hydration: { stats: HydrationStats; done: Promise<HydrationStats> } | undefined;
-  private readonly chunkShift: number;
   private reservedBytes = 0;
   private runningFetches = 0;
   private closed = false;
@@ -309,7 +308,6 @@ class ChunkCachedSource implements CachedSource {
     this.name = remote.name;
     this.size = info.size;
     this.etag = info.etag;
-    this.chunkShift = Math.log2(opts.chunkBytes);
     this.lru = new ChunkLru(opts.cacheBytes);
     this.scheduler = new FetchScheduler({
       maxConcurrent: opts.maxConcurrentFetches,

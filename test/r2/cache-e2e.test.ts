@@ -77,6 +77,7 @@ for (const mode of ['r2', 's3rver'] as S3ServerMode[]) {
       });
       img = await SquashfsImage.open(source);
       const gets = server.objectGets().length - before;
+      console.log(`${mode}: open + SquashfsImage.open = ${gets} object GETs; server saw ${server.requests.map((r) => `${r.method} ${r.range ?? ''}`).join(', ')}`);
       // R2 answers suffix ranges correctly: exactly 2. s3rver needs the transport's HEAD + ranges fallback.
       if (mode === 'r2') expect(gets).toBe(2);
       else expect(gets).toBeLessThanOrEqual(3);
@@ -103,6 +104,29 @@ for (const mode of ['r2', 's3rver'] as S3ServerMode[]) {
       // A front-to-back read: readahead keeps GETs far below one per chunk.
       expect(gets).toBeLessThan(chunks / 3);
       console.log(`${mode}: image ${(image.length / MiB).toFixed(1)} MiB (${chunks} chunks) read whole with ${gets} GETs`);
+    });
+
+    it('with a cache directory, a second mount reads every file with no GET after the open round trip', async () => {
+      const cacheDir = await mkdtemp(join(dir, `disk-${mode}-`));
+      const spec = 's3://images/backups/1/data.sqsh';
+      const options = {
+        endpoint: server.endpoint,
+        region: server.region,
+        credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+        env: {},
+        cacheDir,
+      };
+      for (const round of ['cold', 'warm']) {
+        const before = server.objectGets().length;
+        const mounted = await SquashfsImage.open(await openSource(spec, options));
+        const afterOpen = server.objectGets().length;
+        for (const [name, bytes] of files) expect((await readWhole(mounted, name, bytes.length)).equals(bytes), name).toBe(true);
+        const readGets = server.objectGets().length - afterOpen;
+        await mounted.close();
+        if (round === 'warm') expect(readGets).toBe(0);
+        else expect(readGets).toBeGreaterThan(0);
+        console.log(`${mode} ${round} cache dir: ${afterOpen - before} GETs to open, ${readGets} to read every file`);
+      }
     });
 
     it('reads everything again from the cache without a request', async () => {
