@@ -110,6 +110,12 @@ export interface CachedSource extends ByteSource {
    * (state 'done', or 'incomplete' after failed requests; reads still work and fetch what they need).
    */
   hydrate(): Promise<HydrationStats>;
+  /**
+   * Fetches [offset, offset+length) ahead of need (a recorded prefetch list, issue 8) at readahead
+   * priority, in parallel GETs of up to `maxReadaheadRequestBytes`; resolves when they settle (true =
+   * all arrived). Never delays foreground reads. Mind `cacheBytes` when no cache directory is set.
+   */
+  prefetch(offset: number, length: number): Promise<boolean>;
   close(): Promise<void>;
   stats(): SourceStats & { cache: ChunkCacheStats };
 }
@@ -746,6 +752,25 @@ class ChunkCachedSource implements CachedSource {
 
   private notePeak(): void {
     this.counters.peakDataBytes = Math.max(this.counters.peakDataBytes, this.lru.heldBytes + this.reservedBytes);
+  }
+
+  async prefetch(offset: number, length: number): Promise<boolean> {
+    this.checkRange(offset, length, 'prefetch');
+    const waits: Array<Promise<Uint8Array>> = [];
+    const missing: number[] = [];
+    for (let c = this.chunkOf(offset); length > 0 && this.chunkStart(c) < offset + length; c++) {
+      const flight = this.inFlight.get(c);
+      if (flight) waits.push(flight.waiter.promise);
+      else if (!this.lru.has(c) && !(this.disk?.has(c) ?? false) && this.pinned.missing(this.chunkStart(c), this.chunkEnd(c)).length > 0) {
+        missing.push(c);
+      }
+    }
+    for (const fetch of this.planFetches(missing, 'readahead', undefined, this.opts.maxReadaheadRequestBytes)) {
+      for (const w of fetch.waiters.values()) waits.push(w.promise);
+      this.scheduler.submit(fetch);
+    }
+    const results = await Promise.allSettled(waits);
+    return results.every((r) => r.status === 'fulfilled');
   }
 
   hydrate(): Promise<HydrationStats> {

@@ -135,6 +135,26 @@ describe('readahead through the cache', () => {
     await source.close();
   });
 
+  it('prefetch fetches listed ranges in parallel GETs; reads of them then cost nothing', async () => {
+    const remote = await FileObject.open(path, { latencyMs: 10 });
+    const source = await openCachedSource(remote, { tailBytes: 0, maxReadaheadRequestBytes: 1 * MiB });
+    remote.resetRequests();
+    const ranges: Array<[number, number]> = [
+      [10 * MiB + 5, 3 * MiB],
+      [40 * MiB, 100 * KiB],
+      [41 * MiB, 100 * KiB],
+    ];
+    const ok = await Promise.all(ranges.map(([o, l]) => source.prefetch(o, l)));
+    expect(ok).toEqual([true, true, true]);
+    const gets = remote.requests.filter((r) => r.kind === 'fetch');
+    expect(gets.length).toBe(4 + 1 + 1); // 13 chunks in GETs of <= 1 MiB, then one chunk each
+    expect(remote.maxConcurrent).toBeGreaterThan(2);
+    remote.resetRequests();
+    for (const [o, l] of ranges) expect(same(await source.read(o, l), o)).toBe(true);
+    expect(remote.requests).toHaveLength(0);
+    await source.close();
+  });
+
   it('readahead never starves a foreground read', async () => {
     // Slow, large readahead GETs; two connection slots beyond readahead's budget (the sequential reader
     // may hold one).
