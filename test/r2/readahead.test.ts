@@ -159,7 +159,12 @@ describe('readahead through the cache', () => {
     // Slow, large readahead GETs; two connection slots beyond readahead's budget (the sequential reader
     // may hold one).
     const remote = await FileObject.open(path, { latencyMs: 20, bytesPerSecond: 100 * MiB });
-    const source = await openCachedSource(remote, { tailBytes: 0, maxConcurrentFetches: 6, maxReadaheadFetches: 4 });
+    const source = await openCachedSource(remote, {
+      tailBytes: 0,
+      maxConcurrentFetches: 6,
+      maxReadaheadFetches: 4,
+      maxReadaheadRequestBytes: 2 * MiB, // windows of 16 MiB and more leave GETs queued
+    });
     const sequential = (async () => {
       for (let at = 0; at < 48 * MiB; at += 128 * KiB) await source.read(at, 128 * KiB);
     })();
