@@ -189,6 +189,49 @@ describe('persistent chunk cache', () => {
   });
 });
 
+describe('property: the disk cache never returns wrong bytes', () => {
+  it('random reads across remounts with random damage to the cache files in between', async () => {
+    const cacheDir = await freshCacheDir();
+    let seed = 2024;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (let round = 0; round < 8; round++) {
+      const { remote, source } = await open({ cacheDir, cacheBytes: pickOne(rand, [2 * MiB, 8 * MiB]) });
+      remote.setFailureRule(() => (rand() < 0.03 ? new Error('injected') : undefined));
+      const reads = Array.from({ length: 40 }, () => {
+        const len = 1 + Math.floor(rand() * 400 * KiB);
+        const at = Math.floor(rand() * (data.length - len));
+        return source.read(at, len).then(
+          (bytes) => expect(same(bytes, at), `round ${round} read at ${at}`).toBe(true),
+          (e: Error) => expect(e.message).toBe('injected'),
+        );
+      });
+      await Promise.all(reads);
+      if (rand() < 0.3) await source.hydrate();
+      await source.close();
+      // Damage: flip bytes in the data file, scribble over index records, or truncate either file.
+      const [key] = await objectDirs(cacheDir);
+      const objectDir = join(cacheDir, 'objects', key!);
+      for (let k = 0; k < 5; k++) {
+        const file = rand() < 0.5 ? 'data' : 'index';
+        const handle = await openFile(join(objectDir, file), 'r+');
+        const { size } = await handle.stat();
+        const what = rand();
+        if (what < 0.8 && size > 0) {
+          const at = file === 'index' ? 4096 + Math.floor(rand() * Math.max(1, size - 4096)) : Math.floor(rand() * size);
+          await handle.write(randomBytes(1 + Math.floor(rand() * 16)), 0, undefined, at);
+        } else {
+          await handle.truncate(Math.floor(rand() * size));
+        }
+        await handle.close();
+      }
+    }
+  });
+});
+
+function pickOne<T>(rand: () => number, xs: T[]): T {
+  return xs[Math.floor(rand() * xs.length)]!;
+}
+
 describe('hydration', () => {
   it('fetches the whole object into the disk cache in large ranges; afterwards nothing goes remote', async () => {
     const cacheDir = await freshCacheDir();
