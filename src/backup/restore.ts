@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { chmod, chown, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { type BackupMeta, BackupError, BackupInputError, DEFAULT_PREFIX, assertBackupId, assertNotExpired, backupKeys } from './layout.js';
@@ -11,6 +12,7 @@ import {
   type RestoreRecord,
   SAVED_WRITES,
   ensureStateDir,
+  lockDir,
   newRestoreId,
   readRecords,
   recordsForDir,
@@ -158,13 +160,19 @@ export async function teardownRestore(
   options: { discardWrites?: boolean; stateDir?: string } = {},
 ): Promise<TeardownResult | undefined> {
   const stateDir = stateDirFrom(options.stateDir);
-  await sweepDetached(stateDir).catch(() => undefined);
-  const records = await recordsForDir(stateDir, dir);
-  if (!records.length) return undefined;
-  let last: TeardownResult | undefined;
-  // Newest first: an overlay stacked later sits on top.
-  for (const rec of records.reverse()) last = await teardownRecord(stateDir, rec, !!options.discardWrites);
-  return last;
+  if (!existsSync(stateDir)) return undefined;
+  const unlock = await lockDir(stateDir, dir);
+  try {
+    await sweepDetached(stateDir).catch(() => undefined);
+    const records = await recordsForDir(stateDir, dir);
+    if (!records.length) return undefined;
+    let last: TeardownResult | undefined;
+    // Newest first: an overlay stacked later sits on top.
+    for (const rec of records.reverse()) last = await teardownRecord(stateDir, rec, !!options.discardWrites);
+    return last;
+  } finally {
+    await unlock();
+  }
 }
 
 /**
@@ -174,7 +182,6 @@ export async function teardownRestore(
  */
 export async function mountBackup(id: string, dir: string, options: MountBackupOptions = {}): Promise<MountBackupResult> {
   const t0 = Date.now();
-  const say = options.onStep ?? (() => undefined);
   // Everything checkable locally is checked before any request.
   assertBackupId(id);
   if (options.cacheSize !== undefined) parseSize(options.cacheSize);
@@ -194,6 +201,25 @@ export async function mountBackup(id: string, dir: string, options: MountBackupO
   const tMeta = Date.now();
 
   await ensureStateDir(stateDir);
+  const unlock = await lockDir(stateDir, target);
+  try {
+    return await restoreLocked(id, target, meta, { stateDir, bucketOptions, archiveKey: keys.archive, overlayTool }, options, t0, tMeta);
+  } finally {
+    await unlock();
+  }
+}
+
+async function restoreLocked(
+  id: string,
+  target: string,
+  meta: BackupMeta,
+  where: { stateDir: string; bucketOptions: BucketOptions; archiveKey: string; overlayTool: string },
+  options: MountBackupOptions,
+  t0: number,
+  tMeta: number,
+): Promise<MountBackupResult> {
+  const say = options.onStep ?? (() => undefined);
+  const { stateDir, bucketOptions, archiveKey, overlayTool } = where;
   await sweepDetached(stateDir).catch(() => undefined);
   const previous = await recordsForDir(stateDir, target);
   const replaced: TeardownResult[] = [];
@@ -207,7 +233,7 @@ export async function mountBackup(id: string, dir: string, options: MountBackupO
 
   const restoreId = newRestoreId();
   const paths = restorePaths(stateDir, id, restoreId);
-  const { source, flags } = sourceSpec(bucketOptions, keys.archive);
+  const { source, flags } = sourceSpec(bucketOptions, archiveKey);
   const record: RestoreRecord = {
     version: 1,
     backupId: id,

@@ -1,7 +1,7 @@
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, readdir, rename, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmod, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { BackupInputError } from './layout.js';
+import { BackupError, BackupInputError } from './layout.js';
 
 /**
  * The restore state dir: one fresh `<id>_<restoreId>` dir per restore (lower, upper, work, the lower
@@ -11,6 +11,7 @@ import { BackupInputError } from './layout.js';
 export const DEFAULT_STATE_DIR = '/var/lib/squashfs-r2/restores';
 export const RECORD_FILE = 'restore.json';
 export const SAVED_WRITES = 'saved-writes';
+export const LOCKS = 'locks';
 
 export function stateDirFrom(explicit?: string, env = process.env): string {
   const dir = resolve(explicit ?? env.SQUASHFS_R2_STATE_DIR ?? DEFAULT_STATE_DIR);
@@ -73,7 +74,7 @@ export async function readRecords(stateDir: string): Promise<RestoreRecord[]> {
   const names = await readdir(stateDir).catch(() => [] as string[]);
   const out: RestoreRecord[] = [];
   for (const name of names) {
-    if (name === SAVED_WRITES) continue;
+    if (name === SAVED_WRITES || name === LOCKS) continue;
     try {
       const rec = JSON.parse(await readFile(join(stateDir, name, RECORD_FILE), 'utf8')) as RestoreRecord;
       if (rec.version === 1 && rec.base === join(stateDir, name)) out.push(rec);
@@ -87,4 +88,39 @@ export async function readRecords(stateDir: string): Promise<RestoreRecord[]> {
 export async function recordsForDir(stateDir: string, dir: string): Promise<RestoreRecord[]> {
   const abs = resolve(dir);
   return (await readRecords(stateDir)).filter((r) => r.dir === abs && r.status !== 'detached');
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Serializes restores and teardowns of one dir (two mount-backup runs on the same dir would otherwise
+ * interleave their mounts). The lock is a dir created atomically, holding the owner's pid; a lock whose
+ * owner died is taken over. Returns the release function.
+ */
+export async function lockDir(stateDir: string, dir: string): Promise<() => Promise<void>> {
+  const root = join(stateDir, LOCKS);
+  await mkdir(root, { recursive: true, mode: 0o700 });
+  const lock = join(root, createHash('sha256').update(resolve(dir)).digest('hex').slice(0, 32));
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      await mkdir(lock, { mode: 0o700 });
+      await writeFile(join(lock, 'pid'), String(process.pid));
+      return () => rm(lock, { recursive: true, force: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const owner = Number(await readFile(join(lock, 'pid'), 'utf8').catch(() => ''));
+      if (owner && isAlive(owner)) {
+        throw new BackupError(`another restore or unmount of ${resolve(dir)} is in progress (pid ${owner})`);
+      }
+      await rm(lock, { recursive: true, force: true });
+    }
+  }
+  throw new BackupError(`cannot lock ${resolve(dir)} in ${root}`);
 }

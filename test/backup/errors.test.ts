@@ -42,7 +42,8 @@ describe('mount-backup failures leave nothing behind', () => {
   async function expectNothingLeft(): Promise<void> {
     expect(mountsUnder(root)).toEqual([]);
     expect(await readRecords(stateDir)).toEqual([]);
-    const left = (await readdir(stateDir).catch(() => [] as string[])).filter((n) => n !== 'saved-writes');
+    const left = (await readdir(stateDir).catch(() => [] as string[])).filter((n) => n !== 'saved-writes' && n !== 'locks');
+    expect(await readdir(join(stateDir, 'locks')).catch(() => [])).toEqual([]);
     expect(left).toEqual([]);
   }
 
@@ -165,6 +166,18 @@ describe('mount-backup failures leave nothing behind', () => {
     await client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: `backups/${noData}/data.sqsh` }));
     client.destroy();
     await expect(restore(noData)).rejects.toThrow(/lower mount of s3:\/\/.*data.sqsh failed/);
+    await expectNothingLeft();
+  });
+
+  it('two restores of one dir at once: the second is refused, never interleaved', async () => {
+    const results = await Promise.allSettled([restore(id), restore(id)]);
+    const ok = results.filter((r) => r.status === 'fulfilled');
+    const refused = results.filter((r) => r.status === 'rejected') as PromiseRejectedResult[];
+    expect(ok).toHaveLength(1);
+    expect(refused).toHaveLength(1);
+    expect(String(refused[0].reason)).toMatch(/another restore or unmount of .* is in progress/);
+    expect(mountsUnder(root)).toHaveLength(2);
+    await teardownRestore(target, { stateDir });
     await expectNothingLeft();
   });
 
