@@ -130,7 +130,7 @@ const MiB = 1024 * KiB;
  *   catches neighbouring blocks and packed small files; 1 MiB chunks quadruple the bytes (and cache
  *   pollution) of random block reads for little gain. Sequential throughput comes from readahead, not
  *   from the chunk size. Measured with test/r2/cache-chunksize.test.ts (CACHE_BENCH=1): at 20 ms RTT,
- *   64 KiB chunks took 1.7x the time of 256 KiB for random small files and 1.3x for whole-tree reads;
+ *   64 KiB chunks took 1.6x the time of 256 KiB for random small files and 1.3x for whole-tree reads;
  *   1 MiB chunks saved round trips only where the whole file fit in a few chunks, at 1.4x the bytes.
  * - tailBytes 1 MiB: holds the whole metadata run of images of tens of thousands of files (a gzip
  *   image of 4,251 npm files has 86 KiB of metadata, ~21 bytes per inode), so open + retain is one
