@@ -13,6 +13,11 @@ const ENTRY_SIZE = 8;
 /** Directory index entry `u32 listing_offset, u32 block_start, u32 name_size-1`, then the name. */
 const INDEX_ENTRY_SIZE = 12;
 export const MAX_NAME = 256;
+/**
+ * Most entries one listing may hold. Memory stays bounded whatever a listing claims (a hostile
+ * directory table can decode to far more than it stores); real directories stay far below.
+ */
+export const MAX_DIRECTORY_ENTRIES = 1 << 20;
 
 export interface RawDirEntry {
   name: Uint8Array;
@@ -82,6 +87,7 @@ export async function readEntries(ctx: ImageContext, dir: DirectoryLayout): Prom
   const out: RawDirEntry[] = [];
   if (dir.listingSize === 0) return out;
   await scan(ctx, dir, listingCursor(ctx, dir), 0, (e) => {
+    if (out.length >= MAX_DIRECTORY_ENTRIES) throw corrupt(S, `listing holds more than ${MAX_DIRECTORY_ENTRIES} entries`);
     out.push({ ...e, name: e.name.slice() });
     return false;
   });

@@ -23,6 +23,7 @@ export interface Region {
 }
 
 const HEADER_UNCOMPRESSED = 0x8000;
+const EMPTY = new Uint8Array(0);
 const MAX_HEADER_READ = 2 + METADATA_BLOCK_SIZE;
 
 export function wrapDecodeError(e: unknown, structure: string, offset: number): SquashfsError {
@@ -116,6 +117,7 @@ export class MetadataCursor {
 
   /** Reads exactly `n` bytes; a subarray of the cached block when they sit in one block. */
   async read(n: number): Promise<Uint8Array> {
+    if (n === 0) return EMPTY;
     let b = await this.reader.block(this.block, this.region);
     if (this.fresh) this.checkStart(b);
     if (this.offset >= b.data.length) {

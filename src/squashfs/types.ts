@@ -105,6 +105,11 @@ export interface SquashfsReader {
   getXattr(target: Inode | string, name: string): Promise<Uint8Array>;
   /** Reads up to `length` bytes at `offset` (short only at end of file). EISDIR for directories. */
   read(file: Inode | string, offset: number, length: number): Promise<Uint8Array>;
+  /**
+   * Like read, but fills `target` (e.g. the buffer FUSE hands in) and returns the byte count, short
+   * only at end of file: no intermediate buffer. Optional so other readers need not provide it.
+   */
+  readInto?(file: Inode | string, offset: number, target: Uint8Array): Promise<number>;
   createReadStream(file: Inode | string, options?: { start?: number; end?: number }): NodeJS.ReadableStream;
   statfs(): StatFs;
   close(): Promise<void>;

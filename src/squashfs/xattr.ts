@@ -10,6 +10,9 @@ const VALUE_OUT_OF_LINE = 0x100;
 /** Linux limits: XATTR_NAME_MAX and XATTR_SIZE_MAX. */
 const MAX_NAME = 255;
 const MAX_VALUE = 65536;
+/** Bounds for one inode's attributes: Linux lists at most 64 KiB of names (XATTR_LIST_MAX). */
+const MAX_PAIRS = 65536;
+const MAX_TOTAL_VALUE_BYTES = 16 << 20;
 const ID_ENTRY_SIZE = 16;
 const HEADER_SIZE = 16;
 
@@ -78,7 +81,11 @@ export class XattrTable {
     const e = await this.entry(index);
     const S = 'xattr';
     // Each pair takes at least 8 bytes (4 key header + 4 value size); a count beyond what the table can hold is corrupt.
-    if (e.count * 8 > Math.ceil((this.kv.end - this.kv.start) / 3) * 8192) throw corrupt(S, `xattr count ${e.count} larger than the table`);
+    if (e.count > MAX_PAIRS || e.count * 8 > Math.ceil((this.kv.end - this.kv.start) / 3) * 8192) {
+      throw corrupt(S, `xattr count ${e.count} larger than the table allows`);
+    }
+    let valueBytes = 0;
+    let nameBytes = 0;
     const cur = this.cursor(e.ref);
     const out: Xattr[] = [];
     for (let i = 0; i < e.count; i++) {
@@ -94,11 +101,18 @@ export class XattrTable {
         if (valueSize !== 8) throw corrupt(S, `out-of-line xattr value reference of ${valueSize} bytes (not 8)`);
         const ref = u64(await cur.read(8), 0);
         if (prefix === undefined) continue;
-        out.push({ name: fullName, value: await this.readValue(this.cursor(ref)) });
+        const value = await this.readValue(this.cursor(ref));
+        valueBytes += value.length;
+        nameBytes += fullName.length + 1;
+        if (valueBytes > MAX_TOTAL_VALUE_BYTES || nameBytes > MAX_VALUE) throw corrupt(S, 'attributes of one inode exceed 64 KiB of names or 16 MiB of values');
+        out.push({ name: fullName, value });
       } else {
         if (valueSize > MAX_VALUE) throw corrupt(S, `xattr value of ${valueSize} bytes`);
         const value = await cur.read(valueSize);
         if (prefix === undefined) continue;
+        valueBytes += value.length;
+        nameBytes += fullName.length + 1;
+        if (valueBytes > MAX_TOTAL_VALUE_BYTES || nameBytes > MAX_VALUE) throw corrupt(S, 'attributes of one inode exceed 64 KiB of names or 16 MiB of values');
         out.push({ name: fullName, value: value.slice() });
       }
     }

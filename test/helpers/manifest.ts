@@ -114,6 +114,11 @@ function unquoteGetfattr(s: string): string {
 export async function xattrsOfTree(dir: string): Promise<Map<string, string[]>> {
   const { stdout } = await execFileP('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', dir], {
     maxBuffer: 256 * 1024 * 1024,
+  }).catch((e: { stdout?: string; stderr?: string }) => {
+    // A filesystem without xattr support (squashfs built with no xattr table) fails every path with ENOTSUP: no xattrs.
+    const lines = (e.stderr ?? '').split('\n').filter((l) => l !== '');
+    if (lines.length > 0 && lines.every((l) => l.endsWith('Operation not supported'))) return { stdout: e.stdout ?? '' };
+    throw e;
   });
   const result = new Map<string, string[]>();
   let current: string[] | undefined;
