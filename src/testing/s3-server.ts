@@ -47,6 +47,8 @@ export interface RequestRecord {
   ifMatch?: string;
   status: number;
   fault?: Fault['kind'];
+  /** Requests being served when this one arrived, itself included (2+ means it overlapped another). */
+  concurrent: number;
 }
 
 export interface S3TestServer {
@@ -134,6 +136,7 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Te
   const requests: RequestRecord[] = [];
   const rules: Array<FaultRule & { left: number }> = [];
   let latencyMs = 0;
+  let active = 0;
 
   const takeFault = (ctx: KoaContext, key: string | undefined): Fault | undefined => {
     for (const rule of rules) {
@@ -156,6 +159,7 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Te
       range: ctx.headers.range,
       ifMatch: ctx.headers['if-match'],
       status: 0,
+      concurrent: ++active,
     };
     requests.push(record);
     try {
@@ -175,6 +179,7 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Te
       }
       if (fault) await applyFaultAfter(ctx, fault);
     } finally {
+      active--;
       record.status = ctx.status;
     }
   };

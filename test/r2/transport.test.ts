@@ -62,6 +62,20 @@ describe.each(['s3rver', 'r2'] as S3ServerMode[])('RemoteObject over SigV4 again
     expect(obj.stats().requests).toBe(gets.length);
   });
 
+  test('open issues its head and tail GETs in parallel (one round trip)', async () => {
+    server.setLatency(150);
+    try {
+      server.requests.length = 0;
+      const obj = track(s3Object(server, KEY));
+      await obj.open(4096, 4096);
+      const [first, second] = server.objectGets(KEY);
+      expect(first!.concurrent).toBe(1);
+      expect(second!.concurrent).toBe(2); // arrived while the first was still being answered
+    } finally {
+      server.setLatency(0);
+    }
+  });
+
   test('open of an object smaller than head and tail returns it whole, twice', async () => {
     const small = patternBytes(1000, 3);
     await server.putObject(BUCKET, 'small', small);
