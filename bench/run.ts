@@ -30,7 +30,7 @@ import type { StepResult, StepsRequest } from './workload-runner.js';
 import { backupImage, type ImageSpec, projectImage, randomOffsets } from './workloads.js';
 
 const USAGE = `usage: npm run bench -- [--quick] [--peers us,A,B,C] [--workloads W1,W2,W3] [--profiles 20ms,5ms,80ms]
-                      [--data-dir DIR] [--out DIR] [--no-warm] [--us-args "--log-level debug ..."]
+                      [--data-dir DIR] [--out DIR] [--no-warm] [--server-mode r2|s3rver] [--us-args="--log-level debug ..."]
 
 Runs every peer on the same data, the same local S3 server and the same proxy profile:
   A   s3fs mount of the bucket prefix + squashfuse on the image inside it
@@ -53,6 +53,7 @@ interface Options {
   outDir: string;
   warm: boolean;
   usArgs: string[];
+  serverMode: 's3rver' | 'r2';
 }
 
 function parseOptions(argv: string[]): Options | undefined {
@@ -67,6 +68,7 @@ function parseOptions(argv: string[]): Options | undefined {
       out: { type: 'string', default: join(REPO, 'bench', 'results') },
       'no-warm': { type: 'boolean', default: false },
       'us-args': { type: 'string', default: '' },
+      'server-mode': { type: 'string', default: 'r2' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -92,6 +94,7 @@ function parseOptions(argv: string[]): Options | undefined {
     outDir: resolve(values.out),
     warm: !values['no-warm'],
     usArgs: values['us-args'].split(' ').filter(Boolean),
+    serverMode: values['server-mode'] === 's3rver' ? 's3rver' : 'r2',
   };
 }
 
@@ -221,6 +224,12 @@ async function runPeer(ctx: RunContext, peer: PeerId): Promise<RunResult[]> {
       ourMountArgs: ctx.opts.usArgs,
     });
     const mountedAt = start + mounted.mountMs;
+    const firstRequest = ctx.proxy.stats().log[0];
+    if (firstRequest && firstRequest.atMs <= mountedAt) {
+      // Local start-up before the first request vs. time spent once the network is involved.
+      mounted.extra.firstRequestMs = firstRequest.atMs - start;
+      mounted.extra.mountedAfterFirstRequestMs = mountedAt - firstRequest.atMs;
+    }
     const steps = await runSteps(stepsRequest(ctx.workload, mounted.root, ctx.image, ctx.opts.sizes));
     checkSteps(ctx.workload, steps, ctx.image, ctx.opts.sizes);
     out.push(resultOf(ctx, peer, mounted.mountMs, steps, mountedAt, await sumRss(mounted.pids), mounted.extra));
@@ -290,7 +299,7 @@ async function main(argv: string[]): Promise<number> {
   if (opts.workloads.includes('W2')) images.W2 = await projectImage(opts.dataDir, opts.sizes, log);
   if (opts.workloads.includes('W3')) images.W3 = images.W1;
 
-  const server = await startS3Server({ directory: join(opts.dataDir, 's3'), buckets: [BUCKET] });
+  const server = await startS3Server({ directory: join(opts.dataDir, 's3'), buckets: [BUCKET], mode: opts.serverMode });
   let proxy: NetProxy | undefined;
   const results: RunResult[] = [];
   const started = new Date();
