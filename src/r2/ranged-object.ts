@@ -351,6 +351,7 @@ export class RangedObject implements RemoteObject {
   ): SourceError {
     if (e instanceof SourceError) return e;
     if (signal?.aborted) return fail('Aborted', 'read aborted by the caller', { cause: e });
+    if (this.closed) return fail('Aborted', 'source closed during the read', { cause: e });
     const kind = classifyTransportError(e);
     const detail = (e as { code?: string })?.code ?? (e as Error)?.name ?? 'error';
     if (kind === 'Timeout' || kind === 'Aborted') {

@@ -246,6 +246,21 @@ describe.each(['s3rver', 'r2'] as S3ServerMode[])('RemoteObject over SigV4 again
     expect(obj.stats().retries).toBe(0);
   });
 
+  test('close during a stalled read ends it at once, without retries', async () => {
+    const obj = s3Object(server, KEY, { retry: { baseDelayMs: 10 } });
+    await obj.open(4096, 4096);
+    server.injectFault({ fault: { kind: 'stall', ms: 5000 }, match: { key: KEY } });
+    const pending = caught(obj.fetch(0, 4096));
+    await new Promise((r) => setTimeout(r, 100));
+    const started = Date.now();
+    await obj.close();
+    const e = await pending;
+    expect(e.code).toBe('Aborted');
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(obj.stats().retries).toBe(0);
+    await expect(obj.fetch(0, 1)).rejects.toThrow(/closed/);
+  });
+
   test('a presigned https-style URL is read by plain ranged GETs', async () => {
     const url = await presignedUrl(server, KEY);
     const obj = track(createHttpObject(url));
