@@ -24,6 +24,7 @@ export interface RunResult {
   /** Peak RSS (VmHWM) summed over the peer's FUSE daemons, bytes. */
   peakRssBytes: number;
   extra: Record<string, number>;
+  trace?: string[];
 }
 
 export const MILESTONES: Record<WorkloadId, { key: string; label: string }[]> = {

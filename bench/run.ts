@@ -199,6 +199,10 @@ function resultOf(
     firstFileWaves,
     peakRssBytes: rss,
     extra,
+    // Our own requests, for explaining the numbers (ms since the start of mounting, method, range).
+    trace: peer.startsWith('us')
+      ? st.log.slice(0, 5000).map((r) => `${(r.atMs - (mountedPerf - mountMs)).toFixed(1)} ${r.method} ${r.range ?? ''}`.trim())
+      : undefined,
   };
 }
 
