@@ -1,0 +1,133 @@
+/**
+ * What the inspection commands (ls, stat, cat, extract) share: opening the <image> argument,
+ * argument errors, and ls-style formatting. Not a command itself (main.ts only dispatches names
+ * it lists).
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { openSource, type OpenedSource } from '../../r2/open-source.js';
+import { SquashfsImage } from '../../squashfs/image.js';
+import type { FileType, Stat } from '../../squashfs/types.js';
+
+/** Exit code 2 and the usage text, like other CLI tools' argument errors. */
+export class UsageError extends Error {
+  readonly exitCode = 2;
+}
+
+export interface ParsedCommandArgs {
+  values: Record<string, string | boolean | undefined>;
+  positionals: string[];
+}
+
+export function parseCommandArgs(argv: string[], options: ParseArgsConfig['options'], usage: string): ParsedCommandArgs {
+  try {
+    const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+    return { values: values as ParsedCommandArgs['values'], positionals };
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message}\n\n${usage}`);
+  }
+}
+
+export interface OpenedImage {
+  image: SquashfsImage;
+  source: OpenedSource;
+  close(): Promise<void>;
+}
+
+/** Opens an image named by a local path, s3://, r2:// or http(s):// spec (see src/r2/spec.ts). */
+export async function openImage(spec: string): Promise<OpenedImage> {
+  const source = await openSource(spec);
+  try {
+    const image = await SquashfsImage.open(source);
+    return {
+      image,
+      source,
+      close: async () => {
+        await image.close();
+        await source.close();
+      },
+    };
+  } catch (e) {
+    await source.close();
+    throw e;
+  }
+}
+
+/** Runs `fn` with the image open and always closes it. */
+export async function withImage<T>(spec: string, fn: (opened: OpenedImage) => Promise<T>): Promise<T> {
+  const opened = await openImage(spec);
+  try {
+    return await fn(opened);
+  } finally {
+    await opened.close();
+  }
+}
+
+const TYPE_LETTER: Record<FileType, string> = {
+  directory: 'd',
+  file: '-',
+  symlink: 'l',
+  'block-device': 'b',
+  'char-device': 'c',
+  fifo: 'p',
+  socket: 's',
+};
+
+/** `ls -l` permission string: "drwxr-sr-t" style, setuid/setgid/sticky included. */
+export function modeString(type: FileType, mode: number): string {
+  const rwx = (bits: number, special: boolean, specialChar: string) =>
+    (bits & 4 ? 'r' : '-') +
+    (bits & 2 ? 'w' : '-') +
+    (special ? (bits & 1 ? specialChar : specialChar.toUpperCase()) : bits & 1 ? 'x' : '-');
+  return (
+    TYPE_LETTER[type] +
+    rwx((mode >> 6) & 7, (mode & 0o4000) !== 0, 's') +
+    rwx((mode >> 3) & 7, (mode & 0o2000) !== 0, 's') +
+    rwx(mode & 7, (mode & 0o1000) !== 0, 't')
+  );
+}
+
+/** Major and minor of a device number in the kernel's 32-bit "new" encoding (what squashfs stores). */
+export function deviceNumbers(rdev: number): { major: number; minor: number } {
+  return { major: (rdev >>> 8) & 0xfff, minor: (rdev & 0xff) | ((rdev >>> 12) & 0xfff00) };
+}
+
+/** UTC "YYYY-MM-DD HH:MM" (ls --time-style=long-iso, but always UTC so output is reproducible). */
+export function timeString(seconds: number): string {
+  return new Date(seconds * 1000).toISOString().slice(0, 16).replace('T', ' ');
+}
+
+/** Size column: bytes, or "major, minor" for devices (as ls prints them). */
+export function sizeColumn(st: Stat): string {
+  if (st.type === 'block-device' || st.type === 'char-device') {
+    const { major, minor } = deviceNumbers(st.rdev);
+    return `${major}, ${minor}`;
+  }
+  return String(st.size);
+}
+
+/** Bytewise name order (what `LC_ALL=C ls` and unsquashfs use), not locale order. */
+export function byteOrder(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+/** Joins an image path and a child name without doubling the slash at the root. */
+export function childPath(dir: string, name: string): string {
+  return dir === '/' ? `/${name}` : `${dir}/${name}`;
+}
+
+/** "/a/b" for any of "a/b", "/a/b/", "" ... (lookups accept these too; this is for display). */
+export function normalisePath(path: string | undefined): string {
+  const parts = (path ?? '').split('/').filter((p) => p !== '' && p !== '.');
+  return `/${parts.join('/')}`;
+}
+
+/**
+ * `squashfs-r2 ls ... | head`: when the reader of stdout goes away, stop quietly with status 0
+ * instead of crashing on EPIPE (what cat and ls do, short of dying by SIGPIPE).
+ */
+export function exitQuietlyOnEpipe(): void {
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
+}
