@@ -135,7 +135,7 @@ async function serve(reader: SquashfsReader, target: string, options: MountOptio
       },
       stats: () => ({
         fuse: operations.stats(),
-        reader: (reader as { stats?: () => unknown }).stats?.(),
+        reader: (reader as { cacheStats?: () => unknown }).cacheStats?.(),
         source: context.sourceStats?.(),
       }),
     };

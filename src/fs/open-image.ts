@@ -1,29 +1,21 @@
+import type { OpenedSource, SourceOptions as RemoteSourceOptions } from '../r2/open-source.js';
 import type { ByteSource } from '../squashfs/source.js';
 import type { ReaderOptions, SquashfsReader } from '../squashfs/types.js';
 import { MountError } from './mountpoint.js';
 
-/** How to reach a remote image; credentials come from the environment, never from here. */
-export interface SourceOptions {
-  endpoint?: string;
-  accountId?: string;
-  pathStyle?: boolean;
-  region?: string;
-  /** Bytes of remote data kept in the source's chunk cache. */
-  cacheBytes?: number;
-}
+/** How to reach a remote image (see src/r2/open-source.ts); credentials come from the environment. */
+export type SourceOptions = Pick<RemoteSourceOptions, 'endpoint' | 'accountId' | 'pathStyle' | 'region' | 'profile' | 'cacheBytes'>;
 
 const REMOTE = /^[a-z][a-z0-9+.-]*:\/\//i;
 
 /**
  * A source spec to a ByteSource. A local path opens the file directly (the page cache is its
- * cache, and no transport code is loaded); s3://, r2:// and http(s):// go through openSource,
- * which loads the AWS SDK only for the schemes that need it.
+ * cache, and no transport code is loaded: start-up time counts); s3://, r2://, http(s):// and
+ * file:// go through openSource.
  */
-export async function openByteSource(spec: string, options: SourceOptions = {}): Promise<ByteSource> {
+export async function openByteSource(spec: string, options: SourceOptions = {}): Promise<ByteSource & Partial<Pick<OpenedSource, 'stats'>>> {
   if (REMOTE.test(spec)) {
-    const { openSource } = (await import(OPEN_SOURCE_MODULE)) as {
-      openSource(spec: string, options: SourceOptions): Promise<ByteSource>;
-    };
+    const { openSource } = await import('../r2/open-source.js');
     return openSource(spec, options);
   }
   const { FileSource } = await import('../r2/file.js');
@@ -38,13 +30,8 @@ export async function openByteSource(spec: string, options: SourceOptions = {}):
   }
 }
 
+/** Opens the reader; the reader owns the source from then on (its close() closes the source). */
 export async function openReader(source: ByteSource, options: ReaderOptions = {}): Promise<SquashfsReader> {
-  const { SquashfsImage } = (await import(IMAGE_MODULE)) as {
-    SquashfsImage: { open(source: ByteSource, options: ReaderOptions): Promise<SquashfsReader> };
-  };
+  const { SquashfsImage } = await import('../squashfs/image.js');
   return SquashfsImage.open(source, options);
 }
-
-// Named through constants while the modules land in parallel; both are plain ESM siblings.
-const OPEN_SOURCE_MODULE = '../r2/open-source.js';
-const IMAGE_MODULE = '../squashfs/image.js';

@@ -90,6 +90,7 @@ export function createOperations(reader: SquashfsReader, options: { pathCacheEnt
   }
 
   const inodeOf = (path: string): Promise<Inode> => paths.resolve(path);
+  const readInto = (reader as Partial<ZeroCopyReader>).readInto?.bind(reader);
 
   const handlers: Record<string, Handler> = {
     getattr(path: string, reply: Reply) {
@@ -138,9 +139,9 @@ export function createOperations(reader: SquashfsReader, options: { pathCacheEnt
       serve('read', path, reply, async () => {
         try {
           const inode = handles.get(fd) ?? (await inodeOf(path));
-          const data = await reader.read(inode, position, length);
-          const n = Math.min(data.length, length, buffer.length);
-          buffer.set(n === data.length ? data : data.subarray(0, n));
+          // The buffer is FUSE's own request memory: fill it in place where the reader can.
+          const target = buffer.length > length ? buffer.subarray(0, length) : buffer;
+          const n = readInto ? await readInto(inode, position, target) : copyInto(target, await reader.read(inode, position, length));
           counters.bytesRead += n;
           return [n];
         } finally {
@@ -179,6 +180,17 @@ export function createOperations(reader: SquashfsReader, options: { pathCacheEnt
       pathCache: { entries: paths.size, hits: paths.hits, misses: paths.misses },
     }),
   };
+}
+
+/** SquashfsImage's extra: read straight into a caller's buffer (not part of SquashfsReader). */
+interface ZeroCopyReader {
+  readInto(file: Inode, offset: number, target: Uint8Array): Promise<number>;
+}
+
+function copyInto(target: Uint8Array, data: Uint8Array): number {
+  const n = Math.min(data.length, target.length);
+  target.set(n === data.length ? data : data.subarray(0, n));
+  return n;
 }
 
 function safeReply(reply: Reply, code: number, ...values: unknown[]): void {

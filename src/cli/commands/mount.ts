@@ -1,0 +1,164 @@
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { configureLogging, describeError, type LogLevel } from '../../util/log.js';
+
+export const usage = `usage: squashfs-r2 mount <source> <mountpoint> [options]
+
+Mounts a SquashFS image read-only with FUSE. <source> is a local path, s3://bucket/key,
+r2://bucket/key or an http(s):// URL. Returns once the mount serves and keeps serving in the
+background; unmount with "squashfs-r2 unmount <mountpoint>" (or fusermount -u).
+
+options:
+  --cache-size SIZE   memory for decoded blocks and remote chunks (e.g. 64M, 1G; default 64M)
+  -f, --foreground    stay in the foreground (Ctrl-C or SIGTERM unmounts)
+  --allow-other       let other users see the mount (needs user_allow_other in /etc/fuse.conf)
+  --log-file FILE     append log lines to FILE (the background process has no terminal)
+  --log-level LEVEL   error, warn (default), info or debug
+  --endpoint URL      S3/R2 endpoint
+  --account-id ID     R2 account id (else R2_ACCOUNT_ID)
+  --path-style        path-style S3 URLs
+  --region REGION     signing region
+Credentials come from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...).
+`;
+
+const OPTIONS = {
+  'cache-size': { type: 'string' },
+  foreground: { type: 'boolean', short: 'f' },
+  'allow-other': { type: 'boolean' },
+  'log-file': { type: 'string' },
+  'log-level': { type: 'string' },
+  endpoint: { type: 'string' },
+  'account-id': { type: 'string' },
+  'path-style': { type: 'boolean' },
+  region: { type: 'string' },
+  // Internal: the background child reports readiness on this fd (see src/fs/daemon.ts).
+  'ready-fd': { type: 'string' },
+} as const;
+
+/** The source travels to the background process in the environment, never in its argv. */
+const SOURCE_ENV = 'SQUASHFS_R2_MOUNT_SOURCE';
+/** Longest wait for the background process to report (covers slow first GETs with retries). */
+const READY_TIMEOUT_MS = 120_000;
+
+class UsageError extends Error {
+  readonly exitCode = 2;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(argv);
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message}\n\n${usage}`);
+  }
+  const { values, source, mountpoint } = parsed;
+  configureLogging({ level: values['log-level'] as LogLevel | undefined, file: values['log-file'] });
+  if (values.foreground) return runServer(source, mountpoint, values);
+  return runInBackground(source, mountpoint, argv, values);
+}
+
+function parse(argv: string[]) {
+  const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  const fromEnv = values['ready-fd'] !== undefined ? process.env[SOURCE_ENV] : undefined;
+  if (fromEnv !== undefined) delete process.env[SOURCE_ENV];
+  const expected = fromEnv !== undefined ? 1 : 2;
+  if (positionals.length !== expected) throw new Error(expected === 2 ? 'expected <source> <mountpoint>' : 'expected <mountpoint>');
+  const source = fromEnv ?? (positionals[0] as string);
+  const mountpoint = positionals[expected - 1] as string;
+  if (values['cache-size'] !== undefined) parseSize(values['cache-size']);
+  return { values, source, mountpoint };
+}
+
+type Values = ReturnType<typeof parse>['values'];
+
+/** "64M", "1G", "512k", "1GiB", "1048576" -> bytes. */
+export function parseSize(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(text.trim());
+  if (!m) throw new Error(`invalid size "${text}" (examples: 64M, 1G)`);
+  const unit = { '': 0, k: 1, m: 2, g: 3, t: 4 }[(m[2] as string).toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  const bytes = Math.floor(Number(m[1]) * 1024 ** unit);
+  if (bytes < 1 << 20) throw new Error(`cache size ${text} is too small (at least 1M)`);
+  return bytes;
+}
+
+/** Foreground: mount, serve until unmounted or signalled. With --ready-fd, report to the parent. */
+async function runServer(source: string, mountpoint: string, values: Values): Promise<number> {
+  const readyFd = values['ready-fd'] === undefined ? undefined : Number(values['ready-fd']);
+  const { mount } = await import('../../fs/index.js');
+  const { reportReadiness } = await import('../../fs/daemon.js');
+  let handle: Awaited<ReturnType<typeof mount>>;
+  try {
+    handle = await mount(source, mountpoint, {
+      cacheBytes: values['cache-size'] === undefined ? undefined : parseSize(values['cache-size']),
+      allowOther: values['allow-other'],
+      source: {
+        endpoint: values.endpoint,
+        accountId: values['account-id'],
+        pathStyle: values['path-style'],
+        region: values.region,
+      },
+    });
+  } catch (e) {
+    if (readyFd !== undefined) {
+      reportReadiness(readyFd, { error: describeError(e) });
+      return 1;
+    }
+    throw e;
+  }
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      process.stderr.write(`squashfs-r2 mount: ${signal} again, exiting without waiting\n`);
+      process.exit(1);
+    }
+    stopping = true;
+    // Leaving anyway: a busy mount is detached lazily (as libfuse does on SIGTERM).
+    handle.unmount({ lazyIfBusy: true }).catch((e) => {
+      process.stderr.write(`squashfs-r2 mount: unmount on ${signal}: ${describeError(e)}\n`);
+      process.exit(1);
+    });
+  };
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, stop);
+  if (readyFd !== undefined) reportReadiness(readyFd, { ready: true });
+  await handle.closed;
+  return 0;
+}
+
+/** Default: start the server detached and return once it reports the mount ready (or why not). */
+async function runInBackground(source: string, mountpoint: string, argv: string[], values: Values): Promise<number> {
+  const { spawnServer, READY_FD } = await import('../../fs/daemon.js');
+  const REMOTE = /^[a-z][a-z0-9+.-]*:\/\//i;
+  const forwarded = forwardedOptions(argv);
+  const logFile = values['log-file'] === undefined ? undefined : resolve(values['log-file']);
+  if (logFile) forwarded.push('--log-file', logFile);
+  const answer = await spawnServer({
+    script: cliEntry(),
+    args: ['mount', '--foreground', '--ready-fd', String(READY_FD), ...forwarded, resolve(mountpoint)],
+    env: { [SOURCE_ENV]: REMOTE.test(source) ? source : resolve(source) },
+    logFile,
+    timeoutMs: READY_TIMEOUT_MS,
+  });
+  if ('error' in answer) {
+    process.stderr.write(`squashfs-r2 mount: ${answer.error}\n`);
+    return 1;
+  }
+  return 0;
+}
+
+/** The options to hand on to the background process (all but positionals, -f and --log-file). */
+function forwardedOptions(argv: string[]): string[] {
+  const { tokens } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true, tokens: true });
+  const out: string[] = [];
+  for (const t of tokens ?? []) {
+    if (t.kind !== 'option' || t.name === 'foreground' || t.name === 'log-file' || t.name === 'ready-fd') continue;
+    out.push(`--${t.name}`);
+    if (t.value !== undefined) out.push(t.value);
+  }
+  return out;
+}
+
+/** bin/squashfs-r2 relative to this compiled module (dist/src/cli/commands/mount.js). */
+function cliEntry(): string {
+  return fileURLToPath(new URL('../../../../bin/squashfs-r2', import.meta.url));
+}

@@ -1,0 +1,132 @@
+/**
+ * Shared by the FUSE tests: temp mountpoints, tree walks that record st_ino, a byte source with
+ * injected faults and delays (around a real FileSource), and the compiled CLI for process tests.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, lstat, rmdir, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { isMountpoint } from '../../src/fs/mountpoint.js';
+import type { ByteSource } from '../../src/squashfs/source.js';
+import { REPO_ROOT } from '../helpers/fixtures.js';
+
+export const execFileP = promisify(execFile);
+export const CLI = join(REPO_ROOT, 'bin', 'squashfs-r2');
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function tempMountpoint(prefix = 'sqfs-fuse-'): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix));
+}
+
+/** Removes a temp mountpoint; if a test left it mounted, unmounts it (lazily) first. */
+export async function cleanupMountpoint(dir: string): Promise<void> {
+  if (isMountpoint(dir)) await execFileP('fusermount3', ['-u', '-z', dir]).catch(() => undefined);
+  await rmdir(dir).catch(() => undefined);
+}
+
+/** path ('/', '/a/b') -> st_ino for every entry of a tree. */
+export async function inodeNumbers(root: string): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  const visit = async (abs: string, rel: string): Promise<void> => {
+    const st = await lstat(abs);
+    out.set(rel, st.ino);
+    if (st.isDirectory()) {
+      for (const name of await readdir(abs)) await visit(join(abs, name), rel === '/' ? `/${name}` : `${rel}/${name}`);
+    }
+  };
+  await visit(root, '/');
+  return out;
+}
+
+export async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A real source with knobs: fail or delay reads that touch a byte range. */
+export class FaultySource implements ByteSource {
+  failRange?: [number, number];
+  delayMs = 0;
+  reads = 0;
+  constructor(private readonly inner: ByteSource) {}
+  get size(): number {
+    return this.inner.size;
+  }
+  get name(): string {
+    return `faulty:${this.inner.name}`;
+  }
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    this.reads++;
+    if (this.delayMs) await sleep(this.delayMs);
+    const r = this.failRange;
+    if (r && offset < r[1] && offset + length > r[0]) throw new Error(`injected failure reading [${offset}, +${length})`);
+    return this.inner.read(offset, length);
+  }
+  close(): Promise<void> {
+    return this.inner.close?.() ?? Promise.resolve();
+  }
+}
+
+const WATCHED = ['src/fs/index', 'src/fs/operations', 'src/fs/daemon', 'src/fs/native', 'src/fs/mountpoint', 'src/fs/unmount', 'src/cli/commands/mount', 'src/cli/commands/unmount', 'src/cli/main'];
+
+async function stale(): Promise<boolean> {
+  for (const base of WATCHED) {
+    const out = (await stat(join(REPO_ROOT, 'dist', `${base}.js`)).catch(() => undefined))?.mtimeMs ?? 0;
+    if (out < (await stat(join(REPO_ROOT, `${base}.ts`))).mtimeMs) return true;
+  }
+  return false;
+}
+
+let built: Promise<void> | undefined;
+
+/** The CLI runs from dist/: rebuild when a mount source is newer (flock: one tsc at a time). */
+export function ensureBuilt(): Promise<void> {
+  built ??= (async () => {
+    if (!(await stale())) return;
+    await execFileP('flock', [join(REPO_ROOT, 'dist', '.build.lock'), 'npx', 'tsc', '-p', 'tsconfig.json'], { cwd: REPO_ROOT }).catch(() => undefined);
+    if (await stale()) throw new Error('dist/ is stale and tsc did not refresh it');
+  })();
+  return built;
+}
+
+export interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 60_000): Promise<CliRun> {
+  return new Promise((resolve) => {
+    execFile(CLI, args, { env: { ...process.env, ...env }, timeout: timeoutMs }, (error, stdout, stderr) => {
+      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+/** pid of the background server serving `mountpoint` (its argv names the mountpoint last). */
+export async function serverPid(mountpoint: string): Promise<number | undefined> {
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const { readFile } = await import('node:fs/promises');
+      const argv = (await readFile(`/proc/${entry}/cmdline`, 'utf8')).split('\0').filter(Boolean);
+      if (argv.includes('--ready-fd') && argv[argv.length - 1] === mountpoint) return Number(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,246 @@
+/**
+ * The mount as a filesystem under load and under faults, through the library API (in-process):
+ * concurrent random reads compared with the kernel mount, read-only answers to every write,
+ * statfs, EIO for a failing source read with the mount staying up, unmount with reads in flight,
+ * a busy unmount, an unmount done from outside, and the path cache.
+ */
+import { randomInt } from 'node:crypto';
+import { constants } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type MountHandle, isMountpoint, mount } from '../../src/fs/index.js';
+import { PathCache } from '../../src/fs/path-cache.js';
+import { FileSource } from '../../src/r2/file.js';
+import { SquashfsImage } from '../../src/squashfs/image.js';
+import { type Fixture, fixture } from '../helpers/fixtures.js';
+import { withKernelMount } from '../helpers/kernel-mount.js';
+import { FaultySource, cleanupMountpoint, execFileP, tempMountpoint, waitFor } from './helpers.js';
+
+let image: Fixture;
+let dir: string;
+let handle: MountHandle;
+
+beforeAll(async () => {
+  image = await fixture('zstd');
+  dir = await tempMountpoint();
+  handle = await mount(image.path, dir);
+});
+afterAll(async () => {
+  await handle?.unmount({ lazyIfBusy: true }).catch(() => undefined);
+  await cleanupMountpoint(dir);
+});
+
+/** Regular files of at least `minSize` bytes under `root` (relative paths). */
+async function bigFiles(root: string, minSize: number): Promise<{ path: string; size: number }[]> {
+  const out: { path: string; size: number }[] = [];
+  const visit = async (rel: string): Promise<void> => {
+    for (const entry of await fsp.readdir(join(root, rel), { withFileTypes: true })) {
+      const child = join(rel, entry.name);
+      if (entry.isDirectory()) await visit(child);
+      else if (entry.isFile()) {
+        const { size } = await fsp.stat(join(root, child));
+        if (size >= minSize) out.push({ path: child, size });
+      }
+    }
+  };
+  await visit('');
+  return out;
+}
+
+describe('reads', () => {
+  it('16 concurrent readers at random offsets get the kernel mount bytes', async () => {
+    await withKernelMount(image.path, async (kernel) => {
+      const files = await bigFiles(kernel, 256 * 1024);
+      expect(files.length).toBeGreaterThan(0);
+      const reader = async (): Promise<number> => {
+        let checked = 0;
+        for (let i = 0; i < 24; i++) {
+          const f = files[randomInt(files.length)] as { path: string; size: number };
+          const length = randomInt(1, 300_000);
+          const offset = randomInt(0, f.size);
+          const [ours, theirs] = await Promise.all([readAt(join(dir, f.path), offset, length), readAt(join(kernel, f.path), offset, length)]);
+          expect(ours.equals(theirs), `${f.path} @${offset} +${length}`).toBe(true);
+          checked += ours.length;
+        }
+        return checked;
+      };
+      const totals = await Promise.all(Array.from({ length: 16 }, reader));
+      expect(totals.every((n) => n > 0)).toBe(true);
+    });
+  });
+
+  it('statfs reports the superblock as the kernel does', async () => {
+    await withKernelMount(image.path, async (kernel) => {
+      const [ours, theirs] = await Promise.all([fsp.statfs(dir), fsp.statfs(kernel)]);
+      expect({ bsize: ours.bsize, blocks: ours.blocks, files: ours.files, bfree: ours.bfree }).toEqual({
+        bsize: theirs.bsize,
+        blocks: theirs.blocks,
+        files: theirs.files,
+        bfree: theirs.bfree,
+      });
+    });
+  });
+
+  it('missing names are ENOENT, a file used as a directory ENOTDIR, xattr size queries work', async () => {
+    await expect(fsp.stat(join(dir, 'no-such-name'))).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(fsp.stat(join(dir, 'no-such-name'))).rejects.toMatchObject({ code: 'ENOENT' });
+    const [file] = await bigFiles(dir, 1);
+    await expect(fsp.stat(join(dir, file!.path, 'x'))).rejects.toMatchObject({ code: 'ENOTDIR' });
+    const { stdout } = await execFileP('getfattr', ['-h', '-d', '-m', '-', '-e', 'hex', '-R', dir], { maxBuffer: 1 << 24 });
+    expect(stdout).toContain('trusted.');
+    const missing = await execFileP('getfattr', ['-h', '-n', 'user.no-such-attr', dir]).catch((e: { stderr: string }) => e);
+    expect(String((missing as { stderr: string }).stderr)).toMatch(/No such attribute/);
+  });
+});
+
+describe('read-only', () => {
+  it('answers every write with EROFS', async () => {
+    const [file] = await bigFiles(dir, 1);
+    const f = join(dir, file!.path);
+    const attempts: [string, () => Promise<unknown>][] = [
+      ['create', () => fsp.writeFile(join(dir, 'new-file'), 'x')],
+      ['open for writing', () => fsp.open(f, 'r+')],
+      ['append', () => fsp.appendFile(f, 'x')],
+      ['truncate', () => fsp.truncate(f, 0)],
+      ['mkdir', () => fsp.mkdir(join(dir, 'new-dir'))],
+      ['unlink', () => fsp.unlink(f)],
+      ['rmdir', () => fsp.rmdir(join(dir, 'empty-dir'))],
+      ['rename', () => fsp.rename(f, join(dir, 'renamed'))],
+      ['link', () => fsp.link(f, join(dir, 'hard-new'))],
+      ['symlink', () => fsp.symlink('x', join(dir, 'sym-new'))],
+      ['chmod', () => fsp.chmod(f, 0o600)],
+      ['chown', () => fsp.chown(f, 1, 1)],
+      ['utimes', () => fsp.utimes(f, 1, 1)],
+      ['mknod (fifo)', () => execFileP('mkfifo', [join(dir, 'fifo-new')])],
+      ['setxattr', () => execFileP('setfattr', ['-n', 'user.x', '-v', '1', f])],
+      ['removexattr', () => execFileP('setfattr', ['-x', 'user.x', f])],
+      ['access W_OK', () => fsp.access(f, constants.W_OK)],
+    ];
+    for (const [what, attempt] of attempts) {
+      const error = await attempt().then(
+        () => undefined,
+        (e: { code?: string; stderr?: string }) => e,
+      );
+      expect(error, what).toBeDefined();
+      expect(error?.code === 'EROFS' || /read-only/i.test(error?.stderr ?? ''), `${what}: ${JSON.stringify(error)}`).toBe(true);
+    }
+    await expect(fsp.access(f, constants.R_OK)).resolves.toBeUndefined();
+  });
+});
+
+describe('faults and unmounting', () => {
+  it('a failing source read is EIO for that read; the mount stays up', async () => {
+    const inner = await FileSource.open(image.path);
+    const source = new FaultySource(inner);
+    const mp = await tempMountpoint();
+    const h = await mount(source, mp);
+    try {
+      const files = await bigFiles(mp, 256 * 1024);
+      const victim = files[0]!;
+      const before = await readAt(join(mp, victim.path), 0, 4096);
+      expect(before.length).toBe(4096);
+      source.failRange = [0, source.size];
+      const failed = await readAt(join(mp, victim.path), victim.size - 200_000, 100_000).catch((e: NodeJS.ErrnoException) => e);
+      expect((failed as NodeJS.ErrnoException).code).toBe('EIO');
+      source.failRange = undefined;
+      const after = await readAt(join(mp, victim.path), victim.size - 200_000, 100_000);
+      expect(after.length).toBe(100_000);
+      expect(h.stats().fuse.ioErrors).toBeGreaterThan(0);
+    } finally {
+      await h.unmount({ lazyIfBusy: true });
+      await cleanupMountpoint(mp);
+    }
+  });
+
+  it('a busy mount is not unmounted without --lazy; lazily it goes, in-flight reads finish', async () => {
+    const inner = await FileSource.open(image.path);
+    const source = new FaultySource(inner);
+    const mp = await tempMountpoint();
+    const h = await mount(source, mp);
+    let closedEarly = false;
+    try {
+      const files = await bigFiles(mp, 256 * 1024);
+      source.delayMs = 30;
+      const reads = Array.from({ length: 16 }, async (_, i) => {
+        const f = files[i % files.length]!;
+        const fh = await fsp.open(join(mp, f.path));
+        try {
+          const buf = Buffer.alloc(Math.min(f.size, 1 << 20));
+          const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+          return bytesRead;
+        } finally {
+          await fh.close();
+        }
+      });
+      await new Promise((r) => setTimeout(r, 50));
+      await expect(h.unmount()).rejects.toThrow(/busy/);
+      void h.closed.then(() => {
+        closedEarly = true;
+      });
+      await h.unmount({ lazy: true });
+      expect(isMountpoint(mp)).toBe(false);
+      const results = await Promise.allSettled(reads);
+      // Detached, not broken: every read that was running completes with its bytes.
+      for (const r of results) expect(r.status === 'fulfilled' && r.value > 0, JSON.stringify(r)).toBe(true);
+      await waitFor('the connection to end', () => closedEarly);
+    } finally {
+      source.delayMs = 0;
+      await cleanupMountpoint(mp);
+    }
+  });
+
+  it('notices an unmount done from outside (fusermount -u) and closes the reader', async () => {
+    const mp = await tempMountpoint();
+    const h = await mount(image.path, mp);
+    try {
+      await execFileP('fusermount3', ['-u', mp]);
+      await h.closed;
+      expect(isMountpoint(mp)).toBe(false);
+    } finally {
+      await cleanupMountpoint(mp);
+    }
+  });
+});
+
+describe('path cache', () => {
+  it('resolves from the deepest cached ancestor, one lookupChild per new component', async () => {
+    const reader = await SquashfsImage.open(await FileSource.open(image.path));
+    try {
+      let lookups = 0;
+      const counting = Object.create(reader) as typeof reader;
+      counting.lookupChild = (d, n) => {
+        lookups++;
+        return reader.lookupChild(d, n);
+      };
+      const cache = new PathCache(counting);
+      const deep = (await bigFiles(dir, 1)).map((f) => `/${f.path}`).sort((a, b) => b.split('/').length - a.split('/').length)[0]!;
+      const depth = deep.split('/').length - 1;
+      expect(depth).toBeGreaterThan(1);
+      const first = await cache.resolve(deep);
+      expect(lookups).toBe(depth);
+      expect(await cache.resolve(deep)).toBe(first);
+      expect(lookups).toBe(depth);
+      await expect(cache.resolve(`${deep.slice(0, deep.lastIndexOf('/'))}/no-such`)).rejects.toMatchObject({ code: 'ENOENT' });
+      expect(lookups).toBe(depth + 1);
+    } finally {
+      await reader.close();
+    }
+  });
+});
+
+async function readAt(path: string, offset: number, length: number): Promise<Buffer> {
+  const fh = await fsp.open(path);
+  try {
+    const buf = Buffer.alloc(length);
+    let done = 0;
+    while (done < length) {
+      const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return buf.subarray(0, done);
+  } finally {
+    await fh.close();
+  }
+}
