@@ -62,6 +62,9 @@ export function encodeS3Key(key: string): string {
     .join('/');
 }
 
+/** Hop-by-hop headers a proxy may rewrite: sent, not signed (the SDK does not sign them either). */
+const UNSIGNED_HEADERS = new Set(['accept-encoding']);
+
 /** Signs each GET with SigV4 (header auth, unsigned payload); the signing key is cached per day by the signer. */
 export class SigV4Authorizer implements RequestAuthorizer {
   private readonly signer: SignatureV4;
@@ -96,7 +99,7 @@ export class SigV4Authorizer implements RequestAuthorizer {
       path: this.url.pathname,
       query: {},
       headers: { ...headers, host: this.host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' },
-    });
+    }, { unsignableHeaders: UNSIGNED_HEADERS });
     return signed.headers as Record<string, string>;
   }
 }
