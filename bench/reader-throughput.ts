@@ -42,41 +42,70 @@ async function libraryRun(
   chunk: number,
   parallel: number,
   into: boolean,
-): Promise<{ bytes: number; seconds: number; files: number }> {
+): Promise<{ bytes: number; seconds: number; cpuSeconds: number; files: number }> {
   const image = await SquashfsImage.open(await FileSource.open(imagePath), { cacheBytes: 64 << 20 });
   const files = await listFiles(image);
   let next = 0;
   let bytes = 0;
   const t0 = process.hrtime.bigint();
+  const cpu0 = process.cpuUsage();
   const worker = async (): Promise<void> => {
     // --into: one reused buffer, as the FUSE read path fills the kernel's buffer.
     const buffer = Buffer.allocUnsafe(chunk);
     while (next < files.length) {
       const f = files[next++]!;
       for (let off = 0; off < f.inode.stat.size; off += chunk) {
-        bytes += into ? await image.readInto(f.inode, off, buffer) : (await image.read(f.inode, off, chunk)).length;
+        // (await first: `bytes += await x` would read `bytes` before the await and lose other workers' counts)
+        const n = into ? await image.readInto(f.inode, off, buffer) : (await image.read(f.inode, off, chunk)).length;
+        bytes += n;
       }
     }
   };
   await Promise.all(Array.from({ length: parallel }, worker));
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu = process.cpuUsage(cpu0);
   await image.close();
-  return { bytes, seconds, files: files.length };
+  // CPU of this process (incl. libuv pool threads doing pread): comparable when the machine is busy.
+  return { bytes, seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, files: files.length };
 }
 
-async function squashfuseRun(imagePath: string): Promise<{ seconds: number }> {
+/** utime + stime of a process in seconds (from /proc/PID/stat). */
+async function processCpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return ticks / 100;
+}
+
+async function squashfuseRun(imagePath: string): Promise<{ seconds: number; cpuSeconds: number }> {
   const dir = await mkdtemp(join(tmpdir(), 'sqfs-bench-mnt-'));
-  await execFileP('squashfuse', [imagePath, dir]);
+  // Foreground, so its CPU time can be read from /proc before it exits.
+  const fuse = spawn('squashfuse', ['-f', imagePath, dir], { stdio: 'inherit' });
   try {
+    for (let i = 0; !(await readFile('/proc/self/mounts', 'utf8')).includes(dir); i++) {
+      if (i > 100) throw new Error('squashfuse did not mount');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const fuseCpu0 = await processCpuSeconds(fuse.pid!);
     const t0 = process.hrtime.bigint();
-    await new Promise<void>((resolve, reject) => {
+    const catCpu = await new Promise<number>((resolve, reject) => {
       // cat every regular file once (hard links would be read twice; the bench tree has few).
-      const p = spawn('sh', ['-c', `find "${dir}" -type f -print0 | xargs -0 cat > /dev/null`], { stdio: 'inherit' });
-      p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`cat exited ${code}`))));
+      const script = `TIMEFORMAT='%U %S'; time (find "${dir}" -type f -print0 | xargs -0 cat > /dev/null)`;
+      const p = spawn('bash', ['-c', script], { stdio: ['ignore', 'inherit', 'pipe'] });
+      let err = '';
+      p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      p.on('exit', (code) => {
+        const [u, sy] = err.trim().split('\n').pop()!.split(' ').map(Number);
+        if (code === 0) resolve(u! + sy!);
+        else reject(new Error(`cat exited ${code}: ${err}`));
+      });
     });
-    return { seconds: Number(process.hrtime.bigint() - t0) / 1e9 };
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const fuseCpu = (await processCpuSeconds(fuse.pid!)) - fuseCpu0;
+    return { seconds, cpuSeconds: fuseCpu + catCpu };
   } finally {
     await execFileP('fusermount', ['-u', dir]).catch(() => execFileP('umount', [dir]));
+    await new Promise((r) => (fuse.exitCode === null ? fuse.once('exit', r) : r(undefined)));
     await rmdir(dir).catch(() => undefined);
   }
 }
@@ -99,21 +128,25 @@ async function main(): Promise<void> {
   const chunk = Number(values.chunk);
   const parallel = Number(values.parallel);
   let best = Infinity;
+  let bestCpu = Infinity;
   let bytes = 0;
+  const mbs = (b: number, s: number) => (b / 1e6 / s).toFixed(0);
   for (let i = 0; i < Number(values.runs); i++) {
     const r = await libraryRun(imagePath, chunk, parallel, values.into);
     bytes = r.bytes;
     best = Math.min(best, r.seconds);
+    bestCpu = Math.min(bestCpu, r.cpuSeconds);
     console.log(
-      `library run ${i + 1}: ${r.files} files, ${(r.bytes / 1e6).toFixed(0)} MB in ${r.seconds.toFixed(2)} s = ${(r.bytes / 1e6 / r.seconds).toFixed(0)} MB/s (chunk ${chunk}, parallel ${parallel}${values.into ? ', readInto' : ''})`,
+      `library run ${i + 1}: ${r.files} files, ${(r.bytes / 1e6).toFixed(0)} MB in ${r.seconds.toFixed(2)} s = ${mbs(r.bytes, r.seconds)} MB/s; ` +
+        `${r.cpuSeconds.toFixed(2)} CPU-s = ${mbs(r.bytes, r.cpuSeconds)} MB per CPU-s (chunk ${chunk}, parallel ${parallel}${values.into ? ', readInto' : ''})`,
     );
   }
-  const libMBs = bytes / 1e6 / best;
   if (!values['no-squashfuse']) {
     const s = await squashfuseRun(imagePath);
-    const fuseMBs = bytes / 1e6 / s.seconds;
-    console.log(`squashfuse + cat: ${s.seconds.toFixed(2)} s = ${fuseMBs.toFixed(0)} MB/s`);
-    console.log(`ratio library / squashfuse: ${(libMBs / fuseMBs).toFixed(2)}`);
+    console.log(
+      `squashfuse + cat: ${s.seconds.toFixed(2)} s = ${mbs(bytes, s.seconds)} MB/s; ${s.cpuSeconds.toFixed(2)} CPU-s = ${mbs(bytes, s.cpuSeconds)} MB per CPU-s`,
+    );
+    console.log(`ratio library / squashfuse: wall ${(s.seconds / best).toFixed(2)}, CPU ${(s.cpuSeconds / bestCpu).toFixed(2)}`);
   }
 }
 
