@@ -41,11 +41,22 @@ export async function createArchive(dir: string, out: string, o: ArchiveOptions)
       if (err.length < 16_384) err += d;
     });
     child.on('error', (e: NodeJS.ErrnoException) =>
-      reject(new BackupError(e.code === 'ENOENT' ? 'mksquashfs not found: install squashfs-tools (scripts/setup.sh)' : `mksquashfs: ${e.message}`)),
+      reject(
+        new BackupError(
+          e.code === 'ENOENT'
+            ? 'mksquashfs not found: install squashfs-tools (scripts/setup.sh)'
+            : `mksquashfs: ${e.message}`,
+        ),
+      ),
     );
     child.on('close', (code, signal) => {
       if (code === 0) resolve(err);
-      else reject(new BackupError(`mksquashfs failed (${signal ?? `exit ${code}`}): ${err.trim().split('\n').slice(-3).join(' / ')}`));
+      else
+        reject(
+          new BackupError(
+            `mksquashfs failed (${signal ?? `exit ${code}`}): ${err.trim().split('\n').slice(-3).join(' / ')}`,
+          ),
+        );
     });
   });
   void stderr;

@@ -1,4 +1,4 @@
-import type { ParseArgsConfig } from 'node:util';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { BackupInputError } from './layout.js';
 import type { BucketOptions } from './s3-client.js';
 
@@ -43,4 +43,13 @@ export function usageError(e: unknown, usage: string): never {
  */
 export function quietSdkNotice(): void {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+}
+
+/** parseArgs with its errors turned into usage errors. */
+export function parseCommandArgs<T extends ParseArgsConfig>(config: T, usage: string): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config);
+  } catch (e) {
+    usageError(e, usage);
+  }
 }

@@ -5,15 +5,15 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createArchive } from './archive.js';
 import {
-  type BackupMeta,
   BackupError,
   BackupInputError,
+  type BackupMeta,
+  backupKeys,
   COMPRESSIONS,
   type Compression,
   DEFAULT_PREFIX,
   DEFAULT_TTL_SECONDS,
   MAX_NAME_LENGTH,
-  backupKeys,
   newMeta,
 } from './layout.js';
 import { deleteQuietly, headObject } from './remote.js';
@@ -35,6 +35,11 @@ export interface CreateBackupOptions extends BucketOptions {
 const PART_SIZE = 8 * 1024 * 1024;
 const PARTS_IN_FLIGHT = 4;
 
+/** Names end up in JSON and in terminals: no control characters (C0 and DEL). */
+function hasControlCharacters(text: string): boolean {
+  return [...text].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f);
+}
+
 function checkOptions(o: CreateBackupOptions): { compression: Compression; ttl: number } {
   const compression = o.compression ?? 'lz4';
   if (!COMPRESSIONS.includes(compression)) {
@@ -44,7 +49,7 @@ function checkOptions(o: CreateBackupOptions): { compression: Compression; ttl: 
   if (!Number.isFinite(ttl) || ttl <= 0) throw new BackupInputError('ttl must be a positive number of seconds');
   if (o.name !== undefined) {
     if (o.name.length > MAX_NAME_LENGTH) throw new BackupInputError(`name longer than ${MAX_NAME_LENGTH} characters`);
-    if (/[\u0000-\u001f\u007f]/.test(o.name)) throw new BackupInputError('name must not contain control characters');
+    if (hasControlCharacters(o.name)) throw new BackupInputError('name must not contain control characters');
   }
   return { compression, ttl };
 }
@@ -65,13 +70,22 @@ export async function createBackup(dir: string, o: CreateBackupOptions): Promise
   let uploadStarted = false;
   try {
     o.onPhase?.('archive', `mksquashfs ${absDir} -comp ${compression}`);
-    const sizeBytes = await createArchive(absDir, archive, { compression, excludes: o.excludes ?? [], scratchDir: scratch });
+    const sizeBytes = await createArchive(absDir, archive, {
+      compression,
+      excludes: o.excludes ?? [],
+      scratchDir: scratch,
+    });
 
     o.onPhase?.('upload', `s3://${o.bucket}/${keys.archive}`);
     const { Upload } = await import('@aws-sdk/lib-storage');
     const upload = new Upload({
       client,
-      params: { Bucket: o.bucket, Key: keys.archive, Body: createReadStream(archive), ContentType: 'application/octet-stream' },
+      params: {
+        Bucket: o.bucket,
+        Key: keys.archive,
+        Body: createReadStream(archive),
+        ContentType: 'application/octet-stream',
+      },
       partSize: PART_SIZE,
       queueSize: PARTS_IN_FLIGHT,
       leavePartsOnError: false,
@@ -85,7 +99,9 @@ export async function createBackup(dir: string, o: CreateBackupOptions): Promise
     }
     const head = await headObject(client, o, keys.archive);
     if (head.size !== sizeBytes) {
-      throw new BackupError(`upload verification failed: ${keys.archive} has ${head.size} bytes, expected ${sizeBytes}`);
+      throw new BackupError(
+        `upload verification failed: ${keys.archive} has ${head.size} bytes, expected ${sizeBytes}`,
+      );
     }
 
     const meta = newMeta({ id, dir: absDir, name: o.name ?? null, sizeBytes, ttl });
@@ -93,7 +109,12 @@ export async function createBackup(dir: string, o: CreateBackupOptions): Promise
     const { PutObjectCommand } = await import('@aws-sdk/client-s3');
     try {
       await client.send(
-        new PutObjectCommand({ Bucket: o.bucket, Key: keys.meta, Body: JSON.stringify(meta), ContentType: 'application/json' }),
+        new PutObjectCommand({
+          Bucket: o.bucket,
+          Key: keys.meta,
+          Body: JSON.stringify(meta),
+          ContentType: 'application/json',
+        }),
       );
     } catch (e) {
       throw describeS3Failure(e, o, keys.meta, 'writing');

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { createBackup } from './create.js';
@@ -43,7 +43,13 @@ async function hashTree(root: string): Promise<Map<string, string>> {
     for (const e of await readdir(dir, { withFileTypes: true })) {
       const p = join(dir, e.name);
       if (e.isDirectory()) await walk(p);
-      else if (e.isFile()) out.set(relative(root, p), createHash('sha256').update(await readFile(p)).digest('hex'));
+      else if (e.isFile())
+        out.set(
+          relative(root, p),
+          createHash('sha256')
+            .update(await readFile(p))
+            .digest('hex'),
+        );
     }
   }
   await walk(root);
@@ -70,10 +76,22 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
   checkPrerequisites();
   const work = options.workDir ?? (await mkdtemp(join(tmpdir(), 'squashfs-r2-demo-')));
   await mkdir(work, { recursive: true });
-  const paths = { s3: join(work, 's3-data'), sample: join(work, 'sample'), target: join(work, 'restored'), state: join(work, 'state') };
+  const paths = {
+    s3: join(work, 's3-data'),
+    sample: join(work, 'sample'),
+    target: join(work, 'restored'),
+    state: join(work, 'state'),
+  };
   // A local server's fixed keys; real R2 keys in the environment must not be sent to it.
   const savedEnv = { ...process.env };
-  for (const k of ['R2_ACCESS_KEY_ID', 'R2_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE', 'AWS_ENDPOINT_URL', 'AWS_ENDPOINT_URL_S3']) {
+  for (const k of [
+    'R2_ACCESS_KEY_ID',
+    'R2_SECRET_ACCESS_KEY',
+    'AWS_SESSION_TOKEN',
+    'AWS_PROFILE',
+    'AWS_ENDPOINT_URL',
+    'AWS_ENDPOINT_URL_S3',
+  ]) {
     delete process.env[k];
   }
   process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
@@ -109,7 +127,12 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
     note(`${paths.sample}: ${source.size} files, 12 MiB (${took()})`);
 
     step(`create-backup ${paths.sample}  (mksquashfs -comp ${options.compression ?? 'lz4'}, multipart upload)`);
-    const meta = await createBackup(paths.sample, { ...bucket, compression: options.compression, name: 'demo', ttl: 3600 });
+    const meta = await createBackup(paths.sample, {
+      ...bucket,
+      compression: options.compression,
+      name: 'demo',
+      ttl: 3600,
+    });
     const archiveKey = `backups/${meta.id}/data.sqsh`;
     const client = await createS3Client(bucket);
     const before = await headObject(client, bucket, archiveKey);
@@ -119,7 +142,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
     await mkdir(paths.target, { recursive: true });
     const first = await mountBackup(meta.id, paths.target, { ...bucket, stateDir: paths.state });
     const t = first.timingsMs;
-    note(`usable after ${t.total} ms: meta.json ${t.meta} ms, lazy lower mount ${t.lower} ms, fuse-overlayfs ${t.overlay} ms`);
+    note(
+      `usable after ${t.total} ms: meta.json ${t.meta} ms, lazy lower mount ${t.lower} ms, fuse-overlayfs ${t.overlay} ms`,
+    );
     note(`lower (read-only, ranged GETs): ${first.record.lower}`);
 
     step('Reading every file through the overlay');
@@ -142,13 +167,17 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
     const second = await mountBackup(meta.id, paths.target, { ...bucket, stateDir: paths.state });
     const saved = second.replaced[0]?.savedWrites;
     note(`previous overlay and lower mount torn down; fresh restore in ${second.timingsMs.total} ms`);
-    note(`notes.txt is ${existsSync(join(paths.target, 'notes.txt')) ? 'STILL THERE (unexpected)' : 'gone'}; earlier writes saved in ${saved}`);
+    note(
+      `notes.txt is ${existsSync(join(paths.target, 'notes.txt')) ? 'STILL THERE (unexpected)' : 'gone'}; earlier writes saved in ${saved}`,
+    );
 
     step('squashfs-r2 list');
     for (const r of await listRestores(paths.state)) {
       const s = r.stats as { source?: { transport?: { requests?: number; bytes?: number } } } | undefined;
       const tr = s?.source?.transport;
-      note(`${r.dir}: backup ${r.backupId} (${r.health}), source ${r.source}${tr ? `, ${tr.requests} GETs, ${tr.bytes} bytes fetched` : ''}`);
+      note(
+        `${r.dir}: backup ${r.backupId} (${r.health}), source ${r.source}${tr ? `, ${tr.requests} GETs, ${tr.bytes} bytes fetched` : ''}`,
+      );
     }
 
     step(`squashfs-r2 unmount ${paths.target}`);
@@ -160,6 +189,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await cleanup();
-    out(`\n[${((Date.now() - t0) / 1000).toFixed(2).padStart(6)} s] done${options.keep || options.workDir ? `; files kept in ${work}` : ', everything cleaned up'}`);
+    out(
+      `\n[${((Date.now() - t0) / 1000).toFixed(2).padStart(6)} s] done${options.keep || options.workDir ? `; files kept in ${work}` : ', everything cleaned up'}`,
+    );
   }
 }

@@ -45,7 +45,9 @@ export function isBackupId(id: string): boolean {
 
 export function assertBackupId(id: string): void {
   if (!isBackupId(id)) {
-    throw new BackupInputError(`invalid backup id ${JSON.stringify(id)}: expected a UUID like 0b5e3f0c-6d1a-4c53-9a55-3f0e6c1d2b7a`);
+    throw new BackupInputError(
+      `invalid backup id ${JSON.stringify(id)}: expected a UUID like 0b5e3f0c-6d1a-4c53-9a55-3f0e6c1d2b7a`,
+    );
   }
 }
 
@@ -81,8 +83,10 @@ export function parseMeta(text: string, expectedId: string): BackupMeta {
   if (m.id !== expectedId) bad(`id is ${JSON.stringify(m.id)}`);
   if (typeof m.dir !== 'string') bad('dir is not a string');
   if (m.name !== null && m.name !== undefined && typeof m.name !== 'string') bad('name is not a string');
-  if (typeof m.sizeBytes !== 'number' || !Number.isSafeInteger(m.sizeBytes) || m.sizeBytes < 0) bad('sizeBytes is not a size');
-  if (typeof m.ttl !== 'number' || !Number.isFinite(m.ttl) || m.ttl <= 0) bad('ttl is not a positive number of seconds');
+  if (typeof m.sizeBytes !== 'number' || !Number.isSafeInteger(m.sizeBytes) || m.sizeBytes < 0)
+    bad('sizeBytes is not a size');
+  if (typeof m.ttl !== 'number' || !Number.isFinite(m.ttl) || m.ttl <= 0)
+    bad('ttl is not a positive number of seconds');
   if (typeof m.createdAt !== 'string' || Number.isNaN(Date.parse(m.createdAt))) bad('createdAt is not a date');
   return {
     id: m.id as string,
@@ -102,7 +106,10 @@ export function expiresAt(meta: BackupMeta): Date {
 export function assertNotExpired(meta: BackupMeta, now = Date.now()): void {
   const end = expiresAt(meta).getTime();
   if (now + EXPIRY_MARGIN_MS >= end) {
-    const when = end <= now ? `expired at ${new Date(end).toISOString()}` : `expires at ${new Date(end).toISOString()}, within the ${EXPIRY_MARGIN_MS / 1000} s safety margin`;
+    const when =
+      end <= now
+        ? `expired at ${new Date(end).toISOString()}`
+        : `expires at ${new Date(end).toISOString()}, within the ${EXPIRY_MARGIN_MS / 1000} s safety margin`;
     throw new BackupError(`backup ${meta.id} ${when} (created ${meta.createdAt}, ttl ${meta.ttl} s)`);
   }
 }

@@ -55,7 +55,9 @@ async function main(): Promise<number> {
     if (stopping) return;
     stopping = true;
     process.stderr.write(`${new Date().toISOString()} ${signal}: unmounting ${v.mountpoint}\n`);
-    handle.unmount({ lazyIfBusy: true }).catch((e: unknown) => process.stderr.write(`unmount failed: ${describeError(e)}\n`));
+    handle
+      .unmount({ lazyIfBusy: true })
+      .catch((e: unknown) => process.stderr.write(`unmount failed: ${describeError(e)}\n`));
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BackupError, BackupInputError } from './layout.js';
@@ -76,7 +76,11 @@ function failureFrom(file: string, lines = 3): string {
 }
 
 /** Starts the lower mount process and resolves with its pid once `mountpoint` is mounted. */
-export async function startLowerMount(req: LowerMountRequest, command: LowerCommand, timeoutMs = 30_000): Promise<number> {
+export async function startLowerMount(
+  req: LowerMountRequest,
+  command: LowerCommand,
+  timeoutMs = 30_000,
+): Promise<number> {
   const argv = command(req);
   const log = openSync(req.logFile, 'a', 0o600);
   let exited: string | undefined;
@@ -100,7 +104,9 @@ export async function startLowerMount(req: LowerMountRequest, command: LowerComm
   if (ready && exited === undefined && pid !== undefined) return pid;
   if (exited === undefined && pid !== undefined) await stopProcess(pid, req.mountpoint);
   const why = failureFrom(req.logFile) || exited || 'no output';
-  throw new BackupError(`lower mount of ${req.source} failed: ${ready ? why : `not ready after ${timeoutMs / 1000} s (${why})`}`);
+  throw new BackupError(
+    `lower mount of ${req.source} failed: ${ready ? why : `not ready after ${timeoutMs / 1000} s (${why})`}`,
+  );
 }
 
 /** True when `pid` is alive and its command line names `mountpoint` (so a reused pid is never signalled). */
@@ -117,7 +123,11 @@ export function isOurProcess(pid: number, mountpoint: string): boolean {
  * `detached` (its mount was lazily unmounted because a file was still open through it) the process
  * is left alone: it keeps serving that file and exits by itself when the connection ends.
  */
-export async function stopProcess(pid: number, mountpoint: string, options: { graceMs?: number; detached?: boolean } = {}): Promise<void> {
+export async function stopProcess(
+  pid: number,
+  mountpoint: string,
+  options: { graceMs?: number; detached?: boolean } = {},
+): Promise<void> {
   if (options.detached || !isOurProcess(pid, mountpoint)) return;
   try {
     process.kill(pid, 'SIGTERM');

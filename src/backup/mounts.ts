@@ -25,7 +25,11 @@ export function readMounts(): MountEntry[] {
     const [left, right] = line.split(' - ');
     const fields = left.split(' ');
     const rest = (right ?? '').split(' ');
-    out.push({ mountPoint: unescapeMountPath(fields[4] ?? ''), fsType: rest[0] ?? '', source: unescapeMountPath(rest[1] ?? '') });
+    out.push({
+      mountPoint: unescapeMountPath(fields[4] ?? ''),
+      fsType: rest[0] ?? '',
+      source: unescapeMountPath(rest[1] ?? ''),
+    });
   }
   return out;
 }
@@ -52,7 +56,11 @@ function run(cmd: string, args: string[]): Promise<{ ok: boolean; stderr: string
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs: number, stepMs = 20): Promise<boolean> {
+export async function waitFor(
+  cond: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  stepMs = 20,
+): Promise<boolean> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     if (await cond()) return true;

@@ -25,7 +25,10 @@ export function findOnPath(tool: string, path = process.env.PATH ?? ''): string 
 
 export function requireOverlayTool(): string {
   const found = findOnPath(OVERLAY_TOOL);
-  if (!found) throw new BackupError(`${OVERLAY_TOOL} not found on PATH: install it (apt-get install fuse-overlayfs, or scripts/setup.sh)`);
+  if (!found)
+    throw new BackupError(
+      `${OVERLAY_TOOL} not found on PATH: install it (apt-get install fuse-overlayfs, or scripts/setup.sh)`,
+    );
   return found;
 }
 

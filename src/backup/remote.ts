@@ -1,5 +1,5 @@
 import type { S3Client } from '@aws-sdk/client-s3';
-import { type BackupMeta, BackupError, backupKeys, parseMeta } from './layout.js';
+import { BackupError, type BackupMeta, backupKeys, parseMeta } from './layout.js';
 import { type BucketOptions, describeS3Failure, sourceSpec } from './s3-client.js';
 
 /** Reads and validates `<prefix>/<id>/meta.json`. A missing meta.json means "no such backup". */
@@ -13,7 +13,9 @@ export async function fetchMeta(client: S3Client, o: BucketOptions, prefix: stri
   } catch (e) {
     const failure = describeS3Failure(e, o, keys.meta, 'reading');
     if ((failure as { code?: string }).code === 'NoSuchKey') {
-      throw new BackupError(`backup ${id} not found: no ${keys.meta} in bucket "${o.bucket}" (wrong id, prefix or bucket?)`);
+      throw new BackupError(
+        `backup ${id} not found: no ${keys.meta} in bucket "${o.bucket}" (wrong id, prefix or bucket?)`,
+      );
     }
     throw failure;
   }
@@ -21,7 +23,11 @@ export async function fetchMeta(client: S3Client, o: BucketOptions, prefix: stri
 }
 
 /** Size and ETag of an object, for checks (upload verification, "the bucket is unchanged"). */
-export async function headObject(client: S3Client, o: BucketOptions, key: string): Promise<{ size: number; etag: string }> {
+export async function headObject(
+  client: S3Client,
+  o: BucketOptions,
+  key: string,
+): Promise<{ size: number; etag: string }> {
   const { HeadObjectCommand } = await import('@aws-sdk/client-s3');
   try {
     const res = await client.send(new HeadObjectCommand({ Bucket: o.bucket, Key: key }));
@@ -49,10 +55,16 @@ export async function fetchMetaFast(o: BucketOptions, prefix: string, id: string
   const { openRemoteObject } = await import('../r2/open-source.js');
   let text: string;
   try {
-    const object = await openRemoteObject(source, { endpoint: o.endpoint, accountId: o.accountId, pathStyle: o.pathStyle, region: o.region });
+    const object = await openRemoteObject(source, {
+      endpoint: o.endpoint,
+      accountId: o.accountId,
+      pathStyle: o.pathStyle,
+      region: o.region,
+    });
     try {
       const { info, head } = await object.open(META_MAX_BYTES, 0);
-      if (info.size > META_MAX_BYTES) throw new BackupError(`meta.json of backup ${id} is ${info.size} bytes: not a backup's meta.json`);
+      if (info.size > META_MAX_BYTES)
+        throw new BackupError(`meta.json of backup ${id} is ${info.size} bytes: not a backup's meta.json`);
       text = new TextDecoder().decode(head);
     } finally {
       await object.close();
@@ -61,9 +73,16 @@ export async function fetchMetaFast(o: BucketOptions, prefix: string, id: string
     if (e instanceof BackupError) throw e;
     const se = e as { code?: string; status?: number };
     if (!se.code) throw e;
-    const failure = describeS3Failure({ name: se.code, message: (e as Error).message, $metadata: { httpStatusCode: se.status } }, o, keys.meta, 'reading');
+    const failure = describeS3Failure(
+      { name: se.code, message: (e as Error).message, $metadata: { httpStatusCode: se.status } },
+      o,
+      keys.meta,
+      'reading',
+    );
     if (se.code === 'NoSuchKey') {
-      throw new BackupError(`backup ${id} not found: no ${keys.meta} in bucket "${o.bucket}" (wrong id, prefix or bucket?)`);
+      throw new BackupError(
+        `backup ${id} not found: no ${keys.meta} in bucket "${o.bucket}" (wrong id, prefix or bucket?)`,
+      );
     }
     throw failure;
   }

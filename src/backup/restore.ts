@@ -1,25 +1,33 @@
-import { existsSync } from 'node:fs';
-import { chmod, chown, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { chmod, chown, mkdir, readdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { type BackupMeta, BackupError, BackupInputError, DEFAULT_PREFIX, assertBackupId, assertNotExpired, backupKeys } from './layout.js';
-import { type LowerCommand, ourMountCommand, parseSize, startLowerMount, stopProcess } from './lower.js';
+import {
+  assertBackupId,
+  assertNotExpired,
+  BackupError,
+  BackupInputError,
+  type BackupMeta,
+  backupKeys,
+  DEFAULT_PREFIX,
+} from './layout.js';
 import { STATS_FILE } from './list.js';
-import { isMountPoint, mountEntry, unmountFuse } from './mounts.js';
-import { OVERLAY_FS_TYPE, mountOverlay, requireOverlayTool } from './overlay.js';
+import { type LowerCommand, ourMountCommand, parseSize, startLowerMount } from './lower.js';
+import { isMountPoint } from './mounts.js';
+import { mountOverlay, requireOverlayTool } from './overlay.js';
 import { fetchMetaFast } from './remote.js';
 import { type BucketOptions, resolveBucketOptions, sourceSpec } from './s3-client.js';
 import {
-  type RestoreRecord,
-  SAVED_WRITES,
   ensureStateDir,
   lockDir,
   newRestoreId,
-  readRecords,
+  type RestoreRecord,
   recordsForDir,
   restorePaths,
   stateDirFrom,
   writeRecord,
 } from './state.js';
+import { sweepDetached, type TeardownResult, teardownRecord } from './teardown.js';
+
+export { type TeardownResult, teardownRestore } from './teardown.js';
 
 export interface MountBackupOptions extends Partial<BucketOptions> {
   prefix?: string;
@@ -42,137 +50,10 @@ export interface MountBackupResult {
   timingsMs: { meta: number; lower: number; overlay: number; total: number };
 }
 
-export interface TeardownResult {
-  record: RestoreRecord;
-  /** Where the upper dir's writes were moved, when it held any and they were kept. */
-  savedWrites?: string;
-  discardedWrites: boolean;
-  /** Mounts that needed a lazy unmount because they were busy. */
-  lazyUnmounts: string[];
-}
-
 async function assertDirectory(dir: string): Promise<void> {
   const st = await stat(dir).catch(() => undefined);
   if (!st) throw new BackupInputError(`target dir ${dir} does not exist`);
   if (!st.isDirectory()) throw new BackupInputError(`target ${dir} is not a directory`);
-}
-
-async function hasEntries(dir: string): Promise<boolean> {
-  return (await readdir(dir).catch(() => [] as string[])).length > 0;
-}
-
-function stamp(): string {
-  return new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-}
-
-/**
- * Unmounts one recorded restore: overlay first (nothing may hold the lower busy), then the lower mount,
- * then its process. Its upper dir is moved to saved-writes/ when it holds writes (unless discarded),
- * and the restore's own dir is removed. Only paths from the record are touched.
- */
-export async function teardownRecord(stateDir: string, record: RestoreRecord, discardWrites: boolean): Promise<TeardownResult> {
-  const lazyUnmounts: string[] = [];
-  let overlayDetached = false;
-  if (overlayIsOurs(record)) {
-    overlayDetached = (await unmountFuse(record.dir)).lazy;
-    if (overlayDetached) lazyUnmounts.push(record.dir);
-  }
-  const writes = await setWritesAside(stateDir, record, discardWrites);
-  if (overlayDetached && !(await releaseLower(record))) {
-    // The detached overlay still reads through the lower mount (a file is open): detaching the lower
-    // too would break that file, so it stays until nothing uses it (sweepDetached, on later runs).
-    record.status = 'detached';
-    await writeRecord(record);
-    return { record, ...writes, lazyUnmounts };
-  }
-  if (!overlayDetached) await releaseLower(record, { lazyIfBusy: true });
-  await removeRestoreDir(record);
-  return { record, ...writes, lazyUnmounts };
-}
-
-/** Unmounts the lower mount and stops its process; false when it is busy and lazyIfBusy is not set. */
-async function releaseLower(record: RestoreRecord, options: { lazyIfBusy?: boolean } = {}): Promise<boolean> {
-  let detached = false;
-  try {
-    detached = (await unmountFuse(record.lower, { lazyIfBusy: !!options.lazyIfBusy })).lazy;
-  } catch (e) {
-    if (options.lazyIfBusy) throw e;
-    return false;
-  }
-  if (record.lowerPid) await stopProcess(record.lowerPid, record.lower, { detached });
-  return true;
-}
-
-/** Moves a non-empty upper dir to saved-writes/ (or deletes it with discardWrites). */
-async function setWritesAside(
-  stateDir: string,
-  record: RestoreRecord,
-  discardWrites: boolean,
-): Promise<{ savedWrites?: string; discardedWrites: boolean }> {
-  if (!(await hasEntries(record.upper))) return { discardedWrites: false };
-  if (discardWrites) {
-    await rm(record.upper, { recursive: true, force: true });
-    return { discardedWrites: true };
-  }
-  const savedRoot = join(stateDir, SAVED_WRITES);
-  await mkdir(savedRoot, { recursive: true, mode: 0o700 });
-  const savedWrites = join(savedRoot, `${record.backupId}_${record.restoreId}-${stamp()}`);
-  // A rename within the state dir: instant, and safe even while a detached overlay still uses upper.
-  await rename(record.upper, savedWrites);
-  return { savedWrites, discardedWrites: false };
-}
-
-async function removeRestoreDir(record: RestoreRecord): Promise<void> {
-  await rm(record.base, { recursive: true, force: true }).catch(async () => {
-    // A lazily detached lower may leave its mountpoint dir briefly busy: remove what we can.
-    await rm(record.upper, { recursive: true, force: true });
-    await rm(record.work, { recursive: true, force: true });
-  });
-}
-
-/**
- * Finishes restores left 'detached' (their overlay was lazily unmounted while in use): once nothing
- * uses their lower mount any more, it is unmounted, its process stopped and its dir removed.
- */
-export async function sweepDetached(stateDir: string): Promise<number> {
-  let finished = 0;
-  for (const rec of await readRecords(stateDir)) {
-    if (rec.status !== 'detached') continue;
-    if (await releaseLower(rec)) {
-      await removeRestoreDir(rec);
-      finished++;
-    }
-  }
-  return finished;
-}
-
-/** Only a fuse-overlayfs mount on the recorded dir is unmounted, never something stacked there by others. */
-function overlayIsOurs(record: RestoreRecord): boolean {
-  return mountEntry(record.dir)?.fsType === OVERLAY_FS_TYPE;
-}
-
-/**
- * Undoes every restore recorded for `dir` (normally one). Resolves undefined when `dir` is not a
- * restored dir, so `squashfs-r2 unmount` can fall back to a plain FUSE unmount.
- */
-export async function teardownRestore(
-  dir: string,
-  options: { discardWrites?: boolean; stateDir?: string } = {},
-): Promise<TeardownResult | undefined> {
-  const stateDir = stateDirFrom(options.stateDir);
-  if (!existsSync(stateDir)) return undefined;
-  const unlock = await lockDir(stateDir, dir);
-  try {
-    await sweepDetached(stateDir).catch(() => undefined);
-    const records = await recordsForDir(stateDir, dir);
-    if (!records.length) return undefined;
-    let last: TeardownResult | undefined;
-    // Newest first: an overlay stacked later sits on top.
-    for (const rec of records.reverse()) last = await teardownRecord(stateDir, rec, !!options.discardWrites);
-    return last;
-  } finally {
-    await unlock();
-  }
 }
 
 /**
@@ -180,7 +61,11 @@ export async function teardownRestore(
  * `<state>/<id>_<restoreId>/lower` → fuse-overlayfs on `dir`. Returns once `dir` answers. On failure
  * everything this call mounted or created is undone before the error is thrown.
  */
-export async function mountBackup(id: string, dir: string, options: MountBackupOptions = {}): Promise<MountBackupResult> {
+export async function mountBackup(
+  id: string,
+  dir: string,
+  options: MountBackupOptions = {},
+): Promise<MountBackupResult> {
   const t0 = Date.now();
   // Everything checkable locally is checked before any request.
   assertBackupId(id);
@@ -203,7 +88,15 @@ export async function mountBackup(id: string, dir: string, options: MountBackupO
   await ensureStateDir(stateDir);
   const unlock = await lockDir(stateDir, target);
   try {
-    return await restoreLocked(id, target, meta, { stateDir, bucketOptions, archiveKey: keys.archive, overlayTool }, options, t0, tMeta);
+    return await restoreLocked(
+      id,
+      target,
+      meta,
+      { stateDir, bucketOptions, archiveKey: keys.archive, overlayTool },
+      options,
+      t0,
+      tMeta,
+    );
   } finally {
     await unlock();
   }
@@ -252,7 +145,14 @@ async function restoreLocked(
     await writeRecord(record);
     say(`mounting ${source} read-only at ${paths.lower}`);
     record.lowerPid = await startLowerMount(
-      { source, flags, mountpoint: paths.lower, cacheSize: options.cacheSize, logFile: paths.lowerLog, statsFile: join(paths.base, STATS_FILE) },
+      {
+        source,
+        flags,
+        mountpoint: paths.lower,
+        cacheSize: options.cacheSize,
+        logFile: paths.lowerLog,
+        statsFile: join(paths.base, STATS_FILE),
+      },
       options.lowerCommand ?? ourMountCommand,
     );
     await writeRecord(record);

@@ -34,12 +34,18 @@ export function resolveBucketOptions(o: Partial<BucketOptions>, env = process.en
     } catch {
       throw new BackupInputError(`invalid endpoint ${JSON.stringify(o.endpoint)}`);
     }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new BackupInputError('endpoint must be http(s)://');
+    if (url.protocol !== 'http:' && url.protocol !== 'https:')
+      throw new BackupInputError('endpoint must be http(s)://');
   }
   // A custom endpoint or R2 needs no region lookup: fixing it here spares the mount process the SDK's
   // profile resolution (~400 ms of imports). Plain AWS keeps the SDK's own resolution.
   const region =
-    o.region ?? (o.endpoint || accountId ? (accountId ? 'auto' : (env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1')) : undefined);
+    o.region ??
+    (o.endpoint || accountId
+      ? accountId
+        ? 'auto'
+        : env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1'
+      : undefined);
   return { bucket, endpoint: o.endpoint, accountId, pathStyle: o.pathStyle, region };
 }
 
@@ -81,7 +87,10 @@ export async function createS3Client(o: BucketOptions): Promise<S3Client> {
 /** The source string and mount flags for the lower FUSE mount of `key`. */
 export function sourceSpec(o: BucketOptions, key: string): { source: string; flags: string[] } {
   if (o.accountId && !o.endpoint) {
-    return { source: `r2://${o.bucket}/${key}`, flags: ['--account-id', o.accountId, ...(o.region ? ['--region', o.region] : [])] };
+    return {
+      source: `r2://${o.bucket}/${key}`,
+      flags: ['--account-id', o.accountId, ...(o.region ? ['--region', o.region] : [])],
+    };
   }
   const flags: string[] = [];
   if (o.endpoint) flags.push('--endpoint', o.endpoint);

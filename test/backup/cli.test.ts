@@ -6,15 +6,24 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isMountPoint } from '../../src/backup/mounts.js';
 import { teardownRestore } from '../../src/backup/restore.js';
-import { type TestS3, makeSampleTree, mountsUnder, startTestS3, tempRoot } from './helpers.js';
+import { makeSampleTree, mountsUnder, startTestS3, type TestS3, tempRoot } from './helpers.js';
 
 const bin = (name: string) => fileURLToPath(new URL(`../../bin/${name}`, import.meta.url));
 
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+function run(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [bin(cmd), ...args], { env: { ...process.env, ...env }, timeout: 90_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [bin(cmd), ...args],
+      { env: { ...process.env, ...env }, timeout: 90_000 },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -47,14 +56,32 @@ describe('backup CLI: create-backup, mount-backup, list, demo', () => {
   });
 
   it('create-backup prints only the id; mount-backup restores; again saves the writes aside; list shows it', async () => {
-    const created = await run('squashfs-r2', ['create-backup', ...bucketArgs, '--compression', 'gzip', '--exclude', 'node_modules', '--name', 'cli', sample]);
+    const created = await run('squashfs-r2', [
+      'create-backup',
+      ...bucketArgs,
+      '--compression',
+      'gzip',
+      '--exclude',
+      'node_modules',
+      '--name',
+      'cli',
+      sample,
+    ]);
     expect(created.stderr).toMatch(/uploaded .* \(100 %\)/);
     expect(created.stderr).not.toMatch(/NodeVersionSupportWarning/);
     expect(created.code).toBe(0);
     const id = created.stdout.trim();
     expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
 
-    const first = await run('mount-backup', [...bucketArgs, '--state-dir', stateDir, '--cache-size', '16M', id, target]);
+    const first = await run('mount-backup', [
+      ...bucketArgs,
+      '--state-dir',
+      stateDir,
+      '--cache-size',
+      '16M',
+      id,
+      target,
+    ]);
     expect(first.code).toBe(0);
     expect(first.stdout).toMatch(new RegExp(`restored backup ${id} \\("cli"\\) on ${target} in \\d+ ms`));
     expect(await readFile(join(target, 'README.md'), 'utf8')).toBe(await readFile(join(sample, 'README.md'), 'utf8'));
@@ -62,7 +89,12 @@ describe('backup CLI: create-backup, mount-backup, list, demo', () => {
 
     const listed = await run('squashfs-r2', ['list', '--state-dir', stateDir, '--json']);
     expect(listed.code).toBe(0);
-    const restores = JSON.parse(listed.stdout) as Array<{ backupId: string; dir: string; health: string; stats?: { source?: unknown } }>;
+    const restores = JSON.parse(listed.stdout) as Array<{
+      backupId: string;
+      dir: string;
+      health: string;
+      stats?: { source?: unknown };
+    }>;
     expect(restores).toHaveLength(1);
     expect(restores[0]).toMatchObject({ backupId: id, dir: target, health: 'active' });
     expect(restores[0].stats?.source).toBeDefined();
@@ -79,7 +111,15 @@ describe('backup CLI: create-backup, mount-backup, list, demo', () => {
     expect(isMountPoint(target)).toBe(true);
 
     await writeFile(join(target, 'scratch.txt'), 'throw me away\n');
-    const third = await run('mount-backup', [...bucketArgs, '--state-dir', stateDir, '--discard-writes', '-q', id, target]);
+    const third = await run('mount-backup', [
+      ...bucketArgs,
+      '--state-dir',
+      stateDir,
+      '--discard-writes',
+      '-q',
+      id,
+      target,
+    ]);
     expect(third.code).toBe(0);
     expect(third.stderr).toBe('');
     expect(existsSync(join(target, 'scratch.txt'))).toBe(false);
@@ -109,7 +149,15 @@ describe('backup CLI: create-backup, mount-backup, list, demo', () => {
     const demo = await run('squashfs-r2', ['demo']);
     expect(demo.stderr).toBe('');
     expect(demo.code).toBe(0);
-    for (const step of ['create-backup', 'mount-backup', 'files identical', 'landed in the upper dir', 'is unchanged', 'notes.txt is gone', 'everything cleaned up']) {
+    for (const step of [
+      'create-backup',
+      'mount-backup',
+      'files identical',
+      'landed in the upper dir',
+      'is unchanged',
+      'notes.txt is gone',
+      'everything cleaned up',
+    ]) {
       expect(demo.stdout).toContain(step);
     }
     const work = /data in (\/\S+)\/s3-data/.exec(demo.stdout)?.[1];

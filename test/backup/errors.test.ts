@@ -6,7 +6,7 @@ import { BackupError, BackupInputError } from '../../src/backup/layout.js';
 import { mountBackup, teardownRestore } from '../../src/backup/restore.js';
 import { createS3Client } from '../../src/backup/s3-client.js';
 import { readRecords } from '../../src/backup/state.js';
-import { type TestS3, makeSampleTree, mountsUnder, startTestS3, tempRoot } from './helpers.js';
+import { makeSampleTree, mountsUnder, startTestS3, type TestS3, tempRoot } from './helpers.js';
 
 /** Each failure: a clear error, nothing mounted, no restore recorded, no restore dir left behind. */
 describe('mount-backup failures leave nothing behind', () => {
@@ -42,7 +42,9 @@ describe('mount-backup failures leave nothing behind', () => {
   async function expectNothingLeft(): Promise<void> {
     expect(mountsUnder(root)).toEqual([]);
     expect(await readRecords(stateDir)).toEqual([]);
-    const left = (await readdir(stateDir).catch(() => [] as string[])).filter((n) => n !== 'saved-writes' && n !== 'locks');
+    const left = (await readdir(stateDir).catch(() => [] as string[])).filter(
+      (n) => n !== 'saved-writes' && n !== 'locks',
+    );
     expect(await readdir(join(stateDir, 'locks')).catch(() => [])).toEqual([]);
     expect(left).toEqual([]);
   }
@@ -54,17 +56,19 @@ describe('mount-backup failures leave nothing behind', () => {
     const before = s3.server.requests.length;
     await expect(restore('0b5e3f0c-6d1a-4c53-9a55-3f0e6c1d2b7')).rejects.toThrow(/invalid backup id/);
     expect(s3.server.requests.length).toBe(before);
-    await expect(mountBackup('not-a-uuid', target, { bucket: 'b-test', endpoint: 'http://127.0.0.1:1', stateDir })).rejects.toThrow(
-      BackupInputError,
-    );
-    await expect(mountBackup('../etc/passwd', target, { bucket: 'b-test', endpoint: 'http://127.0.0.1:1', stateDir })).rejects.toThrow(
-      /invalid backup id/,
-    );
+    await expect(
+      mountBackup('not-a-uuid', target, { bucket: 'b-test', endpoint: 'http://127.0.0.1:1', stateDir }),
+    ).rejects.toThrow(BackupInputError);
+    await expect(
+      mountBackup('../etc/passwd', target, { bucket: 'b-test', endpoint: 'http://127.0.0.1:1', stateDir }),
+    ).rejects.toThrow(/invalid backup id/);
     await expectNothingLeft();
   });
 
   it('missing backup', async () => {
-    await expect(restore('00000000-0000-4000-8000-000000000000')).rejects.toThrow(/backup 00000000-0000-4000-8000-000000000000 not found/);
+    await expect(restore('00000000-0000-4000-8000-000000000000')).rejects.toThrow(
+      /backup 00000000-0000-4000-8000-000000000000 not found/,
+    );
     await expectNothingLeft();
   });
 
@@ -86,7 +90,14 @@ describe('mount-backup failures leave nothing behind', () => {
       new PutObjectCommand({
         Bucket: s3.bucket,
         Key: `backups/${soon}/meta.json`,
-        Body: JSON.stringify({ id: soon, dir: '/workspace', name: null, sizeBytes: 1, ttl: 30, createdAt: new Date().toISOString() }),
+        Body: JSON.stringify({
+          id: soon,
+          dir: '/workspace',
+          name: null,
+          sizeBytes: 1,
+          ttl: 30,
+          createdAt: new Date().toISOString(),
+        }),
       }),
     );
     client.destroy();
@@ -96,9 +107,9 @@ describe('mount-backup failures leave nothing behind', () => {
   });
 
   it('missing bucket', async () => {
-    await expect(mountBackup(id, target, { bucket: 'no-such-bucket', endpoint: s3.endpoint, stateDir })).rejects.toThrow(
-      /bucket "no-such-bucket" does not exist/,
-    );
+    await expect(
+      mountBackup(id, target, { bucket: 'no-such-bucket', endpoint: s3.endpoint, stateDir }),
+    ).rejects.toThrow(/bucket "no-such-bucket" does not exist/);
     await expectNothingLeft();
   });
 
@@ -160,7 +171,14 @@ describe('mount-backup failures leave nothing behind', () => {
       new PutObjectCommand({
         Bucket: s3.bucket,
         Key: `backups/${noData}/meta.json`,
-        Body: JSON.stringify({ id: noData, dir: '/workspace', name: null, sizeBytes: 1, ttl: 3600, createdAt: new Date().toISOString() }),
+        Body: JSON.stringify({
+          id: noData,
+          dir: '/workspace',
+          name: null,
+          sizeBytes: 1,
+          ttl: 3600,
+          createdAt: new Date().toISOString(),
+        }),
       }),
     );
     await client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: `backups/${noData}/data.sqsh` }));

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, writeFile, symlink, link, chmod } from 'node:fs/promises';
+import { chmod, link, mkdir, mkdtemp, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readMounts } from '../../src/backup/mounts.js';
@@ -28,7 +28,10 @@ export async function makeSampleTree(root: string): Promise<void> {
   await mkdir(join(root, 'empty-dir'));
   await writeFile(join(root, 'README.md'), '# sample\nhello from the backup\n');
   await writeFile(join(root, 'src/main.ts'), 'export const answer = 42;\n'.repeat(200));
-  await writeFile(join(root, 'src/lib/blob.bin'), Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7919) % 251)));
+  await writeFile(
+    join(root, 'src/lib/blob.bin'),
+    Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7919) % 251)),
+  );
   await writeFile(join(root, 'empty.txt'), '');
   await writeFile(join(root, 'run.sh'), '#!/bin/sh\necho hi\n');
   await chmod(join(root, 'run.sh'), 0o755);

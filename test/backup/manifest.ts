@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { lstat, readFile, readdir, readlink } from 'node:fs/promises';
+import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface ManifestEntry {
@@ -45,7 +45,9 @@ export async function manifest(root: string): Promise<Record<string, ManifestEnt
     };
     if (e.type === 'file') {
       e.size = st.size;
-      e.sha256 = createHash('sha256').update(await readFile(abs)).digest('hex');
+      e.sha256 = createHash('sha256')
+        .update(await readFile(abs))
+        .digest('hex');
       if (st.nlink > 1) inodes.set(st.ino, [...(inodes.get(st.ino) ?? []), rel]);
     }
     if (e.type === 'symlink') e.target = await readlink(abs);

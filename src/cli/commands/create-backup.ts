@@ -1,5 +1,10 @@
-import { parseArgs } from 'node:util';
-import { BUCKET_FLAGS, BUCKET_USAGE, bucketOptionsFrom, quietSdkNotice, usageError } from '../../backup/cli-options.js';
+import {
+  BUCKET_FLAGS,
+  BUCKET_USAGE,
+  bucketOptionsFrom,
+  parseCommandArgs,
+  quietSdkNotice,
+} from '../../backup/cli-options.js';
 import { createBackup } from '../../backup/create.js';
 import { BackupInputError, type Compression } from '../../backup/layout.js';
 import { resolveBucketOptions } from '../../backup/s3-client.js';
@@ -20,9 +25,8 @@ ${BUCKET_USAGE}`;
 const MiB = 1024 * 1024;
 
 export async function run(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
+  const parsed = parseCommandArgs(
+    {
       args: argv,
       allowPositionals: true,
       options: {
@@ -33,17 +37,17 @@ export async function run(argv: string[]): Promise<number> {
         name: { type: 'string' },
         quiet: { type: 'boolean', short: 'q' },
       },
-    });
-  } catch (e) {
-    usageError(e, usage);
-  }
+    },
+    usage,
+  );
   const { values: v, positionals } = parsed;
   quietSdkNotice();
   if (positionals.length !== 1) throw new BackupInputError(`expected <dir>\n\n${usage}`);
   let ttl: number | undefined;
   if (v.ttl !== undefined) {
     ttl = Number(v.ttl);
-    if (!/^\d+$/.test(v.ttl) || ttl <= 0) throw new BackupInputError(`--ttl must be a positive whole number of seconds, got ${JSON.stringify(v.ttl)}`);
+    if (!/^\d+$/.test(v.ttl) || ttl <= 0)
+      throw new BackupInputError(`--ttl must be a positive whole number of seconds, got ${JSON.stringify(v.ttl)}`);
   }
   const bucket = resolveBucketOptions(bucketOptionsFrom(v));
   const tty = process.stderr.isTTY;

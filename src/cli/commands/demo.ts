@@ -1,5 +1,4 @@
-import { parseArgs } from 'node:util';
-import { quietSdkNotice, usageError } from '../../backup/cli-options.js';
+import { parseCommandArgs, quietSdkNotice, usageError } from '../../backup/cli-options.js';
 import { runDemo } from '../../backup/demo.js';
 
 export const usage = `usage: squashfs-r2 demo [--compression lz4|zstd|gzip] [--work-dir D] [--keep]
@@ -15,19 +14,18 @@ options:
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
+  const parsed = parseCommandArgs(
+    {
       args: argv,
       options: { 'work-dir': { type: 'string' }, keep: { type: 'boolean' }, compression: { type: 'string' } },
-    });
-  } catch (e) {
-    usageError(e, usage);
-  }
+    },
+    usage,
+  );
   const v = parsed.values;
   quietSdkNotice();
   const compression = v.compression as 'lz4' | 'zstd' | 'gzip' | undefined;
-  if (compression && !['lz4', 'zstd', 'gzip'].includes(compression)) usageError(new Error(`unknown compression "${compression}"`), usage);
+  if (compression && !['lz4', 'zstd', 'gzip'].includes(compression))
+    usageError(new Error(`unknown compression "${compression}"`), usage);
   await runDemo({ workDir: v['work-dir'], keep: v.keep, compression });
   return 0;
 }

@@ -1,5 +1,4 @@
-import { parseArgs } from 'node:util';
-import { usageError } from '../../backup/cli-options.js';
+import { parseCommandArgs } from '../../backup/cli-options.js';
 import { listRestores } from '../../backup/list.js';
 
 export const usage = `usage: squashfs-r2 list [--state-dir D] [--json]
@@ -9,12 +8,10 @@ and cache stats when the lower mount publishes them.
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({ args: argv, options: { 'state-dir': { type: 'string' }, json: { type: 'boolean' } } });
-  } catch (e) {
-    usageError(e, usage);
-  }
+  const parsed = parseCommandArgs(
+    { args: argv, options: { 'state-dir': { type: 'string' }, json: { type: 'boolean' } } },
+    usage,
+  );
   const restores = await listRestores(parsed.values['state-dir']);
   if (parsed.values.json) {
     process.stdout.write(`${JSON.stringify(restores, null, 2)}\n`);
@@ -26,11 +23,19 @@ export async function run(argv: string[]): Promise<number> {
   }
   for (const r of restores) {
     const name = r.backupName ? ` "${r.backupName}"` : '';
-    process.stdout.write(`${r.dir}\n  backup ${r.backupId}${name}, restored ${r.createdAt}, ${r.health}\n  source ${r.source}\n`);
+    process.stdout.write(
+      `${r.dir}\n  backup ${r.backupId}${name}, restored ${r.createdAt}, ${r.health}\n  source ${r.source}\n`,
+    );
     process.stdout.write(`  lower ${r.lower} (pid ${r.lowerPid ?? '-'}${r.lowerAlive ? '' : ', not running'})\n`);
     if (r.health === 'broken') {
-      const missing = [!r.overlayMounted && 'overlay not mounted', !r.lowerMounted && 'lower not mounted', !r.lowerAlive && 'lower process gone'];
-      process.stdout.write(`  problem: ${missing.filter(Boolean).join(', ')}; run "squashfs-r2 unmount ${r.dir}" to clean up\n`);
+      const missing = [
+        !r.overlayMounted && 'overlay not mounted',
+        !r.lowerMounted && 'lower not mounted',
+        !r.lowerAlive && 'lower process gone',
+      ];
+      process.stdout.write(
+        `  problem: ${missing.filter(Boolean).join(', ')}; run "squashfs-r2 unmount ${r.dir}" to clean up\n`,
+      );
     }
     if (r.stats !== undefined) process.stdout.write(`  stats ${JSON.stringify(r.stats)}\n`);
   }

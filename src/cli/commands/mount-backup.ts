@@ -1,5 +1,10 @@
-import { parseArgs } from 'node:util';
-import { BUCKET_FLAGS, BUCKET_USAGE, bucketOptionsFrom, quietSdkNotice, usageError } from '../../backup/cli-options.js';
+import {
+  BUCKET_FLAGS,
+  BUCKET_USAGE,
+  bucketOptionsFrom,
+  parseCommandArgs,
+  quietSdkNotice,
+} from '../../backup/cli-options.js';
 import { BackupInputError } from '../../backup/layout.js';
 import { mountBackup } from '../../backup/restore.js';
 
@@ -19,9 +24,8 @@ options:
 ${BUCKET_USAGE}`;
 
 export async function run(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
+  const parsed = parseCommandArgs(
+    {
       args: argv,
       allowPositionals: true,
       options: {
@@ -31,10 +35,9 @@ export async function run(argv: string[]): Promise<number> {
         'discard-writes': { type: 'boolean' },
         quiet: { type: 'boolean', short: 'q' },
       },
-    });
-  } catch (e) {
-    usageError(e, usage);
-  }
+    },
+    usage,
+  );
   const { values: v, positionals } = parsed;
   quietSdkNotice();
   if (positionals.length !== 2) throw new BackupInputError(`expected <backup-id> <dir>\n\n${usage}`);
@@ -48,7 +51,10 @@ export async function run(argv: string[]): Promise<number> {
     onStep: say,
   });
   for (const r of result.replaced) {
-    if (r.savedWrites) process.stderr.write(`mount-backup: writes of the previous restore of ${r.record.dir} saved in ${r.savedWrites}\n`);
+    if (r.savedWrites)
+      process.stderr.write(
+        `mount-backup: writes of the previous restore of ${r.record.dir} saved in ${r.savedWrites}\n`,
+      );
     else if (r.discardedWrites) say(`writes of the previous restore of ${r.record.dir} discarded`);
     for (const m of r.lazyUnmounts) say(`${m} was busy: lazily unmounted`);
   }
