@@ -6,31 +6,27 @@
  * Seed: FUZZ_SEED (default: a new one per day, printed); duration: FUZZ_SECONDS (default 45).
  */
 import { execFile } from 'node:child_process';
-import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, expect, test } from 'vitest';
+import { beforeAll, expect, test } from 'vitest';
 import { FIXTURES_OUT, REPO_ROOT, ensureFixtures } from '../helpers/fixtures.js';
 import type { FuzzSummary } from './fuzz/supervisor.js';
-import { compileEntries } from './build-tools.js';
+import { type PrivateBuild, privateBuild } from './build-tools.js';
 
 const execFileP = promisify(execFile);
 const SECONDS = Number(process.env.FUZZ_SECONDS ?? 45);
 const SEED = Number(process.env.FUZZ_SEED ?? Math.floor(Date.now() / 86_400_000));
 
-let build: string;
+let build: PrivateBuild | undefined;
 beforeAll(async () => {
   await ensureFixtures();
-  build = await compileEntries(['bench/fuzz.ts']);
-}, 300_000);
-afterAll(() => {
-  if (build) rmSync(build, { recursive: true, force: true });
-});
+  build = await privateBuild();
+}, 400_000);
 
 test(
   `mutated images: every call succeeds or fails with a SquashfsError, in bounded time and memory (seed ${SEED})`,
   async () => {
-    const args = [join(build, 'bench', 'fuzz.js'), '--seconds', String(SECONDS), '--seed', String(SEED), '--json', '--repo-root', REPO_ROOT];
+    const args = [join(build!.dist, 'bench', 'fuzz.js'), '--seconds', String(SECONDS), '--seed', String(SEED), '--json', '--repo-root', REPO_ROOT];
     const run = await execFileP(process.execPath, args, { timeout: (SECONDS + 120) * 1000, maxBuffer: 64 << 20 }).catch(
       (e: { stdout?: string; stderr?: string; code?: number }) => e,
     );
