@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, open, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -163,6 +164,19 @@ describe('teardown in hard cases', () => {
     expect(mountsUnder(root)).toEqual([]);
     expect(await readRecords(stateDir)).toEqual([]);
     expect(isOurProcess(first.record.lowerPid!, first.record.lower)).toBe(false);
+  });
+
+  it('other users can read the restored dir (fuse-overlayfs run by root allows other users)', async () => {
+    await chmod(root, 0o755);
+    await mountBackup(id, target, { ...bucket, stateDir });
+    const asNobody = execFileSync('su', ['nobody', '-s', '/bin/sh', '-c', `cat ${join(target, 'README.md')}`], {
+      encoding: 'utf8',
+    });
+    expect(asNobody).toBe(await readFile(join(root, 'sample/README.md'), 'utf8'));
+    // ...but not the private state dir behind it
+    expect(() => execFileSync('su', ['nobody', '-s', '/bin/sh', '-c', `ls ${stateDir}`], { stdio: 'pipe' })).toThrow();
+    await teardownRestore(target, { stateDir });
+    expect(mountsUnder(root)).toEqual([]);
   });
 
   it('a crashed lower process: list says broken, unmount still cleans up', async () => {
