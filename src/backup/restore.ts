@@ -35,7 +35,7 @@ export interface MountBackupOptions extends Partial<BucketOptions> {
   stateDir?: string;
   /** When restoring over an earlier restore of `dir`: delete its writes instead of saving them aside. */
   discardWrites?: boolean;
-  /** The lower mount process (tests and tools may substitute; default: our own `mount -f`). */
+  /** The lower mount process (tools may substitute; default: lower-daemon.js, our FUSE mount). */
   lowerCommand?: LowerCommand;
   /** Progress lines for people (stderr in the CLI). */
   onStep?: (message: string) => void;
