@@ -23,6 +23,15 @@ export const MAX_READ_BYTES = 256 << 20;
 const FRAGMENT_ENTRY_SIZE = 16;
 export { FRAGMENT_ENTRY_SIZE };
 
+/**
+ * Marks a promise as observed: a block load may fail while the planner still awaits block-list
+ * chunks (or nobody waits at all: readahead); its real consumer still sees the rejection.
+ */
+function observed<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => undefined);
+  return p;
+}
+
 function checkRange(offset: number, length: number): void {
   if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
     throw new SquashfsError('EINVAL', `invalid read range offset ${offset} length ${length}`);
@@ -126,17 +135,11 @@ export class FileData {
   /**
    * Starts loading blocks [first, last] of a file: cache hits, in-flight loads, and runs of
    * contiguous uncached blocks fetched with one source read each. `prefetch` only warms the cache.
-   * On failure every promise already started gets a handler, so nothing rejects unobserved.
+   * Every block promise is marked observed() as it starts, so a failure never goes unhandled.
    */
   private async plan(inode: SquashfsInode, first: number, last: number, prefetch: boolean): Promise<Piece[]> {
     const pieces: Piece[] = [];
-    try {
-      await this.planInto(inode, first, last, prefetch, pieces);
-    } catch (e) {
-      for (const p of pieces) p.promise?.catch(() => undefined);
-      throw e;
-    }
-    if (prefetch) for (const p of pieces) p.promise?.catch(() => undefined);
+    await this.planInto(inode, first, last, prefetch, pieces);
     return pieces;
   }
 
@@ -158,9 +161,11 @@ export class FileData {
         const len = blk.word & WORD_LENGTH_MASK;
         at += len;
         const pos = r.pos + rel;
-        blk.piece.promise = this.cache
-          .load(pos, () => fetched.then((buf) => this.decode(buf.subarray(rel, rel + len), blk.word, pos)))
-          .then((b) => this.checkBlock(b, blk.word, blk.expected, pos));
+        blk.piece.promise = observed(
+          this.cache
+            .load(pos, () => fetched.then((buf) => this.decode(buf.subarray(rel, rel + len), blk.word, pos)))
+            .then((b) => this.checkBlock(b, blk.word, blk.expected, pos)),
+        );
       }
     };
 
@@ -172,7 +177,7 @@ export class FileData {
         pieces.push(piece);
         if (b >= f.blockCount) {
           flush();
-          if (!prefetch) piece.promise = this.fragmentTail(f);
+          if (!prefetch) piece.promise = observed(this.fragmentTail(f));
           continue;
         }
         const k = Math.floor(b / CHUNK_WORDS);
@@ -197,7 +202,7 @@ export class FileData {
         const pending = hit === undefined ? this.cache.pending(pos) : undefined;
         if (pending !== undefined) {
           flush();
-          piece.promise = pending.then((blk) => this.checkBlock(blk, word, expected, pos));
+          piece.promise = observed(pending.then((blk) => this.checkBlock(blk, word, expected, pos)));
           continue;
         }
         if (pos + len > this.ctx.sb.bytesUsed) throw corrupt('file data', `block ${b} runs past bytes_used (inode ${inode.stat.ino})`, pos);
@@ -205,10 +210,12 @@ export class FileData {
           // Same position, different word (hostile image): decode on its own, uncached.
           flush();
           if (prefetch) continue;
-          piece.promise = this.ctx.io
-            .read(pos, len, 'file data')
-            .then((buf) => this.decode(buf, word, pos))
-            .then((blk) => this.checkBlock(blk, word, expected, pos));
+          piece.promise = observed(
+            this.ctx.io
+              .read(pos, len, 'file data')
+              .then((buf) => this.decode(buf, word, pos))
+              .then((blk) => this.checkBlock(blk, word, expected, pos)),
+          );
           continue;
         }
         if (run !== undefined && (run.pos + run.bytes !== pos || run.bytes + len > MAX_RUN_BYTES)) flush();
