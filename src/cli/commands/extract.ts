@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import { chmod, lchown, link, lutimes, mkdir, open, readdir, rm, stat, symlink, utimes, writeFile, mkdtemp } from 'node:fs/promises';
+import { chmodSync, closeSync, ftruncateSync, lchownSync, linkSync, lutimesSync, mkdirSync, openSync, symlinkSync, utimesSync, writeSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -105,13 +106,13 @@ class Extractor {
         await this.limiter.idle();
       } else {
         if (child.stat.type !== 'directory') throw new Error(`${shown}: not a directory`);
-        await mkdir(abs, { mode: 0o700 });
+        mkdirSync(abs, { mode: 0o700 });
         await this.recordDirectory(child, abs);
         dir = child;
       }
     }
     await this.restoreXattrs();
-    for (const d of [...this.dirs].reverse()) await setAttributes(d.abs, d.stat);
+    for (const d of [...this.dirs].reverse()) setAttributes(d.abs, d.stat);
     return this.counts;
   }
 
@@ -135,7 +136,7 @@ class Extractor {
   private async extractEntry(inode: Inode, abs: string, shown: string): Promise<void> {
     const st = inode.stat;
     if (st.type === 'directory') {
-      await mkdir(abs, { mode: 0o700 });
+      mkdirSync(abs, { mode: 0o700 });
       await this.recordDirectory(inode, abs);
       await this.extractChildren(inode, abs, shown);
       return;
@@ -143,7 +144,7 @@ class Extractor {
     const first = st.nlink > 1 ? this.firstPathOf.get(st.ino) : undefined;
     if (first !== undefined) {
       await this.limiter.run(async () => {
-        await link(await first, abs);
+        linkSync(await first, abs);
         this.counts['hard links']++;
       });
       return;
@@ -164,7 +165,7 @@ class Extractor {
         this.counts.files++;
         break;
       case 'symlink':
-        await symlink(await this.image.readlink(inode), abs);
+        symlinkSync(await this.image.readlink(inode), abs);
         this.counts.symlinks++;
         break;
       default:
@@ -172,12 +173,16 @@ class Extractor {
         this.counts['special files']++;
     }
     await this.queueXattrs(inode, abs);
-    await setAttributes(abs, st);
+    setAttributes(abs, st);
   }
 
-  /** Copies content in chunks; all-zero chunks are skipped and the size set at the end (holes stay holes). */
+  /**
+   * Copies content in chunks; all-zero chunks are skipped and the size set at the end (holes stay
+   * holes). File system calls are synchronous: for many small files a thread-pool round trip per
+   * call costs more than the call.
+   */
   private async writeFile(inode: Inode, abs: string): Promise<void> {
-    const fh = await open(abs, 'wx', 0o600);
+    const fd = openSync(abs, 'wx', 0o600);
     try {
       const size = inode.stat.size;
       for (let offset = 0; offset < size; offset += COPY_CHUNK) {
@@ -186,23 +191,24 @@ class Extractor {
         if (bytes.length !== length) throw new Error(`${abs}: short read from the image at ${offset}`);
         if (Buffer.compare(bytes, ZEROS.subarray(0, length)) === 0) continue;
         let done = 0;
-        while (done < length) done += (await fh.write(bytes, done, length - done, offset + done)).bytesWritten;
+        while (done < length) done += writeSync(fd, bytes, done, length - done, offset + done);
       }
-      await fh.truncate(size);
+      ftruncateSync(fd, size);
     } finally {
-      await fh.close();
+      closeSync(fd);
     }
   }
 
   private async queueXattrs(inode: Inode, abs: string): Promise<void> {
     const names = await this.image.listXattrs(inode);
     if (names.length === 0) return;
-    this.xattrDump.push(`# file: ${quoteForSetfattr(abs)}`);
+    // Built apart and appended at once: entries are created concurrently.
+    const section = [`# file: ${quoteForSetfattr(abs)}`];
     for (const name of names.sort()) {
       const value = Buffer.from(await this.image.getXattr(inode, name));
-      this.xattrDump.push(`${quoteForSetfattr(name)}=${value.length === 0 ? '""' : `0x${value.toString('hex')}`}`);
+      section.push(`${quoteForSetfattr(name)}=${value.length === 0 ? '""' : `0x${value.toString('hex')}`}`);
     }
-    this.xattrDump.push('');
+    this.xattrDump.push(...section, '');
   }
 
   private async restoreXattrs(): Promise<void> {
@@ -255,14 +261,14 @@ class Limiter {
 }
 
 /** Owner first (chown clears setuid/setgid), then mode, then mtime (atime = mtime, as unsquashfs). */
-async function setAttributes(abs: string, st: Stat): Promise<void> {
-  if (process.getuid?.() === 0) await lchown(abs, st.uid, st.gid);
+function setAttributes(abs: string, st: Stat): void {
+  if (process.getuid?.() === 0) lchownSync(abs, st.uid, st.gid);
   if (st.type === 'symlink') {
-    await lutimes(abs, st.mtime, st.mtime);
+    lutimesSync(abs, st.mtime, st.mtime);
     return;
   }
-  await chmod(abs, st.mode & 0o7777);
-  await utimes(abs, st.mtime, st.mtime);
+  chmodSync(abs, st.mode & 0o7777);
+  utimesSync(abs, st.mtime, st.mtime);
 }
 
 /** Fifos, devices and sockets: Node has no mknod, so a child process makes them. */
