@@ -19,7 +19,7 @@ import {
   parseSuperblock,
   type Superblock,
 } from './superblock.js';
-import { COMPRESSOR_NAMES, loadDecompressor, type CompressorId, type Decompressor } from './compression/index.js';
+import { loadDecompressor, type Decompressor } from './compression/index.js';
 import type { DirEntry, Inode, InodeRef, ReaderOptions, SquashfsReader, Stat, StatFs, SuperblockInfo } from './types.js';
 
 const DEFAULT_CACHE_BYTES = 64 << 20;
@@ -161,8 +161,7 @@ export class SquashfsImage implements SquashfsReader {
       },
     };
     const image = new SquashfsImage(ctx, metaCache, new FileData(ctx, cacheBytes - Math.floor(cacheBytes / 4), Math.max(0, options.readaheadBytes ?? DEFAULT_READAHEAD_BYTES)));
-    const root = await image.root();
-    void root;
+    await image.root(); // an image whose root is unreadable is refused at open
     return image;
   }
 
@@ -420,8 +419,4 @@ async function wrap<T>(p: Promise<T>): Promise<T> {
   } catch (e) {
     throw asSquashfsError(e);
   }
-}
-
-export function compressorName(id: number): string {
-  return COMPRESSOR_NAMES[id as CompressorId] ?? `unknown(${id})`;
 }

@@ -1,8 +1,9 @@
 /** Public API of the SquashFS reader. */
-export { SquashfsImage, compressorName, type CacheStats } from './image.js';
+export { SquashfsImage, type CacheStats } from './image.js';
 export { SquashfsError, isSquashfsError, type SquashfsErrorCode, type SquashfsErrorDetails } from './errors.js';
 export type { ByteSource } from './source.js';
 export type { Superblock } from './superblock.js';
+export type { SquashfsInode, FileLayout, DirectoryLayout } from './inode.js';
 export { S_IFMT_OF } from './types.js';
 export type {
   DirEntry,
