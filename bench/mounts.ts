@@ -101,6 +101,19 @@ export async function peakRss(pid: number): Promise<number> {
   }
 }
 
+/** CPU time (user + system) a process has used so far, in seconds; 0 if it is gone. */
+export async function cpuSeconds(pid: number): Promise<number> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const CLOCK_TICKS = 100; // USER_HZ on Linux
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return 0;
+  }
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);

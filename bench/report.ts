@@ -71,6 +71,9 @@ export function formatTables(
       num('connections', (r) => String(r.connections));
       num('request waves to mount', (r) => (r.peer === 'us-warm' ? '-' : String(r.mountWaves)));
       num('peak RSS (MiB)', (r) => (r.peakRssBytes / MiB).toFixed(1));
+      num('daemon CPU (s)', (r) =>
+        r.extra.daemonCpuSeconds === undefined ? '-' : r.extra.daemonCpuSeconds.toFixed(2),
+      );
       const errors = peers
         .map((peer) => results.find((r) => r.profile === p.name && r.workload === w && r.peer === peer && r.error))
         .filter(Boolean);

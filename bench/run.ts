@@ -21,7 +21,7 @@ import {
   type Sizes,
   type WorkloadId,
 } from './config.js';
-import { dropCaches, exec, peakRss } from './mounts.js';
+import { cpuSeconds, dropCaches, exec, peakRss } from './mounts.js';
 import { mountPeer, type MountedPeer } from './peers.js';
 import { evaluateGoals, formatGoals, formatTables, w3BytesNeeded } from './report.js';
 import { milestonesOf, requestWaves, type RunResult } from './results.js';
@@ -201,9 +201,17 @@ function resultOf(
     extra,
     // Our own requests, for explaining the numbers (ms since the start of mounting, method, range).
     trace: peer.startsWith('us')
-      ? st.log.slice(0, 5000).map((r) => `${(r.atMs - (mountedPerf - mountMs)).toFixed(1)} ${r.method} ${r.range ?? ''}`.trim())
+      ? st.log
+          .slice(0, 5000)
+          .map((r) => `${(r.atMs - (mountedPerf - mountMs)).toFixed(1)} ${r.method} ${r.range ?? ''}`.trim())
       : undefined,
   };
+}
+
+async function sumCpu(pids: number[]): Promise<number> {
+  let total = 0;
+  for (const pid of pids) total += await cpuSeconds(pid);
+  return total;
 }
 
 async function sumRss(pids: number[]): Promise<number> {
@@ -236,6 +244,8 @@ async function runPeer(ctx: RunContext, peer: PeerId): Promise<RunResult[]> {
     }
     const steps = await runSteps(stepsRequest(ctx.workload, mounted.root, ctx.image, ctx.opts.sizes));
     checkSteps(ctx.workload, steps, ctx.image, ctx.opts.sizes);
+    const cpuCold = await sumCpu(mounted.pids);
+    mounted.extra.daemonCpuSeconds = cpuCold;
     out.push(resultOf(ctx, peer, mounted.mountMs, steps, mountedAt, await sumRss(mounted.pids), mounted.extra));
     if (peer === 'us' && ctx.opts.warm) {
       // The same mount read again; the page cache is dropped so this measures the mount's own cache.
@@ -244,7 +254,10 @@ async function runPeer(ctx: RunContext, peer: PeerId): Promise<RunResult[]> {
       const warmStart = performance.now();
       const warmSteps = await runSteps(stepsRequest(ctx.workload, mounted.root, ctx.image, ctx.opts.sizes));
       checkSteps(ctx.workload, warmSteps, ctx.image, ctx.opts.sizes);
-      out.push(resultOf(ctx, 'us-warm', 0, warmSteps, warmStart, await sumRss(mounted.pids), {}));
+      const warmCpu = (await sumCpu(mounted.pids)) - cpuCold;
+      out.push(
+        resultOf(ctx, 'us-warm', 0, warmSteps, warmStart, await sumRss(mounted.pids), { daemonCpuSeconds: warmCpu }),
+      );
     }
   } catch (e) {
     out.push({

@@ -70,21 +70,20 @@ async function timed(name: string, fn: () => Promise<Omit<StepResult, 'name' | '
   };
 }
 
-/** find(1) with a stat of every entry: directories are listed one after another. */
+/** find(1) with a stat of every entry: depth first, in readdir order, one entry after another. */
 async function walk(root: string): Promise<{ entries: number; files: string[] }> {
   const files: string[] = [];
   let entries = 0;
-  const stack = [''];
-  while (stack.length) {
-    const dir = stack.pop()!;
+  const visit = async (dir: string): Promise<void> => {
     for (const name of await readdir(join(root, dir))) {
       const rel = dir ? `${dir}/${name}` : name;
       const st = await lstat(join(root, rel));
       entries++;
-      if (st.isDirectory()) stack.push(rel);
+      if (st.isDirectory()) await visit(rel);
       else if (st.isFile()) files.push(rel);
     }
-  }
+  };
+  await visit('');
   return { entries, files };
 }
 
