@@ -234,3 +234,32 @@ describe('errors exit non-zero with a clear message', () => {
     expect(await readdir(join(parent, 'dest'))).toEqual([]);
   });
 });
+
+describe('remote images (s3:// through a local S3 server)', () => {
+  it('ls -l, stat and cat give the same answers as for the local file', async () => {
+    const { startS3Server } = await import('../../src/testing/s3-server.js');
+    const server = await startS3Server({ buckets: ['images'] });
+    try {
+      const f = await fixture('zstd');
+      await server.putObject('images', 'backups/zstd.sqsh', await readFile(f.path));
+      const env = { AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey, AWS_REGION: server.region };
+      const remote = ['s3://images/backups/zstd.sqsh', '--endpoint', server.endpoint];
+      const pairs: [string[], string[]][] = [
+        [['ls', '-l', ...remote, '/links'], ['ls', '-l', f.path, '/links']],
+        [['stat', '--json', ...remote, '/xattrs/long-only'], ['stat', '--json', f.path, '/xattrs/long-only']],
+        [['cat', ...remote, '/sizes/mixed-2M'], ['cat', f.path, '/sizes/mixed-2M']],
+      ];
+      for (const [r, l] of pairs) {
+        const [a, b] = [await runCli(r, { env }), await runCli(l)];
+        expect(a.code, a.stderr).toBe(0);
+        expect(sha256(a.stdout), r.join(' ')).toBe(sha256(b.stdout));
+      }
+      const missing = await runCli(['ls', 's3://images/nope.sqsh', '--endpoint', server.endpoint], { env });
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toMatch(/nope\.sqsh/);
+      expect(missing.stderr).toMatch(/404|not found|NoSuchKey/i);
+    } finally {
+      await server.close();
+    }
+  });
+});

@@ -1,16 +1,16 @@
 import { SquashfsError } from '../../squashfs/errors.js';
-import { normalisePath, parseCommandArgs, UsageError, withImage } from './image-arg.js';
+import { normalisePath, parseCommandArgs, UsageError, withImage, SOURCE_OPTIONS, SOURCE_USAGE, sourceOptions } from './image-arg.js';
 
 export const usage = `usage: squashfs-r2 cat <image> <path>...
 
 Writes the content of files in the image to stdout, in order. Symlinks are not followed.
-`;
+${SOURCE_USAGE}`;
 
 /** Bytes asked of the reader per call: a few blocks, so stdout backpressure bounds memory. */
 const CHUNK = 1 << 20;
 
 export async function run(argv: string[]): Promise<number> {
-  const { positionals } = parseCommandArgs(argv, {}, usage);
+  const { values, positionals } = parseCommandArgs(argv, { ...SOURCE_OPTIONS }, usage);
   if (positionals.length < 2) throw new UsageError(`expected <image> <path>...\n\n${usage}`);
   const [spec, ...paths] = positionals as [string, ...string[]];
   let stdoutGone = false;
@@ -19,7 +19,7 @@ export async function run(argv: string[]): Promise<number> {
   };
   process.stdout.on('error', onError);
   try {
-    await withImage(spec, async ({ image }) => {
+    await withImage(spec, sourceOptions(values), async ({ image }) => {
       for (const raw of paths) {
         const path = normalisePath(raw);
         const inode = await image.lookup(path);

@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { SquashfsImage } from '../../squashfs/image.js';
 import type { Inode, Stat } from '../../squashfs/types.js';
-import { byteOrder, deviceNumbers, normalisePath, parseCommandArgs, UsageError, withImage } from './image-arg.js';
+import { byteOrder, deviceNumbers, normalisePath, parseCommandArgs, UsageError, withImage, SOURCE_OPTIONS, SOURCE_USAGE, sourceOptions } from './image-arg.js';
 
 const execFileP = promisify(execFile);
 
@@ -18,8 +18,8 @@ fifos, sockets and devices, with owners, modes (setuid/setgid/sticky), mtimes an
 <dest> must not exist or be an empty directory; it gets the attributes of the image's root.
 Owners, devices and trusted.* xattrs need root.
 
-  -q, --quiet   no summary line on stderr
-`;
+  -q, --quiet         no summary line on stderr
+${SOURCE_USAGE}`;
 
 /** Non-directory entries created concurrently (file system calls wait on the thread pool, not the CPU). */
 const PARALLEL_ENTRIES = 16;
@@ -28,12 +28,12 @@ const COPY_CHUNK = 1 << 20;
 const ZEROS = Buffer.alloc(COPY_CHUNK);
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCommandArgs(argv, { quiet: { type: 'boolean', short: 'q' } }, usage);
+  const { values, positionals } = parseCommandArgs(argv, { quiet: { type: 'boolean', short: 'q' }, ...SOURCE_OPTIONS }, usage);
   if (positionals.length < 2 || positionals.length > 3) throw new UsageError(`expected <image> <dest> [path]\n\n${usage}`);
   const [spec, destArg, rawPath] = positionals as [string, string, string | undefined];
   const dest = resolve(destArg);
   await prepareDestination(dest);
-  const counts = await withImage(spec, async ({ image }) => new Extractor(image, dest).run(normalisePath(rawPath)));
+  const counts = await withImage(spec, sourceOptions(values), async ({ image }) => new Extractor(image, dest).run(normalisePath(rawPath)));
   if (!values.quiet) {
     const parts = Object.entries(counts).filter(([, n]) => n > 0).map(([kind, n]) => `${n} ${kind}`);
     process.stderr.write(`extracted ${parts.join(', ')} to ${dest}\n`);

@@ -4,7 +4,7 @@
  * it lists).
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { openSource, type OpenedSource } from '../../r2/open-source.js';
+import { openSource, type OpenedSource, type SourceOptions } from '../../r2/open-source.js';
 import { SquashfsImage } from '../../squashfs/image.js';
 import type { FileType, Stat } from '../../squashfs/types.js';
 
@@ -33,9 +33,35 @@ export interface OpenedImage {
   close(): Promise<void>;
 }
 
+/** Flags naming where a remote image lives (the same ones `mount` takes). */
+export const SOURCE_OPTIONS = {
+  endpoint: { type: 'string' },
+  'account-id': { type: 'string' },
+  'path-style': { type: 'boolean' },
+  region: { type: 'string' },
+} as const;
+
+export const SOURCE_USAGE = `
+<image> is a local path, s3://bucket/key, r2://bucket/key or an http(s):// URL.
+  --endpoint URL      S3/R2 endpoint
+  --account-id ID     R2 account id (else R2_ACCOUNT_ID)
+  --path-style        path-style S3 URLs
+  --region REGION     signing region
+Credentials come from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...).
+`;
+
+export function sourceOptions(values: ParsedCommandArgs['values']): SourceOptions {
+  return {
+    endpoint: values.endpoint as string | undefined,
+    accountId: values['account-id'] as string | undefined,
+    pathStyle: values['path-style'] as boolean | undefined,
+    region: values.region as string | undefined,
+  };
+}
+
 /** Opens an image named by a local path, s3://, r2:// or http(s):// spec (see src/r2/spec.ts). */
-export async function openImage(spec: string): Promise<OpenedImage> {
-  const source = await openSource(spec);
+export async function openImage(spec: string, options: SourceOptions = {}): Promise<OpenedImage> {
+  const source = await openSource(spec, options);
   try {
     const image = await SquashfsImage.open(source);
     return {
@@ -53,8 +79,8 @@ export async function openImage(spec: string): Promise<OpenedImage> {
 }
 
 /** Runs `fn` with the image open and always closes it. */
-export async function withImage<T>(spec: string, fn: (opened: OpenedImage) => Promise<T>): Promise<T> {
-  const opened = await openImage(spec);
+export async function withImage<T>(spec: string, options: SourceOptions, fn: (opened: OpenedImage) => Promise<T>): Promise<T> {
+  const opened = await openImage(spec, options);
   try {
     return await fn(opened);
   } finally {

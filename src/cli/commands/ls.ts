@@ -1,28 +1,27 @@
 import type { SquashfsImage } from '../../squashfs/image.js';
 import type { Inode } from '../../squashfs/types.js';
-import { byteOrder, childPath, exitQuietlyOnEpipe, modeString, normalisePath, parseCommandArgs, sizeColumn, timeString, UsageError, withImage } from './image-arg.js';
+import { byteOrder, childPath, exitQuietlyOnEpipe, modeString, normalisePath, parseCommandArgs, sizeColumn, timeString, UsageError, withImage, SOURCE_OPTIONS, SOURCE_USAGE, sourceOptions } from './image-arg.js';
 
 export const usage = `usage: squashfs-r2 ls [-l] [-R] <image> [path]
 
 Lists a directory of an image (or names a single file), without mounting it.
-<image> is a local path, s3://bucket/key, r2://bucket/key or an http(s):// URL.
 
   -l, --long        long format like "ls -ln": mode, links, uid, gid, size (or "major, minor"),
                     mtime (UTC, "YYYY-MM-DD HH:MM"), name, "-> target" for symlinks
   -R, --recursive   list subdirectories too ("ls -R" layout: "<dir>:" headers)
-`;
+${SOURCE_USAGE}`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs(
     argv,
-    { long: { type: 'boolean', short: 'l' }, recursive: { type: 'boolean', short: 'R' } },
+    { long: { type: 'boolean', short: 'l' }, recursive: { type: 'boolean', short: 'R' }, ...SOURCE_OPTIONS },
     usage,
   );
   if (positionals.length < 1 || positionals.length > 2) throw new UsageError(`expected <image> [path]\n\n${usage}`);
   const [spec, rawPath] = positionals as [string, string | undefined];
   const path = normalisePath(rawPath);
   exitQuietlyOnEpipe();
-  await withImage(spec, async ({ image }) => {
+  await withImage(spec, sourceOptions(values), async ({ image }) => {
     const target = await image.lookup(path);
     const out = new LineWriter();
     if (target.stat.type !== 'directory') {

@@ -2,7 +2,7 @@ import { describeOptions, loadDecompressor } from '../../squashfs/compression/in
 import type { SquashfsImage } from '../../squashfs/image.js';
 import type { ByteSource } from '../../squashfs/source.js';
 import { FLAG_COMPRESSOR_OPTIONS, METADATA_BLOCK_SIZE, SUPERBLOCK_SIZE, type Superblock } from '../../squashfs/superblock.js';
-import { deviceNumbers, modeString, normalisePath, parseCommandArgs, UsageError, withImage } from './image-arg.js';
+import { deviceNumbers, modeString, normalisePath, parseCommandArgs, UsageError, withImage, SOURCE_OPTIONS, SOURCE_USAGE, sourceOptions } from './image-arg.js';
 
 export const usage = `usage: squashfs-r2 stat [--json] <image> [path]
 
@@ -10,8 +10,8 @@ With a path: the inode of that path (type, inode number, mode, links, owner, siz
 device numbers, symlink target, xattrs). Without: a summary of the superblock, including the
 compressor and its options. Symlinks are not followed.
 
-  --json   machine-readable output
-`;
+  --json              machine-readable output
+${SOURCE_USAGE}`;
 
 /** Superblock flag bits (informational; format §2). */
 const FLAG_NAMES: [number, string][] = [
@@ -29,10 +29,10 @@ const FLAG_NAMES: [number, string][] = [
 ];
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCommandArgs(argv, { json: { type: 'boolean' } }, usage);
+  const { values, positionals } = parseCommandArgs(argv, { json: { type: 'boolean' }, ...SOURCE_OPTIONS }, usage);
   if (positionals.length < 1 || positionals.length > 2) throw new UsageError(`expected <image> [path]\n\n${usage}`);
   const [spec, rawPath] = positionals as [string, string | undefined];
-  await withImage(spec, async ({ image, source }) => {
+  await withImage(spec, sourceOptions(values), async ({ image, source }) => {
     const report = rawPath === undefined ? await superblockReport(image, source) : await inodeReport(image, normalisePath(rawPath));
     process.stdout.write(values.json ? `${JSON.stringify(report.json, null, 2)}\n` : report.text);
   });
