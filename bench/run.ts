@@ -30,7 +30,7 @@ import type { StepResult, StepsRequest } from './workload-runner.js';
 import { backupImage, type ImageSpec, projectImage, randomOffsets } from './workloads.js';
 
 const USAGE = `usage: npm run bench -- [--quick] [--peers us,A,B,C] [--workloads W1,W2,W3] [--profiles 20ms,5ms,80ms]
-                      [--data-dir DIR] [--out DIR] [--no-warm] [--server-mode r2|s3rver] [--us-args="--log-level debug ..."]
+                      [--data-dir DIR] [--out DIR] [--no-warm] [--server-mode r2|s3rver] [--concurrency 4] [--us-args="--log-level debug ..."]
 
 Runs every peer on the same data, the same local S3 server and the same proxy profile:
   A   s3fs mount of the bucket prefix + squashfuse on the image inside it
@@ -54,6 +54,7 @@ interface Options {
   warm: boolean;
   usArgs: string[];
   serverMode: 's3rver' | 'r2';
+  concurrency: number;
 }
 
 function parseOptions(argv: string[]): Options | undefined {
@@ -69,6 +70,7 @@ function parseOptions(argv: string[]): Options | undefined {
       'no-warm': { type: 'boolean', default: false },
       'us-args': { type: 'string', default: '' },
       'server-mode': { type: 'string', default: 'r2' },
+      concurrency: { type: 'string', default: String(READ_CONCURRENCY) },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -95,6 +97,7 @@ function parseOptions(argv: string[]): Options | undefined {
     warm: !values['no-warm'],
     usArgs: values['us-args'].split(' ').filter(Boolean),
     serverMode: values['server-mode'] === 's3rver' ? 's3rver' : 'r2',
+    concurrency: Math.max(1, Number(values.concurrency) || READ_CONCURRENCY),
   };
 }
 
@@ -117,10 +120,9 @@ function runSteps(req: StepsRequest): Promise<StepResult[]> {
   });
 }
 
-function stepsRequest(w: WorkloadId, root: string, image: ImageSpec, sizes: Sizes): StepsRequest {
-  if (w === 'W1')
-    return { kind: 'W1', root, smallFiles: image.smallFiles, bigFiles: image.bigFiles, concurrency: READ_CONCURRENCY };
-  if (w === 'W2') return { kind: 'W2', root, concurrency: READ_CONCURRENCY };
+function stepsRequest(w: WorkloadId, root: string, image: ImageSpec, sizes: Sizes, concurrency: number): StepsRequest {
+  if (w === 'W1') return { kind: 'W1', root, smallFiles: image.smallFiles, bigFiles: image.bigFiles, concurrency };
+  if (w === 'W2') return { kind: 'W2', root, concurrency };
   return {
     kind: 'W3',
     root,
@@ -242,7 +244,9 @@ async function runPeer(ctx: RunContext, peer: PeerId): Promise<RunResult[]> {
       mounted.extra.firstRequestMs = firstRequest.atMs - start;
       mounted.extra.mountedAfterFirstRequestMs = mountedAt - firstRequest.atMs;
     }
-    const steps = await runSteps(stepsRequest(ctx.workload, mounted.root, ctx.image, ctx.opts.sizes));
+    const steps = await runSteps(
+      stepsRequest(ctx.workload, mounted.root, ctx.image, ctx.opts.sizes, ctx.opts.concurrency),
+    );
     checkSteps(ctx.workload, steps, ctx.image, ctx.opts.sizes);
     const cpuCold = await sumCpu(mounted.pids);
     mounted.extra.daemonCpuSeconds = cpuCold;
@@ -252,7 +256,9 @@ async function runPeer(ctx: RunContext, peer: PeerId): Promise<RunResult[]> {
       await dropCaches();
       ctx.proxy.resetStats();
       const warmStart = performance.now();
-      const warmSteps = await runSteps(stepsRequest(ctx.workload, mounted.root, ctx.image, ctx.opts.sizes));
+      const warmSteps = await runSteps(
+        stepsRequest(ctx.workload, mounted.root, ctx.image, ctx.opts.sizes, ctx.opts.concurrency),
+      );
       checkSteps(ctx.workload, warmSteps, ctx.image, ctx.opts.sizes);
       const warmCpu = (await sumCpu(mounted.pids)) - cpuCold;
       out.push(
@@ -373,6 +379,7 @@ async function main(argv: string[]): Promise<number> {
     command: `npm run bench -- ${argv.join(' ')}`.trim(),
     machine: { ...(await machine()), loadavgAtStart: loadAtStart },
     sizes: opts.sizes,
+    options: { concurrency: opts.concurrency, serverMode: opts.serverMode, warm: opts.warm, usArgs: opts.usArgs },
     profiles: opts.profiles,
     images: Object.fromEntries(
       Object.entries(images).map(([k, v]) => [
