@@ -4,7 +4,8 @@ import type { ByteSource } from '../squashfs/source.js';
 import type { SquashfsReader } from '../squashfs/types.js';
 import { describeError, logger } from '../util/log.js';
 import { fuseOptions } from './fuse-options.js';
-import { MountError, checkMountpoint, connectionProbe } from './mountpoint.js';
+import { type ConnectionProbe, MountError, checkMountpoint, connectionProbe } from './mountpoint.js';
+import { guardMount } from './exit-guard.js';
 import { createSession } from './native.js';
 import { openByteSource, openReader, type SourceOptions } from './open-image.js';
 import { createOperations, type OperationStats } from './operations.js';
@@ -101,7 +102,9 @@ async function serve(reader: SquashfsReader, target: string, options: MountOptio
     await new Promise<void>((done, fail) => {
       session.mount((error) => (error ? fail(new MountError(`cannot mount on ${target}: ${error.message}`, { cause: error })) : done()));
     });
-    const alive = await verifyMounted(target, root.stat.ino, () => unmountFuse(target, { lazy: true }).then(() => undefined));
+    const probe = await verifyMounted(target, root.stat.ino, () => unmountFuse(target, { lazy: true }).then(() => undefined));
+    const alive = probe.alive;
+    const unguard = guardMount(target, probe.directory);
 
     let resolveClosed!: () => void;
     const closed = new Promise<void>((r) => {
@@ -112,6 +115,7 @@ async function serve(reader: SquashfsReader, target: string, options: MountOptio
       if (finished) return;
       finished = true;
       clearInterval(poll);
+      unguard();
       session.release();
       await reader.close().catch((e) => log.warn(`closing the reader: ${describeError(e)}`));
       await context.onClosed?.();
@@ -150,7 +154,7 @@ async function serve(reader: SquashfsReader, target: string, options: MountOptio
  * Proves the mount serves: stat through the kernel must return the image's root inode number.
  * Returns the connection probe; on failure the half-made mount is removed before rejecting.
  */
-async function verifyMounted(target: string, rootIno: number, undo: () => Promise<void>): Promise<() => boolean> {
+async function verifyMounted(target: string, rootIno: number, undo: () => Promise<void>): Promise<ConnectionProbe> {
   try {
     const st = await stat(target);
     if (st.ino !== rootIno) throw new MountError(`${target} answers with inode ${st.ino}, not the image root ${rootIno}`);

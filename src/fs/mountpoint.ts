@@ -66,14 +66,20 @@ function minorOf(dev: number): number {
 
 const FUSECTL = '/sys/fs/fuse/connections';
 
+export interface ConnectionProbe {
+  /** /sys/fs/fuse/connections/<n> of this mount, when fusectl is mounted. */
+  directory?: string;
+  alive(): boolean;
+}
+
 /**
  * Answers "is the kernel connection of this mount still alive?". The connection outlives the
  * mount entry after a lazy unmount (open files keep it), so it is what decides when serving may
  * stop. fusectl shows one directory per live connection; without fusectl the mount table decides.
  */
-export async function connectionProbe(mountpoint: string): Promise<() => boolean> {
+export async function connectionProbe(mountpoint: string): Promise<ConnectionProbe> {
   const st = await stat(mountpoint);
   const dir = `${FUSECTL}/${minorOf(st.dev)}`;
-  if (existsSync(dir)) return () => existsSync(dir);
-  return () => isMountpoint(mountpoint);
+  if (existsSync(dir)) return { directory: dir, alive: () => existsSync(dir) };
+  return { alive: () => isMountpoint(mountpoint) };
 }

@@ -1,0 +1,45 @@
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+
+/**
+ * A process that serves its own mount must not exit with the mount alive: a request the kernel
+ * already handed to us would then wait forever in the kernel (uninterruptibly: its answer can only
+ * come from this very process, which is why `kill -9` alone cannot end it). On exit, every mount
+ * still served is aborted (fusectl) and detached, synchronously, so pending callers get ENOTCONN.
+ */
+interface Guarded {
+  mountpoint: string;
+  /** /sys/fs/fuse/connections/<n>, when fusectl is mounted. */
+  connection?: string;
+}
+
+const active = new Set<Guarded>();
+let installed = false;
+
+export function guardMount(mountpoint: string, connection: string | undefined): () => void {
+  if (!installed) {
+    installed = true;
+    process.once('exit', abortAll);
+  }
+  const entry: Guarded = { mountpoint, connection };
+  active.add(entry);
+  return () => active.delete(entry);
+}
+
+function abortAll(): void {
+  for (const { mountpoint, connection } of active) {
+    if (connection) {
+      try {
+        writeFileSync(`${connection}/abort`, '1');
+      } catch {
+        // already gone
+      }
+    }
+    try {
+      execFileSync('fusermount3', ['-u', '-z', mountpoint], { stdio: 'ignore', timeout: 5000 });
+    } catch {
+      // not mounted any more, or fusermount missing: auto_unmount still covers it
+    }
+  }
+  active.clear();
+}

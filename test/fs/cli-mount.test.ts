@@ -1,0 +1,171 @@
+/**
+ * `squashfs-r2 mount` and `unmount` as processes: the background server with its readiness report,
+ * foreground mode with SIGTERM, SIGKILL leaving no dead mount, every failure exiting non-zero with
+ * the cause, busy and lazy unmounts, and credentials kept out of the server's argv.
+ */
+import { spawn } from 'node:child_process';
+import { open, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isMountpoint } from '../../src/fs/mountpoint.js';
+import { type S3TestServer, startS3Server } from '../../src/testing/s3-server.js';
+import { type Fixture, fixture } from '../helpers/fixtures.js';
+import { CLI, cleanupMountpoint, ensureBuilt, execFileP, processAlive, runCli, serverPid, tempMountpoint, waitFor } from './helpers.js';
+
+let image: Fixture;
+let server: S3TestServer;
+const mountpoints: string[] = [];
+
+async function mountpoint(): Promise<string> {
+  const dir = await tempMountpoint('sqfs-cli-');
+  mountpoints.push(dir);
+  return dir;
+}
+
+beforeAll(async () => {
+  await ensureBuilt();
+  image = await fixture('lz4');
+  server = await startS3Server({ buckets: ['images'] });
+  await server.putObject('images', 'ok/data.sqsh', await readFile(image.path));
+});
+afterAll(async () => {
+  for (const dir of mountpoints) await cleanupMountpoint(dir);
+  await server?.close();
+});
+
+const s3Env = () => ({ AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey, AWS_REGION: server.region });
+
+describe('background mount', () => {
+  it('returns once the mount serves, keeps serving, and unmounts with "unmount"', async () => {
+    const dir = await mountpoint();
+    const started = Date.now();
+    const r = await runCli(['mount', image.path, dir]);
+    expect(r, r.stderr).toMatchObject({ code: 0 });
+    expect(isMountpoint(dir)).toBe(true);
+    const pid = await serverPid(dir);
+    expect(pid).toBeDefined();
+    expect((await stat(join(dir, 'empty-file'))).size).toBe(0);
+    expect(Date.now() - started).toBeLessThan(30_000);
+    const u = await runCli(['unmount', dir]);
+    expect(u, u.stderr).toMatchObject({ code: 0 });
+    expect(isMountpoint(dir)).toBe(false);
+    await waitFor('the server to exit', () => !processAlive(pid!));
+  });
+
+  it('mounts from S3 with credentials only in the environment, never in the server argv', async () => {
+    const dir = await mountpoint();
+    const r = await runCli(['mount', 's3://images/ok/data.sqsh', dir, '--endpoint', server.endpoint, '--region', server.region, '--cache-size', '32M'], s3Env());
+    expect(r, r.stderr).toMatchObject({ code: 0 });
+    try {
+      const pid = (await serverPid(dir))!;
+      const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8');
+      expect(cmdline).not.toContain(server.secretAccessKey === 'S3RVER' ? 'AWS_SECRET' : server.secretAccessKey);
+      expect(cmdline).not.toContain('s3://');
+      expect((await readFile(join(dir, 'empty-file'))).length).toBe(0);
+    } finally {
+      await runCli(['unmount', dir]);
+    }
+  });
+
+  it('fusermount -u works too, and the server exits', async () => {
+    const dir = await mountpoint();
+    expect((await runCli(['mount', image.path, dir])).code).toBe(0);
+    const pid = (await serverPid(dir))!;
+    await execFileP('fusermount3', ['-u', dir]);
+    await waitFor('the server to exit', () => !processAlive(pid));
+  });
+
+  it('a busy mount is refused with an explanation; --lazy detaches it', async () => {
+    const dir = await mountpoint();
+    expect((await runCli(['mount', image.path, dir])).code).toBe(0);
+    const held = await open(join(dir, 'empty-file'));
+    try {
+      const r = await runCli(['unmount', dir]);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/busy.*--lazy/s);
+      expect(isMountpoint(dir)).toBe(true);
+      const lazy = await runCli(['unmount', '--lazy', dir]);
+      expect(lazy.code).toBe(0);
+      expect(isMountpoint(dir)).toBe(false);
+    } finally {
+      await held.close();
+    }
+  });
+
+  it('SIGKILL of the server leaves no dead mount behind', async () => {
+    const dir = await mountpoint();
+    expect((await runCli(['mount', image.path, dir])).code).toBe(0);
+    const pid = (await serverPid(dir))!;
+    process.kill(pid, 'SIGKILL');
+    await waitFor('auto_unmount to remove the mount', () => !isMountpoint(dir));
+    // The directory is usable again (no ENOTCONN).
+    expect((await stat(dir)).isDirectory()).toBe(true);
+  });
+});
+
+describe('foreground mount', () => {
+  it('serves until SIGTERM, then unmounts cleanly and exits 0', async () => {
+    const dir = await mountpoint();
+    const child = spawn(CLI, ['mount', '-f', image.path, dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    await waitFor('the mount', async () => isMountpoint(dir) && (await stat(join(dir, 'empty-file')).then(() => true, () => false)), 30_000);
+    child.kill('SIGTERM');
+    expect(await exited, stderr).toBe(0);
+    expect(isMountpoint(dir)).toBe(false);
+  });
+});
+
+describe('failures exit non-zero with the cause and leave nothing behind', () => {
+  const cases: [string, () => Promise<{ args: string[]; env?: NodeJS.ProcessEnv; dir: string }>, RegExp][] = [
+    ['missing image', async () => ({ dir: await mountpoint(), args: ['/nonexistent/image.sqsh'] }), /does not exist/],
+    [
+      'not an image',
+      async () => {
+        const dir = await mountpoint();
+        const bad = `${dir}-bad.sqsh`;
+        await writeFile(bad, Buffer.alloc(64 * 1024, 7));
+        return { dir, args: [bad] };
+      },
+      /superblock|magic|corrupt/i,
+    ],
+    ['mountpoint missing', async () => ({ dir: '/nonexistent-mountpoint-dir', args: [image.path] }), /does not exist/],
+    ['mountpoint not a directory', async () => ({ dir: image.path, args: [image.path] }), /not a directory/],
+    [
+      'missing S3 object',
+      async () => ({ dir: await mountpoint(), args: ['s3://images/missing/data.sqsh', '--endpoint', server.endpoint], env: s3Env() }),
+      /404|not found|NoSuchKey|does not exist/i,
+    ],
+    [
+      'bad S3 credentials',
+      async () => ({ dir: await mountpoint(), args: ['s3://images/ok/data.sqsh', '--endpoint', server.endpoint], env: { ...s3Env(), AWS_SECRET_ACCESS_KEY: 'wrong-secret-value' } }),
+      /403|denied|signature|credential|forbidden/i,
+    ],
+  ];
+
+  it.each(cases)('%s', async (_what, setup, message) => {
+    const { dir, args, env } = await setup();
+    const [source, ...rest] = args;
+    const r = await runCli(['mount', source!, dir, ...rest], env);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr).not.toContain('wrong-secret-value');
+    expect(isMountpoint(dir)).toBe(false);
+    expect(await serverPid(dir)).toBeUndefined();
+  });
+
+  it('already a mount', async () => {
+    const dir = await mountpoint();
+    expect((await runCli(['mount', image.path, dir])).code).toBe(0);
+    try {
+      const r = await runCli(['mount', image.path, dir]);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/already a mount/);
+    } finally {
+      await runCli(['unmount', dir]);
+    }
+  });
+});
