@@ -20,8 +20,7 @@ const MAX_RUN_BYTES = 8 << 20;
 /** Largest single read() (callers stream anything bigger). */
 export const MAX_READ_BYTES = 256 << 20;
 /** Fragment table entry: `u64 start, u32 size word, u32 unused`. */
-const FRAGMENT_ENTRY_SIZE = 16;
-export { FRAGMENT_ENTRY_SIZE };
+export const FRAGMENT_ENTRY_SIZE = 16;
 
 /**
  * Marks a promise as observed: a block load may fail while the planner still awaits block-list
@@ -57,12 +56,12 @@ interface Checkpoint {
   pos: number;
 }
 
+/** One block of a read: decoded bytes now (cache hit), later (promise), or neither (sparse: zeros). */
 interface Piece {
   /** File offset of the block's first byte. */
   fileStart: number;
   promise: Promise<Uint8Array> | undefined;
   data: Uint8Array | undefined;
-  /** Zero-filled (sparse) span length when data and promise are absent. */
 }
 
 export class FileData {

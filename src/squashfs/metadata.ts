@@ -104,10 +104,6 @@ export class MetadataCursor {
     return new MetadataCursor(reader, region, region.start + relativeBlock, offset, true);
   }
 
-  clone(): MetadataCursor {
-    return new MetadataCursor(this.reader, this.region, this.block, this.offset, this.fresh);
-  }
-
   private checkStart(b: MetadataBlock): void {
     this.fresh = false;
     if (this.offset >= b.data.length) {
@@ -142,23 +138,6 @@ export class MetadataCursor {
       this.block = b.next;
       this.offset = 0;
       b = await this.reader.block(this.block, this.region);
-    }
-  }
-
-  async skip(n: number): Promise<void> {
-    let left = n;
-    while (left > 0) {
-      const b = await this.reader.block(this.block, this.region);
-      if (this.fresh) this.checkStart(b);
-      if (this.offset >= b.data.length) {
-        if (this.offset > b.data.length) throw corrupt(this.region.name, `offset ${this.offset} beyond the block's ${b.data.length} bytes`, this.block);
-        this.block = b.next;
-        this.offset = 0;
-        continue;
-      }
-      const take = Math.min(left, b.data.length - this.offset);
-      this.offset += take;
-      left -= take;
     }
   }
 }
