@@ -2,7 +2,7 @@
  * Reader throughput: reads every regular file of an image through the library from a local file,
  * then the same files through `squashfuse` + `cat`, and prints MB/s of file data for both.
  *
- * usage: node dist/bench/reader-throughput.js IMAGE [--chunk BYTES] [--parallel N] [--runs N] [--into] [--no-squashfuse]
+ * usage: node dist/bench/reader-throughput.js IMAGE [--chunk BYTES] [--parallel N] [--runs N] [--into] [--calibrate] [--no-squashfuse]
  * The image file is read once first so both runs start with it in the page cache.
  */
 import { execFile, spawn } from 'node:child_process';
@@ -69,6 +69,34 @@ async function libraryRun(
   return { bytes, seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, files: files.length };
 }
 
+/**
+ * The machine's current speed, for reading the numbers on a shared box: raw lz4-napi block
+ * decompression of 64 MiB of this image's file data (128 KiB blocks), in MB/s of output.
+ */
+async function lz4Calibration(imagePath: string): Promise<number> {
+  const lz4 = await import('lz4-napi');
+  const image = await SquashfsImage.open(await FileSource.open(imagePath));
+  const files = (await listFiles(image)).sort((a, b) => b.inode.stat.size - a.inode.stat.size);
+  const blocks: Buffer[] = [];
+  let total = 0;
+  for (const f of files) {
+    for (let off = 0; off < f.inode.stat.size && total < 64 << 20; off += 128 << 10) {
+      const raw = Buffer.from(await image.read(f.inode, off, 128 << 10));
+      blocks.push(lz4.compressSync(raw));
+      total += raw.length;
+    }
+    if (total >= 64 << 20) break;
+  }
+  await image.close();
+  let best = Infinity;
+  for (let round = 0; round < 3; round++) {
+    const t0 = process.hrtime.bigint();
+    for (const b of blocks) lz4.uncompressSync(b);
+    best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e9);
+  }
+  return total / 1e6 / best;
+}
+
 /** utime + stime of a process in seconds (from /proc/PID/stat). */
 async function processCpuSeconds(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
@@ -119,6 +147,7 @@ async function main(): Promise<void> {
       'no-squashfuse': { type: 'boolean', default: false },
       runs: { type: 'string', default: '2' },
       into: { type: 'boolean', default: false },
+      calibrate: { type: 'boolean', default: false },
     },
   });
   const imagePath = positionals[0];
@@ -141,6 +170,7 @@ async function main(): Promise<void> {
         `${r.cpuSeconds.toFixed(2)} CPU-s = ${mbs(r.bytes, r.cpuSeconds)} MB per CPU-s (chunk ${chunk}, parallel ${parallel}${values.into ? ', readInto' : ''})`,
     );
   }
+  if (values.calibrate) console.log(`calibration: raw lz4-napi block decompression now runs at ${(await lz4Calibration(imagePath)).toFixed(0)} MB/s`);
   if (!values['no-squashfuse']) {
     const s = await squashfuseRun(imagePath);
     console.log(
