@@ -176,6 +176,21 @@ describe('data', () => {
     await img.close();
   });
 
+  test('sequential reads trigger readahead (and only sequential ones); readaheadBytes 0 disables it', async () => {
+    const blocksLoaded = async (readaheadBytes: number | undefined, offsets: number[]): Promise<number> => {
+      const img = await SquashfsImage.open(await FileSource.open(gzip.path), { readaheadBytes });
+      const bs = img.info.blockSize;
+      for (const off of offsets) await img.read('/sizes/mixed-2M', off * bs, bs);
+      await new Promise((r) => setTimeout(r, 50)); // let the background loads land
+      const misses = img.cacheStats().dataMisses;
+      await img.close();
+      return misses;
+    };
+    expect(await blocksLoaded(0, [0, 1, 2])).toBe(3);
+    expect(await blocksLoaded(undefined, [0, 5, 9])).toBe(3); // random: no readahead
+    expect(await blocksLoaded(undefined, [0, 1, 2])).toBeGreaterThanOrEqual(3 + 8); // 1 MiB ahead of 128 KiB blocks
+  });
+
   test('contiguous blocks of a file are fetched with one source read', async () => {
     const source = await countingFileSource(gzip.path);
     const img = await SquashfsImage.open(source);
