@@ -190,7 +190,8 @@ export async function readInode(ctx: ImageContext, ref: InodeRef): Promise<Squas
     xattrIndex = xattrRaw;
   }
 
-  const stat: Stat = { ino, type, mode, uid, gid, size, nlink, mtime, rdev, blocks, blksize: ctx.sb.blockSize };
+  // Frozen: decoded inodes are cached and shared by every caller.
+  const stat: Stat = Object.freeze({ ino, type, mode, uid, gid, size, nlink, mtime, rdev, blocks, blksize: ctx.sb.blockSize });
   return new SquashfsInode(ref, stat, xattrIndex, dir, file, target);
 }
 
