@@ -29,15 +29,18 @@ const text = (b: Buffer) => b.toString('utf8');
 describe('extract matches unsquashfs -d (manifest: type, mode, owner, mtime, size, nlink, rdev, target, xattrs, sha256, hard links)', async () => {
   // One image per compressor and per layout option by default (each costs seconds on 2 cores);
   // EXTRACT_ALL_FIXTURES=1 runs every fixture.
-  const representative = new Set(['gzip', 'lzma', 'lzo', 'xz-bcj-x86', 'lz4', 'zstd', 'gzip-4k', 'zstd-1m', 'gzip-uncompressed', 'lz4-no-fragments', 'zstd-always-fragments', 'gzip-no-xattrs', 'tar2sqfs-gzip', 'tar2sqfs-lzo-notail']);
+  // (The reader itself is compared with the kernel on every fixture in test/squashfs.)
+  const representative = new Set(['gzip', 'lzma', 'xz-bcj-x86', 'lz4', 'zstd-1m', 'gzip-4k', 'gzip-uncompressed', 'zstd-always-fragments', 'tar2sqfs-lzo-notail']);
   const all = (await ensureFixtures()).filter((f) => f.name !== 'big-sparse' && (process.env.EXTRACT_ALL_FIXTURES || representative.has(f.name)));
   it.each(all.map((f) => [f.name, f] as [string, Fixture]))('%s', async (_name, f) => {
     const dest = join(work, `extract-${f.name}`);
-    const result = await runCli(['extract', '-q', f.path, dest]);
+    const [result, theirs] = await Promise.all([
+      runCli(['extract', '-q', f.path, dest]),
+      withUnsquashfsExtract(f.path, (d) => manifestFromTree(d)),
+    ]);
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     const ours = await manifestFromTree(dest);
-    const theirs = await withUnsquashfsExtract(f.path, (d) => manifestFromTree(d));
     // Directory st_size is the host file system's on both sides, so it is compared too.
     expect(diffManifests(theirs, ours, { dirSize: true })).toEqual([]);
     await rm(dest, { recursive: true, force: true });
