@@ -14,6 +14,8 @@ import { CLI, cleanupMountpoint, ensureBuilt, execFileP, processAlive, runCli, s
 
 let image: Fixture;
 let server: S3TestServer;
+/** R2 mode checks SigV4 signatures against the secret (s3rver itself accepts any). */
+let r2: S3TestServer;
 const mountpoints: string[] = [];
 
 async function mountpoint(): Promise<string> {
@@ -27,10 +29,13 @@ beforeAll(async () => {
   image = await fixture('lz4');
   server = await startS3Server({ buckets: ['images'] });
   await server.putObject('images', 'ok/data.sqsh', await readFile(image.path));
+  r2 = await startS3Server({ mode: 'r2', buckets: ['images'] });
+  await r2.putObject('images', 'ok/data.sqsh', await readFile(image.path));
 });
 afterAll(async () => {
   for (const dir of mountpoints) await cleanupMountpoint(dir);
   await server?.close();
+  await r2?.close();
 });
 
 const s3Env = () => ({ AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey, AWS_REGION: server.region });
@@ -141,7 +146,11 @@ describe('failures exit non-zero with the cause and leave nothing behind', () =>
     ],
     [
       'bad S3 credentials',
-      async () => ({ dir: await mountpoint(), args: ['s3://images/ok/data.sqsh', '--endpoint', server.endpoint], env: { ...s3Env(), AWS_SECRET_ACCESS_KEY: 'wrong-secret-value' } }),
+      async () => ({
+        dir: await mountpoint(),
+        args: ['s3://images/ok/data.sqsh', '--endpoint', r2.endpoint],
+        env: { AWS_ACCESS_KEY_ID: r2.accessKeyId, AWS_SECRET_ACCESS_KEY: 'wrong-secret-value', AWS_REGION: r2.region },
+      }),
       /403|denied|signature|credential|forbidden/i,
     ],
   ];
@@ -154,7 +163,7 @@ describe('failures exit non-zero with the cause and leave nothing behind', () =>
     expect(r.stderr).toMatch(message);
     expect(r.stderr).not.toContain('wrong-secret-value');
     expect(isMountpoint(dir)).toBe(false);
-    expect(await serverPid(dir)).toBeUndefined();
+    await waitFor('the server to exit', async () => (await serverPid(dir)) === undefined);
   });
 
   it('already a mount', async () => {

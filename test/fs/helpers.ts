@@ -68,8 +68,11 @@ export class FaultySource implements ByteSource {
   get name(): string {
     return `faulty:${this.inner.name}`;
   }
+  /** While set, every read waits for it (reads pile up in flight). */
+  gate?: Promise<void>;
   async read(offset: number, length: number): Promise<Uint8Array> {
     this.reads++;
+    if (this.gate) await this.gate;
     if (this.delayMs) await sleep(this.delayMs);
     const r = this.failRange;
     if (r && offset < r[1] && offset + length > r[0]) throw new Error(`injected failure reading [${offset}, +${length})`);
@@ -129,4 +132,32 @@ export async function serverPid(mountpoint: string): Promise<number | undefined>
     }
   }
   return undefined;
+}
+
+export type Range = [path: string, offset: number, length: number];
+
+/** Reads ranges in a child process (see read-at.mjs): "<bytes> <sha256>" or "error <code>" per range. */
+export async function readInChild(ranges: Range[]): Promise<string[]> {
+  const script = join(REPO_ROOT, 'test', 'fs', 'read-at.mjs');
+  const { stdout } = await execFileP(process.execPath, [script, JSON.stringify(ranges)], { maxBuffer: 1 << 24 });
+  return stdout.trim().split('\n');
+}
+
+/** The same answer as readInChild, computed here (for a tree this process does not serve). */
+export async function digestAt(path: string, offset: number, length: number): Promise<string> {
+  const { open } = await import('node:fs/promises');
+  const { createHash } = await import('node:crypto');
+  const fh = await open(path);
+  try {
+    const buf = Buffer.alloc(length);
+    let done = 0;
+    while (done < length) {
+      const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return `${done} ${createHash('sha256').update(buf.subarray(0, done)).digest('hex')}`;
+  } finally {
+    await fh.close();
+  }
 }

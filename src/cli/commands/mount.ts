@@ -102,6 +102,7 @@ async function runServer(source: string, mountpoint: string, values: Values): Pr
   } catch (e) {
     if (readyFd !== undefined) {
       reportReadiness(readyFd, { error: describeError(e) });
+      exitSoon(1);
       return 1;
     }
     throw e;
@@ -122,7 +123,17 @@ async function runServer(source: string, mountpoint: string, values: Values): Pr
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, stop);
   if (readyFd !== undefined) reportReadiness(readyFd, { ready: true });
   await handle.closed;
+  exitSoon(0);
   return 0;
+}
+
+/**
+ * The server's work is done (unmounted, or never mounted): leave even if a transport still holds
+ * idle connections or timers open, after a moment for them to close gracefully.
+ */
+function exitSoon(code: number): void {
+  process.exitCode = code;
+  setTimeout(() => process.exit(code), 500).unref();
 }
 
 /** Default: start the server detached and return once it reports the mount ready (or why not). */
