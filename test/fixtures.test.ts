@@ -110,8 +110,13 @@ describe('oracle helpers (manifest, kernel mount, unsquashfs extraction)', () =>
     ).rejects.toThrow('callback failed');
     expect(seen?.dev).toMatch(/^\/dev\/loop\d+$/);
     await expect(execFileP('findmnt', ['-n', seen!.dir])).rejects.toThrow();
-    const { stdout } = await execFileP('losetup', ['-n', '-O', 'BACK-FILE', seen!.dev]).catch(() => ({ stdout: '' }));
-    expect(stdout.trim()).not.toBe(gzip.path);
+    // Autoclear detaches the device at umount (allow the kernel a moment to finish).
+    let backing = gzip.path;
+    for (let i = 0; i < 50 && backing === gzip.path; i++) {
+      backing = (await execFileP('losetup', ['-n', '-O', 'BACK-FILE', seen!.dev]).catch(() => ({ stdout: '' }))).stdout.trim();
+      if (backing === gzip.path) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(backing).not.toBe(gzip.path);
     await expect(stat(seen!.dir)).rejects.toThrow();
   });
 });

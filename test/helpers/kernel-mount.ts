@@ -2,8 +2,9 @@
  * The reference views of an image: the kernel's squashfs driver (loop mount, root only) and, for
  * legacy lzma which the kernel cannot mount, `unsquashfs -d` extraction.
  *
- * The loop device is attached by us (losetup --find --show) rather than by `mount -o loop`, so the
- * cleanup detaches exactly our device even when other tests mount the same image file concurrently.
+ * `mount -o loop` attaches the loop device with autoclear, so the kernel detaches exactly our
+ * device at umount, and a test killed between attach and mount cannot leave one behind (attaching
+ * with `losetup` first could).
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, rmdir } from 'node:fs/promises';
@@ -27,19 +28,16 @@ async function retry(what: string, attempts: number, fn: () => Promise<unknown>)
   }
 }
 
-/** Loop-mounts `image` read-only, runs `fn(mountDir)`, then always unmounts and detaches. */
+/** Loop-mounts `image` read-only, runs `fn(mountDir)`, then always unmounts (which detaches the loop device). */
 export async function withKernelMount<T>(image: string, fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = await mkdtemp(join(tmpdir(), 'sqfs-kmount-'));
-  let loopDev: string | undefined;
   let mounted = false;
   try {
-    loopDev = (await execFileP('losetup', ['--find', '--show', '--read-only', image])).stdout.trim();
-    await execFileP('mount', ['-t', 'squashfs', '-o', 'ro', loopDev, dir]);
+    await execFileP('mount', ['-t', 'squashfs', '-o', 'loop,ro', image, dir]);
     mounted = true;
     return await fn(dir);
   } finally {
     if (mounted) await retry(`umount ${dir}`, 20, () => execFileP('umount', [dir]));
-    if (loopDev) await retry(`losetup -d ${loopDev}`, 20, () => execFileP('losetup', ['-d', loopDev!]));
     await rmdir(dir).catch(() => undefined);
   }
 }
