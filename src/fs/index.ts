@@ -57,8 +57,14 @@ const DEFAULT_OPERATION_TIMEOUT_MS = 120_000;
 /**
  * Mounts an image read-only. Resolves once the kernel answers stat on the mountpoint with the
  * image's root; rejects with the cause otherwise (nothing stays mounted or open).
+ *
+ * The calling process serves the mount from its event loop. It must not read its own mount with
+ * blocking calls (fs.*Sync: deadlock), nor with more concurrent fs.promises calls than libuv has
+ * threads (UV_THREADPOOL_SIZE, default 4): a local source needs a free thread to answer. Read the
+ * mount from other processes, or use the CLI, which serves from a process of its own.
  */
 export async function mount(source: string | ByteSource, mountpoint: string, options: MountOptions = {}): Promise<MountHandle> {
+  const started = performance.now();
   const target = await checkMountpoint(mountpoint);
   const bytes = typeof source === 'string' ? await openByteSource(source, { ...options.source, cacheBytes: options.cacheBytes }) : source;
   const ownsSource = typeof source === 'string';
@@ -72,6 +78,7 @@ export async function mount(source: string | ByteSource, mountpoint: string, opt
     await closeSource();
     throw e;
   }
+  log.debug(`${target}: source and reader open after ${(performance.now() - started).toFixed(1)} ms`);
   return serve(reader, target, options, {
     name: bytes.name,
     sourceStats: () => (bytes as { stats?: () => SourceStats }).stats?.(),
@@ -92,6 +99,7 @@ interface ServeContext {
 }
 
 async function serve(reader: SquashfsReader, target: string, options: MountOptions, context: ServeContext): Promise<MountHandle> {
+  const started = performance.now();
   try {
     const root = await reader.root();
     const operations = createOperations(reader, { pathCacheEntries: options.pathCacheEntries });
@@ -126,7 +134,7 @@ async function serve(reader: SquashfsReader, target: string, options: MountOptio
       if (!alive()) void finish();
     }, CONNECTION_POLL_MS);
 
-    log.info(`${target}: mounted ${context.name}`);
+    log.info(`${target}: mounted ${context.name} (kernel mount and first stat ${(performance.now() - started).toFixed(1)} ms)`);
     return {
       mountpoint: target,
       reader,

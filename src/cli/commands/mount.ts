@@ -10,7 +10,8 @@ r2://bucket/key or an http(s):// URL. Returns once the mount serves and keeps se
 background; unmount with "squashfs-r2 unmount <mountpoint>" (or fusermount -u).
 
 options:
-  --cache-size SIZE   memory for decoded blocks and remote chunks (e.g. 64M, 1G; default 64M)
+  --cache-size SIZE   memory for decoded blocks, and for remote chunks (e.g. 64M, 1G;
+                      defaults: 64M decoded, 256M remote chunks)
   -f, --foreground    stay in the foreground (Ctrl-C or SIGTERM unmounts)
   --allow-other       let other users see the mount (needs user_allow_other in /etc/fuse.conf)
   --log-file FILE     append log lines to FILE (the background process has no terminal)
@@ -86,6 +87,8 @@ export function parseSize(text: string): number {
 async function runServer(source: string, mountpoint: string, values: Values): Promise<number> {
   const readyFd = values['ready-fd'] === undefined ? undefined : Number(values['ready-fd']);
   const { mount } = await import('../../fs/index.js');
+  const { logger } = await import('../../util/log.js');
+  logger('mount').debug(`server started ${(performance.now()).toFixed(1)} ms after process start`);
   const { reportReadiness } = await import('../../fs/daemon.js');
   let handle: Awaited<ReturnType<typeof mount>>;
   try {
