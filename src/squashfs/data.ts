@@ -228,7 +228,10 @@ export class FileData {
   }
 
   private async decode(stored: Uint8Array, word: number, pos: number): Promise<DataBlock> {
-    if (word & WORD_UNCOMPRESSED) return { word, data: stored };
+    if (word & WORD_UNCOMPRESSED) {
+      // A view would pin the whole multi-block source read in the cache beyond its byte budget.
+      return { word, data: stored.length * 2 < stored.buffer.byteLength ? stored.slice() : stored };
+    }
     let data: Uint8Array;
     try {
       data = await this.ctx.decompressor.decompress(stored, this.ctx.sb.blockSize);
