@@ -190,7 +190,7 @@ export class SquashfsImage implements SquashfsReader {
     return p;
   }
 
-  /** Inode by inode number through the export table (ENOENT-like EINVAL when the image has none). */
+  /** Inode by inode number through the export table (EUNSUPPORTED without one, EINVAL out of range). */
   async inodeByNumber(ino: number): Promise<SquashfsInode> {
     const table = this.ctx.exports;
     if (table === undefined) throw new SquashfsError('EUNSUPPORTED', 'image has no export table (built with -no-exports?)');
