@@ -17,7 +17,9 @@ import { runFuzz } from '../test/hardening/fuzz/supervisor.js';
 /** The repository root: dist/bench/fuzz.js or bench/fuzz.ts -> two or one levels up. */
 function repoRoot(): string {
   const here = dirname(fileURLToPath(import.meta.url));
-  return basenameIs(here, 'bench') && basenameIs(dirname(here), 'dist') ? resolve(here, '..', '..') : resolve(here, '..');
+  return basenameIs(here, 'bench') && basenameIs(dirname(here), 'dist')
+    ? resolve(here, '..', '..')
+    : resolve(here, '..');
 }
 function basenameIs(p: string, name: string): boolean {
   return p.split('/').pop() === name;
@@ -49,8 +51,14 @@ async function main(): Promise<number> {
           .sort()
           .map((f) => join(values.images!, f))
       : undefined;
-    const bases = images ? undefined : buildBaseImages(work, values['no-fixtures'] ? undefined : join(root, 'fixtures', 'out'));
-    log(images ? `${images.length} stored images` : `seed ${seed}, ${values.seconds} s, bases: ${bases!.map((b) => b.name).join(', ')}`);
+    const bases = images
+      ? undefined
+      : buildBaseImages(work, values['no-fixtures'] ? undefined : join(root, 'fixtures', 'out'));
+    log(
+      images
+        ? `${images.length} stored images`
+        : `seed ${seed}, ${values.seconds} s, bases: ${bases!.map((b) => b.name).join(', ')}`,
+    );
     const summary = await runFuzz({
       seed,
       seconds: Number(values.seconds),
@@ -68,7 +76,8 @@ async function main(): Promise<number> {
         `walk errors ${JSON.stringify(summary.walkErrors)}, slowest ${summary.slowestCaseMs} ms, peak RSS ${(summary.peakRssBytes / 2 ** 20).toFixed(0)} MiB, ` +
         `${summary.failures.length} failures`,
     );
-    for (const f of summary.failures) log(`  case ${f.index} ${f.base} ${f.strategy} ${f.kind}: ${f.detail.slice(0, 300)} ${f.saved ?? ''}`);
+    for (const f of summary.failures)
+      log(`  case ${f.index} ${f.base} ${f.strategy} ${f.kind}: ${f.detail.slice(0, 300)} ${f.saved ?? ''}`);
     return summary.failures.length === 0 ? 0 : 1;
   } finally {
     rmSync(work, { recursive: true, force: true });

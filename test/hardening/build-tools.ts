@@ -7,7 +7,18 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
@@ -58,7 +69,11 @@ export function privateBuild(): Promise<PrivateBuild> {
 async function build(): Promise<PrivateBuild> {
   const tmp = join(REPO_ROOT, '.tmp');
   mkdirSync(tmp, { recursive: true });
-  const sources = [...tsFiles(join(REPO_ROOT, 'src')), ...tsFiles(join(REPO_ROOT, 'test/hardening/fuzz')), join(REPO_ROOT, 'bench/fuzz.ts')].sort();
+  const sources = [
+    ...tsFiles(join(REPO_ROOT, 'src')),
+    ...tsFiles(join(REPO_ROOT, 'test/hardening/fuzz')),
+    join(REPO_ROOT, 'bench/fuzz.ts'),
+  ].sort();
   const hash = createHash('sha256');
   for (const f of sources) hash.update(relative(REPO_ROOT, f)).update('\0').update(readFileSync(f)).update('\0');
   const root = join(tmp, `hardening-build-${hash.digest('hex').slice(0, 16)}`);
@@ -71,8 +86,26 @@ async function build(): Promise<PrivateBuild> {
   }
   const work = await mkdtemp(join(tmp, 'hardening-building-'));
   const tsc = join(REPO_ROOT, 'node_modules', '.bin', 'tsc');
-  const args = ['--outDir', join(work, 'dist'), '--rootDir', REPO_ROOT, '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022'];
-  args.push('--skipLibCheck', '--types', 'node', '--noCheck', '--sourceMap', ...entries().map((e) => join(REPO_ROOT, e)));
+  const args = [
+    '--outDir',
+    join(work, 'dist'),
+    '--rootDir',
+    REPO_ROOT,
+    '--module',
+    'nodenext',
+    '--moduleResolution',
+    'nodenext',
+    '--target',
+    'es2022',
+  ];
+  args.push(
+    '--skipLibCheck',
+    '--types',
+    'node',
+    '--noCheck',
+    '--sourceMap',
+    ...entries().map((e) => join(REPO_ROOT, e)),
+  );
   await execFileP(tsc, args, { cwd: REPO_ROOT, timeout: 300_000 });
   mkdirSync(join(work, 'bin'));
   copyFileSync(join(REPO_ROOT, 'bin', 'squashfs-r2'), join(work, 'bin', 'squashfs-r2'));

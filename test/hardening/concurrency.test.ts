@@ -32,7 +32,11 @@ afterAll(() => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-function regularFiles(root: string, dir = root, out: { path: string; size: number }[] = []): { path: string; size: number }[] {
+function regularFiles(
+  root: string,
+  dir = root,
+  out: { path: string; size: number }[] = [],
+): { path: string; size: number }[] {
   for (const name of readdirSync(dir)) {
     const p = join(dir, name);
     const st = lstatSync(p);
@@ -49,42 +53,40 @@ interface ReaderResult {
   diffCount: number;
 }
 
-test(
-  `${READERS} readers at random offsets over every fixture: zero differences from the kernel's mount`,
-  async () => {
-    let reads = 0;
-    let bytes = 0;
-    const differences: string[] = [];
-    for (const fx of fixtures) {
-      await withOracleTree(fx, async (ref, kind) => {
-        const files = regularFiles(ref);
-        const mp = mkdtempSync(join(work, `${fx.name}-`));
-        const m = await startMount(build.cli, fx.path, mp, ['--cache-size', '16M']);
-        try {
-          const config = join(work, `${fx.name}.json`);
-          writeFileSync(config, JSON.stringify({ ours: mp, ref, files, reads: READS_PER_READER }));
-          const results = await Promise.all(
-            Array.from({ length: READERS }, (_, i) =>
-              execFileP(process.execPath, [READER_SCRIPT, config, String(1000 + i * 7919 + fx.name.length)], {
-                timeout: 300_000,
-                maxBuffer: 16 << 20,
-              }).then((r) => JSON.parse(r.stdout) as ReaderResult),
-            ),
-          );
-          for (const r of results) {
-            reads += r.reads;
-            bytes += r.bytes;
-            differences.push(...r.diffs.map((d) => `${fx.name} (vs ${kind}): ${d}`));
-          }
-          expect(m.alive(), `${fx.name}: mount died: ${m.output()}`).toBe(true);
-        } finally {
-          expect(await m.unmount()).toBe(0);
+test(`${READERS} readers at random offsets over every fixture: zero differences from the kernel's mount`, async () => {
+  let reads = 0;
+  let bytes = 0;
+  const differences: string[] = [];
+  for (const fx of fixtures) {
+    await withOracleTree(fx, async (ref, kind) => {
+      const files = regularFiles(ref);
+      const mp = mkdtempSync(join(work, `${fx.name}-`));
+      const m = await startMount(build.cli, fx.path, mp, ['--cache-size', '16M']);
+      try {
+        const config = join(work, `${fx.name}.json`);
+        writeFileSync(config, JSON.stringify({ ours: mp, ref, files, reads: READS_PER_READER }));
+        const results = await Promise.all(
+          Array.from({ length: READERS }, (_, i) =>
+            execFileP(process.execPath, [READER_SCRIPT, config, String(1000 + i * 7919 + fx.name.length)], {
+              timeout: 300_000,
+              maxBuffer: 16 << 20,
+            }).then((r) => JSON.parse(r.stdout) as ReaderResult),
+          ),
+        );
+        for (const r of results) {
+          reads += r.reads;
+          bytes += r.bytes;
+          differences.push(...r.diffs.map((d) => `${fx.name} (vs ${kind}): ${d}`));
         }
-      });
-    }
-    console.log(`${fixtures.length} fixtures, ${READERS} concurrent readers each: ${reads} random reads, ${(bytes / 2 ** 20).toFixed(0)} MiB compared, ${differences.length} differences`);
-    expect(differences).toEqual([]);
-    expect(reads).toBe(fixtures.length * READERS * READS_PER_READER);
-  },
-  1_800_000,
-);
+        expect(m.alive(), `${fx.name}: mount died: ${m.output()}`).toBe(true);
+      } finally {
+        expect(await m.unmount()).toBe(0);
+      }
+    });
+  }
+  console.log(
+    `${fixtures.length} fixtures, ${READERS} concurrent readers each: ${reads} random reads, ${(bytes / 2 ** 20).toFixed(0)} MiB compared, ${differences.length} differences`,
+  );
+  expect(differences).toEqual([]);
+  expect(reads).toBe(fixtures.length * READERS * READS_PER_READER);
+}, 1_800_000);

@@ -75,7 +75,9 @@ describe('damaged images through FUSE', () => {
           `cd ${mp} && find . -xdev > /dev/null; find . -xdev -type f -exec cat {} + > /dev/null; ` +
             `find . -xdev -type l -exec readlink {} + > /dev/null; find . -xdev -exec getfattr -d {} + > /dev/null 2>&1; ls -laR . > /dev/null`,
         );
-        const unexpected = walk.stderr.filter((l) => !/Input\/output error|No such file or directory|No data available/.test(l));
+        const unexpected = walk.stderr.filter(
+          (l) => !/Input\/output error|No such file or directory|No data available/.test(l),
+        );
         expect(unexpected, `${img.name}: ${img.edits.join('; ')}`).toEqual([]);
         eioSeen += walk.stderr.filter((l) => /Input\/output error/.test(l)).length;
         // Still alive, still answering, same root.
@@ -90,7 +92,9 @@ describe('damaged images through FUSE', () => {
       expect(mountedHere(mp)).toBeUndefined();
       expect(m.output()).not.toMatch(/TypeError|RangeError|ReferenceError|Unhandled|uncaught/i);
     }
-    console.log(`${damaged.length} damaged images mounted: ${eioSeen} EIO errors reported by find/cat/ls/readlink, no other error`);
+    console.log(
+      `${damaged.length} damaged images mounted: ${eioSeen} EIO errors reported by find/cat/ls/readlink, no other error`,
+    );
     expect(eioSeen).toBeGreaterThan(0);
   });
 

@@ -6,7 +6,7 @@
  */
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -43,7 +43,10 @@ function noise(size: number, seed: number): Buffer {
 beforeAll(async () => {
   build = await privateBuild();
   work = mkdtempSync(join(tmpdir(), 'hardening-fuse-s3-'));
-  for (const [t, seed] of [['tree', 1], ['tree2', 2]] as const) {
+  for (const [t, seed] of [
+    ['tree', 1],
+    ['tree2', 2],
+  ] as const) {
     mkdirSync(join(work, t, 'small'), { recursive: true });
     const put = (name: string, bytes: Buffer): void => {
       if (t === 'tree') files.set(name, bytes);
@@ -75,7 +78,13 @@ afterEach(async () => {
 async function mountCold(): Promise<MountProcess> {
   const mp = mkdtempSync(join(work, 'mnt-'));
   const env = { ...process.env, AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey };
-  return startMount(build.cli, `s3://images/${KEY}`, mp, ['--endpoint', proxy.url, '--region', server.region, '--cache-size', '1M'], env);
+  return startMount(
+    build.cli,
+    `s3://images/${KEY}`,
+    mp,
+    ['--endpoint', proxy.url, '--region', server.region, '--cache-size', '1M'],
+    env,
+  );
 }
 
 interface Tally {
@@ -90,7 +99,7 @@ async function readThroughKernel(mp: string, names = [...files.keys()], stopAfte
   const t: Tally = { ok: 0, eio: 0, wrong: [], other: [] };
   for (const name of names) {
     const want = files.get(name)!;
-    let fh;
+    let fh: FileHandle;
     try {
       fh = await open(join(mp, name), 'r');
     } catch (e) {
@@ -103,7 +112,8 @@ async function readThroughKernel(mp: string, names = [...files.keys()], stopAfte
         const buf = Buffer.alloc(Math.min(128 * KiB, want.length - at));
         try {
           const { bytesRead } = await fh.read(buf, 0, buf.length, at);
-          if (bytesRead !== buf.length || !buf.equals(want.subarray(at, at + buf.length))) t.wrong.push(`${name}@${at}`);
+          if (bytesRead !== buf.length || !buf.equals(want.subarray(at, at + buf.length)))
+            t.wrong.push(`${name}@${at}`);
           else t.ok++;
         } catch (e) {
           if ((e as NodeJS.ErrnoException).code === 'EIO') t.eio++;
@@ -119,56 +129,96 @@ async function readThroughKernel(mp: string, names = [...files.keys()], stopAfte
 }
 
 const transient: [string, () => void][] = [
-  ['a burst of 503 SlowDown', () => server.injectFault({ fault: { kind: 'status', status: 503, code: 'SlowDown' }, times: 3, match: { method: 'GET', key: KEY } })],
-  ['bodies cut short', () => server.injectFault({ fault: { kind: 'truncate', bytes: 2000 }, times: 3, match: { method: 'GET', key: KEY } })],
+  [
+    'a burst of 503 SlowDown',
+    () =>
+      server.injectFault({
+        fault: { kind: 'status', status: 503, code: 'SlowDown' },
+        times: 3,
+        match: { method: 'GET', key: KEY },
+      }),
+  ],
+  [
+    'bodies cut short',
+    () =>
+      server.injectFault({ fault: { kind: 'truncate', bytes: 2000 }, times: 3, match: { method: 'GET', key: KEY } }),
+  ],
   ['connections reset mid-body (proxy)', () => proxy.setFaults({ resetAfterBytes: 30_000, times: 3 })],
-  ['connects refused a few times (proxy)', () => proxy.setFaults({ refuseConnections: 'reset', resetAfterBytes: 0, times: 3 })],
+  [
+    'connects refused a few times (proxy)',
+    () => proxy.setFaults({ refuseConnections: 'reset', resetAfterBytes: 0, times: 3 }),
+  ],
 ];
-test.each(transient)('transient: %s — every read returns the right bytes', async (_name, start) => {
-  const m = await mountCold();
-  try {
-    const before = server.requests.length;
-    proxy.resetStats();
-    start();
-    const t = await readThroughKernel(m.mountpoint);
-    // The fault really hit (3 times) and was ridden out.
-    expect(server.requests.slice(before).filter((r) => r.fault).length + proxy.stats().faultsTriggered).toBe(3);
-    expect(t.wrong).toEqual([]);
-    expect(t.other).toEqual([]);
-    expect(t.eio).toBe(0);
-    expect(t.ok).toBeGreaterThan(30);
-    expect(m.alive()).toBe(true);
-  } finally {
-    expect(await m.unmount(), m.output()).toBe(0);
-  }
-}, 300_000);
+test.each(transient)(
+  'transient: %s — every read returns the right bytes',
+  async (_name, start) => {
+    const m = await mountCold();
+    try {
+      const before = server.requests.length;
+      proxy.resetStats();
+      start();
+      const t = await readThroughKernel(m.mountpoint);
+      // The fault really hit (3 times) and was ridden out.
+      expect(server.requests.slice(before).filter((r) => r.fault).length + proxy.stats().faultsTriggered).toBe(3);
+      expect(t.wrong).toEqual([]);
+      expect(t.other).toEqual([]);
+      expect(t.eio).toBe(0);
+      expect(t.ok).toBeGreaterThan(30);
+      expect(m.alive()).toBe(true);
+    } finally {
+      expect(await m.unmount(), m.output()).toBe(0);
+    }
+  },
+  300_000,
+);
 
 const lasting: [string, () => Promise<void> | void, () => Promise<void> | void][] = [
   [
     'every GET answers 500',
-    () => server.injectFault({ fault: { kind: 'status', status: 500 }, times: Infinity, match: { method: 'GET', key: KEY } }),
+    () =>
+      server.injectFault({
+        fault: { kind: 'status', status: 500 },
+        times: Infinity,
+        match: { method: 'GET', key: KEY },
+      }),
     () => server.clearFaults(),
   ],
-  ['the network is down (proxy refuses and resets)', () => proxy.setFaults({ refuseConnections: 'reset', resetAfterBytes: 0 }), () => proxy.setFaults(undefined)],
-  ['the object is deleted', () => server.deleteObject('images', KEY), async () => void (await server.putObject('images', KEY, image))],
-  ['the object is replaced', async () => void (await server.putObject('images', KEY, otherImage)), async () => void (await server.putObject('images', KEY, image))],
+  [
+    'the network is down (proxy refuses and resets)',
+    () => proxy.setFaults({ refuseConnections: 'reset', resetAfterBytes: 0 }),
+    () => proxy.setFaults(undefined),
+  ],
+  [
+    'the object is deleted',
+    () => server.deleteObject('images', KEY),
+    async () => void (await server.putObject('images', KEY, image)),
+  ],
+  [
+    'the object is replaced',
+    async () => void (await server.putObject('images', KEY, otherImage)),
+    async () => void (await server.putObject('images', KEY, image)),
+  ],
 ];
-test.each(lasting)('lasting: %s — EIO, never wrong bytes; reads succeed once it clears; the mount stays up', async (_name, start, clear) => {
-  const m = await mountCold();
-  try {
-    await start();
-    const during = await readThroughKernel(m.mountpoint, ['big.bin', 'small/f3'], 2);
-    expect(during.wrong).toEqual([]);
-    expect(during.other).toEqual([]);
-    expect(during.eio).toBeGreaterThan(0);
-    expect(m.alive(), m.output()).toBe(true);
-    await clear();
-    const after = await readThroughKernel(m.mountpoint);
-    expect(after.wrong).toEqual([]);
-    expect(after.other).toEqual([]);
-    expect(after.eio).toBe(0);
-    expect(m.alive()).toBe(true);
-  } finally {
-    expect(await m.unmount(), m.output()).toBe(0);
-  }
-}, 300_000);
+test.each(lasting)(
+  'lasting: %s — EIO, never wrong bytes; reads succeed once it clears; the mount stays up',
+  async (_name, start, clear) => {
+    const m = await mountCold();
+    try {
+      await start();
+      const during = await readThroughKernel(m.mountpoint, ['big.bin', 'small/f3'], 2);
+      expect(during.wrong).toEqual([]);
+      expect(during.other).toEqual([]);
+      expect(during.eio).toBeGreaterThan(0);
+      expect(m.alive(), m.output()).toBe(true);
+      await clear();
+      const after = await readThroughKernel(m.mountpoint);
+      expect(after.wrong).toEqual([]);
+      expect(after.other).toEqual([]);
+      expect(after.eio).toBe(0);
+      expect(m.alive()).toBe(true);
+    } finally {
+      expect(await m.unmount(), m.output()).toBe(0);
+    }
+  },
+  300_000,
+);

@@ -26,7 +26,16 @@ beforeAll(async () => {
 test(
   `mutated images: every call succeeds or fails with a SquashfsError, in bounded time and memory (seed ${SEED})`,
   async () => {
-    const args = [join(build!.dist, 'bench', 'fuzz.js'), '--seconds', String(SECONDS), '--seed', String(SEED), '--json', '--repo-root', REPO_ROOT];
+    const args = [
+      join(build!.dist, 'bench', 'fuzz.js'),
+      '--seconds',
+      String(SECONDS),
+      '--seed',
+      String(SEED),
+      '--json',
+      '--repo-root',
+      REPO_ROOT,
+    ];
     const run = await execFileP(process.execPath, args, { timeout: (SECONDS + 120) * 1000, maxBuffer: 64 << 20 }).catch(
       (e: { stdout?: string; stderr?: string; code?: number }) => e,
     );
@@ -36,7 +45,11 @@ test(
         `walk errors ${JSON.stringify(summary.walkErrors)}; strategies ${JSON.stringify(summary.byStrategy)}; slowest ${summary.slowestCaseMs} ms; ` +
         `peak worker RSS ${(summary.peakRssBytes / 2 ** 20).toFixed(0)} MiB (fixtures in ${FIXTURES_OUT})`,
     );
-    expect(summary.failures.map((f) => `case ${f.index} ${f.base} ${f.strategy} [${f.edits.join('; ')}] ${f.kind}: ${f.detail} -> ${f.saved}`)).toEqual([]);
+    expect(
+      summary.failures.map(
+        (f) => `case ${f.index} ${f.base} ${f.strategy} [${f.edits.join('; ')}] ${f.kind}: ${f.detail} -> ${f.saved}`,
+      ),
+    ).toEqual([]);
     // The run must have really exercised the reader: many images, a good share opened and walked.
     expect(summary.cases).toBeGreaterThan(SECONDS * 2);
     expect(summary.opened).toBeGreaterThan(summary.cases / 5);

@@ -63,7 +63,13 @@ test('4 GiB through a 64 MiB cache: the mount process stays within cache + 150 M
   const mp = join(work, 'mnt');
   mkdirSync(mp);
   const env = { ...process.env, AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey };
-  const m = await startMount(build.cli, `s3://images/${KEY}`, mp, ['--endpoint', proxy.url, '--region', server.region, '--cache-size', MOUNT_CACHE_FLAG], env);
+  const m = await startMount(
+    build.cli,
+    `s3://images/${KEY}`,
+    mp,
+    ['--endpoint', proxy.url, '--region', server.region, '--cache-size', MOUNT_CACHE_FLAG],
+    env,
+  );
   try {
     proxy.resetStats();
     let read = 0;
@@ -78,7 +84,9 @@ test('4 GiB through a 64 MiB cache: the mount process stays within cache + 150 M
           // sha256sum filled the page cache: drop it.
           await execFileP('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none']);
         } else {
-          await execFileP('dd', [`if=${file}`, 'of=/dev/null', 'bs=1M', 'iflag=nocache', 'status=none'], { timeout: 300_000 });
+          await execFileP('dd', [`if=${file}`, 'of=/dev/null', 'bs=1M', 'iflag=nocache', 'status=none'], {
+            timeout: 300_000,
+          });
         }
         read += FILE_SIZE;
       }

@@ -45,7 +45,10 @@ export async function startMount(
   env: Record<string, string | undefined> = process.env,
   timeoutMs = 60_000,
 ): Promise<MountProcess> {
-  const child = spawn(process.execPath, [cli, 'mount', '--foreground', ...flags, source, mountpoint], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const child = spawn(process.execPath, [cli, 'mount', '--foreground', ...flags, source, mountpoint], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env,
+  });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));

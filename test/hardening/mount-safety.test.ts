@@ -71,7 +71,11 @@ describe('squashfs-r2 mount', () => {
       expect(second.stderr).toMatch(/already a mount/);
       expect(first.alive()).toBe(true);
       expect(statSync(mp).ino).toBe(ino);
-      expect(readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.split(' ')[4] === mp).length).toBe(1);
+      expect(
+        readFileSync('/proc/self/mountinfo', 'utf8')
+          .split('\n')
+          .filter((l) => l.split(' ')[4] === mp).length,
+      ).toBe(1);
     } finally {
       expect(await first.unmount()).toBe(0);
     }
@@ -107,7 +111,8 @@ describe('mount-backup', () => {
     mkdirSync(join(src, 'sub'), { recursive: true });
     writeFileSync(join(src, 'a.txt'), 'a\n');
     writeFileSync(join(src, 'sub', 'b.bin'), Buffer.alloc(100_000, 3));
-    id = (await createBackup(src, { bucket, endpoint: server.endpoint, region: server.region, compression: 'gzip' })).id;
+    id = (await createBackup(src, { bucket, endpoint: server.endpoint, region: server.region, compression: 'gzip' }))
+      .id;
   }, 300_000);
   afterAll(async () => {
     await server?.close();
@@ -121,14 +126,31 @@ describe('mount-backup', () => {
     mkdirSync(target);
     mkdirSync(home);
     const trace = join(work, 'mount-backup.strace');
-    const args = [build.cli, 'mount-backup', '--bucket', bucket, '--endpoint', server.endpoint, '--region', server.region, '--state-dir', stateDir, id, target];
+    const args = [
+      build.cli,
+      'mount-backup',
+      '--bucket',
+      bucket,
+      '--endpoint',
+      server.endpoint,
+      '--region',
+      server.region,
+      '--state-dir',
+      stateDir,
+      id,
+      target,
+    ];
     const env = { ...process.env, HOME: home, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
     // -f: follow the lower daemon, fuse-overlayfs and fusermount too; -y: paths for fd arguments.
-    const strace = spawn('strace', ['-f', '-y', '-q', '-I', '1', '-s', '512', '-e', 'trace=%file,%desc', '-o', trace, process.execPath, ...args], {
-      cwd: sandbox,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const strace = spawn(
+      'strace',
+      ['-f', '-y', '-q', '-I', '1', '-s', '512', '-e', 'trace=%file,%desc', '-o', trace, process.execPath, ...args],
+      {
+        cwd: sandbox,
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let out = '';
     strace.stderr.on('data', (d: Buffer) => (out += d.toString()));
     // mount-backup returns once the restore is usable; its daemons live on (strace still traces them).
@@ -169,20 +191,31 @@ describe('mount-backup', () => {
       expect(modes).toEqual([]);
 
       const writes = modifyingPaths(readFileSync(trace, 'utf8'), sandbox);
-      const outside = writes.filter((p) => !inside(p, stateDir) && !inside(p, target) && !ALLOWED_OUTSIDE.some((re) => re.test(p)));
-      console.log(`mount-backup traced: ${writes.length} modifying file operations, ${outside.length} outside the state dir and target`);
+      const outside = writes.filter(
+        (p) => !inside(p, stateDir) && !inside(p, target) && !ALLOWED_OUTSIDE.some((re) => re.test(p)),
+      );
+      console.log(
+        `mount-backup traced: ${writes.length} modifying file operations, ${outside.length} outside the state dir and target`,
+      );
       expect(writes.length).toBeGreaterThan(5);
       expect([...new Set(outside)]).toEqual([]);
       expect(readdirSync(home)).toEqual([]);
       expect(readdirSync(sandbox).sort()).toEqual(['home', 'state', 'target']);
     } finally {
-      await unmountRestoredDir(target, { stateDir, discardWrites: true, print: () => undefined }).catch(() => undefined);
+      await unmountRestoredDir(target, { stateDir, discardWrites: true, print: () => undefined }).catch(
+        () => undefined,
+      );
     }
   }, 300_000);
 });
 
 /** Device and kernel interfaces a mount legitimately opens for writing. */
-const ALLOWED_OUTSIDE = [/^\/dev\/(fuse|null|tty|pts\/\d+)$/, /^\/proc\/\d+\/(fd|task)\b/, /^\/proc\/self\//, /^\/proc\/sys\/fs\/fuse\//];
+const ALLOWED_OUTSIDE = [
+  /^\/dev\/(fuse|null|tty|pts\/\d+)$/,
+  /^\/proc\/\d+\/(fd|task)\b/,
+  /^\/proc\/self\//,
+  /^\/proc\/sys\/fs\/fuse\//,
+];
 
 function inside(p: string, dir: string): boolean {
   return p === dir || p.startsWith(`${dir}/`);
@@ -209,10 +242,15 @@ function modifyingPaths(trace: string, cwd: string): string[] {
     const path = resolvePath(first[1], first[2]!);
     if (call === 'openat' || call === 'open' || call === 'creat') {
       if (call === 'creat' || /O_WRONLY|O_RDWR|O_CREAT|O_TRUNC|O_APPEND/.test(argText)) out.push(path);
-    } else if (/^(mkdir|mkdirat|unlink|unlinkat|rmdir|rename|renameat2?|chmod|fchmodat|chown|lchown|fchownat|link|linkat|symlink|symlinkat|truncate|utimensat|utime|utimes|mknod|mknodat|setxattr|lsetxattr|removexattr|lremovexattr)$/.test(call)) {
+    } else if (
+      /^(mkdir|mkdirat|unlink|unlinkat|rmdir|rename|renameat2?|chmod|fchmodat|chown|lchown|fchownat|link|linkat|symlink|symlinkat|truncate|utimensat|utime|utimes|mknod|mknodat|setxattr|lsetxattr|removexattr|lremovexattr)$/.test(
+        call,
+      )
+    ) {
       out.push(path);
       // The second path of rename/link/symlink is modified too.
-      if (strings[1] && /^(rename|renameat2?|link|linkat|symlink|symlinkat)$/.test(call)) out.push(resolvePath(strings[1][1], strings[1][2]!));
+      if (strings[1] && /^(rename|renameat2?|link|linkat|symlink|symlinkat)$/.test(call))
+        out.push(resolvePath(strings[1][1], strings[1][2]!));
     }
   }
   return out;

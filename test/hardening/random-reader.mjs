@@ -47,7 +47,8 @@ for (let i = 0; i < reads; i++) {
     }
     nb = readSync(fb, b, 0, len, off);
     bytes += na;
-    if (na !== nb || !a.subarray(0, na).equals(b.subarray(0, nb))) diffs.push(`${f.path}@${off}+${len}: ${na} vs ${nb} bytes, content differs`);
+    if (na !== nb || !a.subarray(0, na).equals(b.subarray(0, nb)))
+      diffs.push(`${f.path}@${off}+${len}: ${na} vs ${nb} bytes, content differs`);
   } finally {
     closeSync(fa);
     closeSync(fb);

@@ -45,7 +45,17 @@ function noise(size: number, seed: number): Buffer {
 }
 
 async function mksquashfs(tree: string, out: string): Promise<Buffer> {
-  await execFileP('mksquashfs', [tree, out, '-comp', 'gzip', '-noappend', '-quiet', '-no-progress', '-processors', '1']);
+  await execFileP('mksquashfs', [
+    tree,
+    out,
+    '-comp',
+    'gzip',
+    '-noappend',
+    '-quiet',
+    '-no-progress',
+    '-processors',
+    '1',
+  ]);
   return readFile(out);
 }
 
@@ -118,7 +128,11 @@ interface Tally {
 }
 
 /** Reads `names` whole (64 KiB reads) and judges every read against the source file. */
-async function readAndJudge(img: SquashfsImage, names: string[] = [...files.keys()], stopAfterFailures = Infinity): Promise<Tally> {
+async function readAndJudge(
+  img: SquashfsImage,
+  names: string[] = [...files.keys()],
+  stopAfterFailures = Infinity,
+): Promise<Tally> {
   const t: Tally = { ok: 0, eio: 0, wrong: [], otherErrors: [], slowestMs: 0 };
   for (const name of names) {
     const want = files.get(name)!;
@@ -130,7 +144,10 @@ async function readAndJudge(img: SquashfsImage, names: string[] = [...files.keys
         else t.ok++;
       } catch (e) {
         if (e instanceof SquashfsError && e.code === 'EIO') t.eio++;
-        else t.otherErrors.push(`${name}@${at}: ${(e as Error)?.constructor?.name} ${(e as SquashfsError).code ?? ''} ${(e as Error)?.message}`);
+        else
+          t.otherErrors.push(
+            `${name}@${at}: ${(e as Error)?.constructor?.name} ${(e as SquashfsError).code ?? ''} ${(e as Error)?.message}`,
+          );
       }
       t.slowestMs = Math.max(t.slowestMs, Date.now() - t0);
       if (t.eio + t.otherErrors.length >= stopAfterFailures) return t;
@@ -156,7 +173,11 @@ function expectFailedCleanly(t: Tally): void {
 describe('transient faults: reads succeed after retries with the right bytes', () => {
   const transient: [string, Parameters<S3TestServer['injectFault']>[0]['fault'], number][] = [
     ['a burst of 500 InternalError', { kind: 'status', status: 500, code: 'InternalError' }, 3],
-    ['a burst of 503 SlowDown', { kind: 'status', status: 503, code: 'SlowDown', message: 'Please reduce your request rate.' }, 3],
+    [
+      'a burst of 503 SlowDown',
+      { kind: 'status', status: 503, code: 'SlowDown', message: 'Please reduce your request rate.' },
+      3,
+    ],
     ['connections reset before the answer', { kind: 'reset' }, 2],
     ['bodies cut short', { kind: 'truncate', bytes: 1000 }, 3],
     ['a response stalled before its headers', { kind: 'stall', ms: 4000 }, 1],
@@ -198,12 +219,47 @@ describe('transient faults: reads succeed after retries with the right bytes', (
 
 describe('lasting faults: EIO in bounded time, never wrong bytes; reads succeed once the fault clears', () => {
   const lasting: [string, () => void][] = [
-    ['every GET answers 500', () => server.injectFault({ fault: { kind: 'status', status: 500 }, times: Infinity, match: { method: 'GET', key: KEY } })],
-    ['every GET answers 503 SlowDown', () => server.injectFault({ fault: { kind: 'status', status: 503, code: 'SlowDown' }, times: Infinity, match: { method: 'GET', key: KEY } })],
-    ['every body is cut short', () => server.injectFault({ fault: { kind: 'truncate', bytes: 100 }, times: Infinity, match: { method: 'GET', key: KEY } })],
-    ['every response stalls', () => server.injectFault({ fault: { kind: 'stall', ms: 30_000 }, times: Infinity, match: { method: 'GET', key: KEY } })],
+    [
+      'every GET answers 500',
+      () =>
+        server.injectFault({
+          fault: { kind: 'status', status: 500 },
+          times: Infinity,
+          match: { method: 'GET', key: KEY },
+        }),
+    ],
+    [
+      'every GET answers 503 SlowDown',
+      () =>
+        server.injectFault({
+          fault: { kind: 'status', status: 503, code: 'SlowDown' },
+          times: Infinity,
+          match: { method: 'GET', key: KEY },
+        }),
+    ],
+    [
+      'every body is cut short',
+      () =>
+        server.injectFault({
+          fault: { kind: 'truncate', bytes: 100 },
+          times: Infinity,
+          match: { method: 'GET', key: KEY },
+        }),
+    ],
+    [
+      'every response stalls',
+      () =>
+        server.injectFault({
+          fault: { kind: 'stall', ms: 30_000 },
+          times: Infinity,
+          match: { method: 'GET', key: KEY },
+        }),
+    ],
     ['every connection is reset mid-body (proxy)', () => proxy.setFaults({ resetAfterBytes: 2000 })],
-    ['the network is down: connects refused (proxy)', () => proxy.setFaults({ refuseConnections: 'reset', resetAfterBytes: 0 })],
+    [
+      'the network is down: connects refused (proxy)',
+      () => proxy.setFaults({ refuseConnections: 'reset', resetAfterBytes: 0 }),
+    ],
     ['the object is deleted', () => void server.deleteObject('images', KEY)],
   ];
   test.each(lasting)('%s', async (name, start) => {

@@ -66,9 +66,17 @@ function env(): Record<string, string | undefined> {
 
 /** Runs the CLI, keeps what it printed (it may fail). */
 async function cli(what: string, args: string[]): Promise<number> {
-  const r = await execFileP(process.execPath, [build.cli, ...args], { env: env(), timeout: 120_000, maxBuffer: 64 << 20 }).then(
+  const r = await execFileP(process.execPath, [build.cli, ...args], {
+    env: env(),
+    timeout: 120_000,
+    maxBuffer: 64 << 20,
+  }).then(
     (ok) => ({ code: 0, stdout: ok.stdout, stderr: ok.stderr }),
-    (e: { code?: number; stdout?: string; stderr?: string }) => ({ code: e.code ?? 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' }),
+    (e: { code?: number; stdout?: string; stderr?: string }) => ({
+      code: e.code ?? 1,
+      stdout: e.stdout ?? '',
+      stderr: e.stderr ?? '',
+    }),
   );
   collected.push({ what: `${what} stdout`, text: r.stdout }, { what: `${what} stderr`, text: r.stderr });
   return r.code;
@@ -132,19 +140,49 @@ test('no secret key, session token or presigned signature in any log, message, m
   await cli('cat presigned', ['cat', presigned, '/hello.txt']);
   expect(await cli('cat missing file', ['cat', spec, '/nope', ...s3Flags])).not.toBe(0);
   expect(await cli('ls missing key', ['ls', `s3://images/${KEY}.missing`, '/', ...s3Flags])).not.toBe(0);
-  expect(await cli('ls dead endpoint', ['ls', spec, '/', '--endpoint', 'http://127.0.0.1:9', '--region', s3.region])).not.toBe(0);
-  const tampered = presigned.replace(signature, signature.replace(/^./, (c) => (c === 'a' ? 'b' : 'a')));
+  expect(
+    await cli('ls dead endpoint', ['ls', spec, '/', '--endpoint', 'http://127.0.0.1:9', '--region', s3.region]),
+  ).not.toBe(0);
+  const tampered = presigned.replace(
+    signature,
+    signature.replace(/^./, (c) => (c === 'a' ? 'b' : 'a')),
+  );
   expect(await cli('ls tampered presigned', ['ls', tampered, '/'])).not.toBe(0);
-  expect(await cli('mount on a missing dir', ['mount', presigned, join(work, 'no-such-dir'), '--log-level', 'debug', '--log-file', log])).not.toBe(0);
-  expect(await cli('mount s3 missing key', ['mount', `s3://images/${KEY}.missing`, mpS3, ...s3Flags, '--log-level', 'debug', '--log-file', log])).not.toBe(0);
+  expect(
+    await cli('mount on a missing dir', [
+      'mount',
+      presigned,
+      join(work, 'no-such-dir'),
+      '--log-level',
+      'debug',
+      '--log-file',
+      log,
+    ]),
+  ).not.toBe(0);
+  expect(
+    await cli('mount s3 missing key', [
+      'mount',
+      `s3://images/${KEY}.missing`,
+      mpS3,
+      ...s3Flags,
+      '--log-level',
+      'debug',
+      '--log-file',
+      log,
+    ]),
+  ).not.toBe(0);
   collected.push({ what: 'log file', text: readFileSync(log, 'utf8') });
 
   const logText = collected.find((c) => c.what === 'log file')!.text;
   expect(logText.split('\n').filter((l) => / debug /.test(l)).length, 'debug logging was on').toBeGreaterThan(0);
   const tamperedSignature = new URL(tampered).searchParams.get('X-Amz-Signature')!;
   const leaks = collected.flatMap((c) =>
-    [SECRET, TOKEN, signature, tamperedSignature].filter((s) => c.text.includes(s)).map((s) => `${c.what}: contains ${s.slice(0, 12)}...`),
+    [SECRET, TOKEN, signature, tamperedSignature]
+      .filter((s) => c.text.includes(s))
+      .map((s) => `${c.what}: contains ${s.slice(0, 12)}...`),
   );
-  console.log(`${collected.length} outputs checked (${collected.reduce((n, c) => n + c.text.split('\n').length, 0)} lines), ${leaks.length} leaks`);
+  console.log(
+    `${collected.length} outputs checked (${collected.reduce((n, c) => n + c.text.split('\n').length, 0)} lines), ${leaks.length} leaks`,
+  );
   expect(leaks).toEqual([]);
 }, 600_000);

@@ -32,10 +32,14 @@ afterAll(() => {
 
 test(`${IMAGES.length} regression images: success or SquashfsError, bounded time and memory`, async () => {
   expect(IMAGES.length).toBeGreaterThan(0);
-  const run = await execFileP(process.execPath, [join(build.dist, 'bench', 'fuzz.js'), '--images', DIR, '--json', '--timeout-ms', '20000'], {
-    timeout: 600_000,
-    maxBuffer: 16 << 20,
-  }).catch((e: { stdout?: string }) => e);
+  const run = await execFileP(
+    process.execPath,
+    [join(build.dist, 'bench', 'fuzz.js'), '--images', DIR, '--json', '--timeout-ms', '20000'],
+    {
+      timeout: 600_000,
+      maxBuffer: 16 << 20,
+    },
+  ).catch((e: { stdout?: string }) => e);
   const summary = JSON.parse(String(run.stdout).trim().split('\n').pop()!) as FuzzSummary;
   expect(summary.failures.map((f) => `${f.base}: ${f.kind}: ${f.detail}`)).toEqual([]);
   expect(summary.cases).toBe(IMAGES.length);
@@ -49,7 +53,10 @@ test('a directory that contains itself: find and ls terminate, the mount stays u
   try {
     const find = await execFileP('find', [mp], { timeout: 30_000 }).then(
       (r) => ({ code: 0, stderr: r.stderr }),
-      (e: { code?: number; stderr?: string; killed?: boolean }) => ({ code: e.killed ? -1 : (e.code ?? 1), stderr: e.stderr ?? '' }),
+      (e: { code?: number; stderr?: string; killed?: boolean }) => ({
+        code: e.killed ? -1 : (e.code ?? 1),
+        stderr: e.stderr ?? '',
+      }),
     );
     expect(find.code, 'find did not finish').not.toBe(-1);
     expect(find.stderr).toMatch(/loop/i);

@@ -6,7 +6,22 @@
  * Small on purpose: thousands of them are walked per minute.
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, linkSync, openSync, writeSync, mkdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync, chownSync, truncateSync, readdirSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  linkSync,
+  openSync,
+  writeSync,
+  mkdirSync,
+  readFileSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+  chownSync,
+  truncateSync,
+  readdirSync,
+  statSync,
+} from 'node:fs';
 import { join } from 'node:path';
 
 export interface BaseImage {
@@ -56,7 +71,8 @@ export function makeTree(root: string): void {
   writeSync(fd, 'end', (1 << 20) - 3);
   closeSync(fd);
   // Enough entries for a listing over 8 KiB (directory index entries in the extended inode).
-  for (let i = 0; i < 140; i++) writeFileSync(join(root, 'many', `entry-${String(i).padStart(4, '0')}-${'n'.repeat(50)}`), `${i}\n`);
+  for (let i = 0; i < 140; i++)
+    writeFileSync(join(root, 'many', `entry-${String(i).padStart(4, '0')}-${'n'.repeat(50)}`), `${i}\n`);
   symlinkSync('size-1', join(root, 'link'));
   symlinkSync('x/'.repeat(700) + 'end', join(root, 'long-link'));
   symlinkSync('/nonexistent/target', join(root, 'dangling'));
@@ -105,8 +121,16 @@ export function makeTree(root: string): void {
 const VARIANTS: { name: string; weight: number; args: string[] }[] = [
   { name: 'gzip-plain-4k', weight: 6, args: ['-comp', 'gzip', '-b', '4K', '-noI', '-noD', '-noF', '-noX'] },
   { name: 'zstd-plain-nofrag', weight: 4, args: ['-comp', 'zstd', '-b', '8K', '-noI', '-noX', '-no-fragments'] },
-  { name: 'lz4-plain-noexport-noxattr', weight: 3, args: ['-comp', 'lz4', '-b', '4K', '-noI', '-no-exports', '-no-xattrs'] },
-  { name: 'xz-plain-always-frag', weight: 3, args: ['-comp', 'xz', '-b', '16K', '-noI', '-noX', '-always-use-fragments'] },
+  {
+    name: 'lz4-plain-noexport-noxattr',
+    weight: 3,
+    args: ['-comp', 'lz4', '-b', '4K', '-noI', '-no-exports', '-no-xattrs'],
+  },
+  {
+    name: 'xz-plain-always-frag',
+    weight: 3,
+    args: ['-comp', 'xz', '-b', '16K', '-noI', '-noX', '-always-use-fragments'],
+  },
   { name: 'gzip', weight: 3, args: ['-comp', 'gzip', '-b', '4K'] },
   { name: 'xz', weight: 2, args: ['-comp', 'xz', '-b', '8K'] },
   { name: 'lz4', weight: 2, args: ['-comp', 'lz4', '-Xhc', '-b', '4K'] },
@@ -130,18 +154,26 @@ export function buildBaseImages(dir: string, fixturesDir?: string): BaseImage[] 
   const out: BaseImage[] = [];
   for (const v of VARIANTS) {
     const path = join(dir, `${v.name}.sqsh`);
-    execFileSync('mksquashfs', [tree, path, '-noappend', '-quiet', '-no-progress', '-processors', '1', '-mkfs-time', '0', ...v.args], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    execFileSync(
+      'mksquashfs',
+      [tree, path, '-noappend', '-quiet', '-no-progress', '-processors', '1', '-mkfs-time', '0', ...v.args],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
     out.push({ name: v.name, path, weight: v.weight });
   }
   const tarPath = join(dir, 'tree.tar');
   execFileSync('tar', ['--xattrs', '--format=pax', '-C', tree, '-cf', tarPath, '.']);
   const t2s = join(dir, 'tar2sqfs-gzip.sqsh');
-  execFileSync('tar2sqfs', ['--quiet', '--force', '--compressor', 'gzip', '--block-size', '4096', '--exportable', t2s], {
-    input: readFileSync(tarPath),
-    stdio: ['pipe', 'ignore', 'pipe'],
-  });
+  execFileSync(
+    'tar2sqfs',
+    ['--quiet', '--force', '--compressor', 'gzip', '--block-size', '4096', '--exportable', t2s],
+    {
+      input: readFileSync(tarPath),
+      stdio: ['pipe', 'ignore', 'pipe'],
+    },
+  );
   out.push({ name: 'tar2sqfs-gzip', path: t2s, weight: 2 });
   if (fixturesDir) {
     for (const f of FIXTURES) {

@@ -35,14 +35,30 @@ export interface ExerciseResult {
 }
 
 /** Codes a hostile image may legitimately produce (EIO cannot: the memory source never fails). */
-const ALLOWED = new Set(['ECORRUPT', 'EUNSUPPORTED', 'ENOENT', 'ENOTDIR', 'EISDIR', 'EINVAL', 'ENODATA', 'ENAMETOOLONG', 'ELOOP']);
+const ALLOWED = new Set([
+  'ECORRUPT',
+  'EUNSUPPORTED',
+  'ENOENT',
+  'ENOTDIR',
+  'EISDIR',
+  'EINVAL',
+  'ENODATA',
+  'ENAMETOOLONG',
+  'ELOOP',
+]);
 
 export function memorySource(bytes: Uint8Array, name = 'fuzz-image'): ByteSource {
   return {
     name,
     size: bytes.length,
     async read(offset, length) {
-      if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > bytes.length) {
+      if (
+        !Number.isSafeInteger(offset) ||
+        !Number.isSafeInteger(length) ||
+        offset < 0 ||
+        length < 0 ||
+        offset + length > bytes.length
+      ) {
         throw new RangeError(`memory source: read [${offset}, +${length}) outside ${bytes.length} bytes`);
       }
       return bytes.slice(offset, offset + length);
@@ -52,14 +68,25 @@ export function memorySource(bytes: Uint8Array, name = 'fuzz-image'): ByteSource
 
 function describe(e: unknown): string {
   if (e instanceof Error) {
-    const stack = (e.stack ?? '').split('\n').slice(1, 4).map((l) => l.trim()).join(' | ');
+    const stack = (e.stack ?? '')
+      .split('\n')
+      .slice(1, 4)
+      .map((l) => l.trim())
+      .join(' | ');
     return `${e.constructor.name}: ${e.message}${stack ? ` [${stack}]` : ''}`;
   }
   return `non-Error thrown: ${String(e)}`;
 }
 
 export async function exerciseImage(bytes: Uint8Array, budget: Budget = DEFAULT_BUDGET): Promise<ExerciseResult> {
-  const result: ExerciseResult = { opened: false, inodes: 0, bytesRead: 0, errors: {}, violations: [], budgetHit: false };
+  const result: ExerciseResult = {
+    opened: false,
+    inodes: 0,
+    bytesRead: 0,
+    errors: {},
+    violations: [],
+    budgetHit: false,
+  };
   const deadline = Date.now() + budget.softMs;
   const note = (what: string, e: unknown): void => {
     if (!(e instanceof SquashfsError)) {
@@ -67,7 +94,9 @@ export async function exerciseImage(bytes: Uint8Array, budget: Budget = DEFAULT_
       return;
     }
     if (!ALLOWED.has(e.code)) {
-      result.violations.push(`${what}: ${e.code} from a source that never fails (an internal exception wrapped?): ${e.message}; cause: ${describe(e.cause)}`);
+      result.violations.push(
+        `${what}: ${e.code} from a source that never fails (an internal exception wrapped?): ${e.message}; cause: ${describe(e.cause)}`,
+      );
       return;
     }
     result.errors[e.code] = (result.errors[e.code] ?? 0) + 1;
@@ -106,12 +135,19 @@ export async function exerciseImage(bytes: Uint8Array, budget: Budget = DEFAULT_
   }
   result.opened = true;
 
-  const checkedRead = async (what: string, inode: Inode, offset: number, length: number): Promise<Uint8Array | undefined> => {
+  const checkedRead = async (
+    what: string,
+    inode: Inode,
+    offset: number,
+    length: number,
+  ): Promise<Uint8Array | undefined> => {
     const data = await attempt(what, () => image.read(inode, offset, length));
     if (data === undefined) return undefined;
     const expected = Math.max(0, Math.min(length, inode.stat.size - offset));
     if (!(data instanceof Uint8Array) || data.length !== expected) {
-      result.violations.push(`${what}: read(${offset}, ${length}) of a ${inode.stat.size}-byte file returned ${data?.length} bytes, expected ${expected}`);
+      result.violations.push(
+        `${what}: read(${offset}, ${length}) of a ${inode.stat.size}-byte file returned ${data?.length} bytes, expected ${expected}`,
+      );
     }
     result.bytesRead += data.length;
     return data;
@@ -179,7 +215,9 @@ export async function exerciseImage(bytes: Uint8Array, budget: Budget = DEFAULT_
   // One stream over the first file found, start to end (the stream path has its own error handling).
   const firstFile = [...seen].length > 0 && root ? await findFile(image, root) : undefined;
   if (firstFile && !overBudget()) {
-    await attempt('stream', () => drain(image.createReadStream(firstFile, { end: Math.min(firstFile.stat.size, 1 << 20) - 1 })));
+    await attempt('stream', () =>
+      drain(image.createReadStream(firstFile, { end: Math.min(firstFile.stat.size, 1 << 20) - 1 })),
+    );
   }
   await attempt('close', () => image.close());
   return result;

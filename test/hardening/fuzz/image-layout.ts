@@ -145,6 +145,9 @@ export function mapImage(b: Uint8Array): ImageLayout {
   const dirEnd = fragBlocks[0] ?? exportBlocks[0] ?? idBlocks[0] ?? bytesUsed;
   areas.push({ name: 'inode table', start: inodeStart, end: dirStart });
   areas.push({ name: 'directory table', start: dirStart, end: dirEnd });
-  metadataBlocks.push(...chain(b, 'inode table', inodeStart, dirStart), ...chain(b, 'directory table', dirStart, dirEnd));
+  metadataBlocks.push(
+    ...chain(b, 'inode table', inodeStart, dirStart),
+    ...chain(b, 'directory table', dirStart, dirEnd),
+  );
   return { size: b.length, bytesUsed, areas: areas.filter((a) => a.end > a.start), metadataBlocks, indexLists };
 }

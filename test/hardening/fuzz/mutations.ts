@@ -54,7 +54,17 @@ function interestingValue(rng: Prng, width: FieldWidth, original: bigint, layout
       ? [0x7fffn, 0x8000n, 0x2000n, 0x2001n, 0x100n]
       : width === 4
         ? [0x7fff_ffffn, 0x8000_0000n, 0xffff_fffen, 0x1_0000n, 0x2000n, BigInt(layout.size), BigInt(layout.bytesUsed)]
-        : [0x8000_0000n, 0xffff_ffffn, 0x1_0000_0000n, 1n << 53n, (1n << 53n) + 1n, 1n << 63n, BigInt(layout.size), BigInt(layout.bytesUsed), BigInt(layout.bytesUsed - 1)];
+        : [
+            0x8000_0000n,
+            0xffff_ffffn,
+            0x1_0000_0000n,
+            1n << 53n,
+            (1n << 53n) + 1n,
+            1n << 63n,
+            BigInt(layout.size),
+            BigInt(layout.bytesUsed),
+            BigInt(layout.bytesUsed - 1),
+          ];
   const choice = rng.int(10);
   if (choice < 6) return BigInt.asUintN(width * 8, rng.pick([...common, ...wide]));
   if (choice < 8) return BigInt(rng.int(Math.min(Number(max), layout.size * 2) + 1));
@@ -62,7 +72,11 @@ function interestingValue(rng: Prng, width: FieldWidth, original: bigint, layout
 }
 
 function readField(b: Buffer, offset: number, width: FieldWidth): bigint {
-  return width === 2 ? BigInt(b.readUInt16LE(offset)) : width === 4 ? BigInt(b.readUInt32LE(offset)) : b.readBigUInt64LE(offset);
+  return width === 2
+    ? BigInt(b.readUInt16LE(offset))
+    : width === 4
+      ? BigInt(b.readUInt32LE(offset))
+      : b.readBigUInt64LE(offset);
 }
 
 function writeField(b: Buffer, offset: number, width: FieldWidth, v: bigint): void {
@@ -73,7 +87,8 @@ function writeField(b: Buffer, offset: number, width: FieldWidth, v: bigint): vo
 
 /** Metadata and tables get most of the damage; file data a little. */
 function pickArea(rng: Prng, layout: ImageLayout): Area {
-  const weight = (a: Area): number => (a.name === 'data' ? 2 : a.name === 'superblock' ? 2 : a.name.endsWith('index') ? 4 : 8);
+  const weight = (a: Area): number =>
+    a.name === 'data' ? 2 : a.name === 'superblock' ? 2 : a.name.endsWith('index') ? 4 : 8;
   return rng.weighted(layout.areas.map((a) => [a, weight(a)] as const));
 }
 
@@ -123,7 +138,23 @@ const metadataHeader: Edit = (rng, b, layout) => {
   if (layout.metadataBlocks.length === 0) return 'no metadata blocks';
   const blk = rng.pick(layout.metadataBlocks);
   const before = b.readUInt16LE(blk.pos);
-  const choices = [0, 1, 2, 0x1fff, 0x2000, 0x2001, 0x7fff, 0x8000, 0x8001, 0xa000, 0xffff, before ^ 0x8000, before + 1, before - 1, (before & 0x8000) | rng.int(0x8000)];
+  const choices = [
+    0,
+    1,
+    2,
+    0x1fff,
+    0x2000,
+    0x2001,
+    0x7fff,
+    0x8000,
+    0x8001,
+    0xa000,
+    0xffff,
+    before ^ 0x8000,
+    before + 1,
+    before - 1,
+    (before & 0x8000) | rng.int(0x8000),
+  ];
   const v = rng.pick(choices) & 0xffff;
   b.writeUInt16LE(v, blk.pos);
   return `${blk.table} block header at ${blk.pos} 0x${before.toString(16)} -> 0x${v.toString(16)}`;
@@ -136,14 +167,29 @@ const indexEntry: Edit = (rng, b, layout) => {
   const at = list.start + 8 * rng.int(list.entries);
   const before = b.readBigUInt64LE(at);
   const other = layout.metadataBlocks.length > 0 ? BigInt(rng.pick(layout.metadataBlocks).pos) : 0n;
-  const v = rng.pick([0n, 1n, U64_MAX, before + 1n, before - 1n, before + 2n, before + 8194n, before - 8194n, other, BigInt(layout.bytesUsed), 1n << 53n, BigInt(rng.int(layout.size))]);
+  const v = rng.pick([
+    0n,
+    1n,
+    U64_MAX,
+    before + 1n,
+    before - 1n,
+    before + 2n,
+    before + 8194n,
+    before - 8194n,
+    other,
+    BigInt(layout.bytesUsed),
+    1n << 53n,
+    BigInt(rng.int(layout.size)),
+  ]);
   b.writeBigUInt64LE(BigInt.asUintN(64, v), at);
   return `${list.table} index entry at ${at} ${hex(before)} -> ${hex(BigInt.asUintN(64, v))}`;
 };
 
 /** Two metadata blocks of one chained table trade places (the table keeps its length; references now land elsewhere). */
 const swapBlocks: Edit = (rng, b, layout) => {
-  const tables = [...new Set(layout.metadataBlocks.map((m) => m.table))].filter((t) => layout.metadataBlocks.filter((m) => m.table === t).length >= 2);
+  const tables = [...new Set(layout.metadataBlocks.map((m) => m.table))].filter(
+    (t) => layout.metadataBlocks.filter((m) => m.table === t).length >= 2,
+  );
   if (tables.length === 0) return 'no table with two blocks';
   const table = rng.pick(tables);
   const blocks = layout.metadataBlocks.filter((m) => m.table === table).sort((x, y) => x.pos - y.pos);

@@ -113,30 +113,53 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzSummary> {
 
   /** Rebuilds case `index` in this process (to save it after a hang or crash). */
   const caseBytes = (index: number): { base: string; strategy: string; edits: string[]; bytes: Buffer } => {
-    if (options.images) return { base: basename(options.images[index]!), strategy: 'as-is', edits: [], bytes: readImageFile(options.images[index]!) };
+    if (options.images)
+      return {
+        base: basename(options.images[index]!),
+        strategy: 'as-is',
+        edits: [],
+        bytes: readImageFile(options.images[index]!),
+      };
     const c = makeCase(options.seed, index, loaded);
     return c;
   };
 
   const fail = (f: Omit<Failure, 'saved' | 'base' | 'strategy' | 'edits'> & Partial<Failure>): void => {
     const c = f.base === undefined && f.index >= 0 ? caseBytes(f.index) : undefined;
-    const failure: Failure = { base: c?.base ?? f.base!, strategy: c?.strategy ?? f.strategy!, edits: c?.edits ?? f.edits!, ...f } as Failure;
+    const failure: Failure = {
+      base: c?.base ?? f.base!,
+      strategy: c?.strategy ?? f.strategy!,
+      edits: c?.edits ?? f.edits!,
+      ...f,
+    } as Failure;
     if (options.saveDir && f.index >= 0 && !options.images) {
       const bytes = c?.bytes ?? caseBytes(f.index).bytes;
       mkdirSync(options.saveDir, { recursive: true });
       const stem = join(options.saveDir, `${failure.base}-seed${options.seed}-case${f.index}-${f.kind}`);
       writeFileSync(`${stem}.sqsh.gz`, gzipSync(bytes, { level: 9 }));
-      writeFileSync(`${stem}.json`, JSON.stringify({ seed: options.seed, case: f.index, ...failure, found: new Date().toISOString() }, null, 2) + '\n');
+      writeFileSync(
+        `${stem}.json`,
+        JSON.stringify({ seed: options.seed, case: f.index, ...failure, found: new Date().toISOString() }, null, 2) +
+          '\n',
+      );
       failure.saved = `${stem}.sqsh.gz`;
     }
     summary.failures.push(failure);
-    options.onProgress?.(`FAIL case ${f.index} (${failure.base}, ${failure.strategy}): ${f.kind}: ${f.detail.slice(0, 500)}`);
+    options.onProgress?.(
+      `FAIL case ${f.index} (${failure.base}, ${failure.strategy}): ${f.kind}: ${f.detail.slice(0, 500)}`,
+    );
   };
 
   const workerScript = join(dirname(fileURLToPath(import.meta.url)), 'worker.js');
   let next = 0;
   while (next < total && (endAt === Infinity || Date.now() < endAt)) {
-    const config: WorkerConfig = { bases: options.bases, images: options.images, seed: options.seed, start: next, budget };
+    const config: WorkerConfig = {
+      bases: options.bases,
+      images: options.images,
+      seed: options.seed,
+      start: next,
+      budget,
+    };
     const outcome = await runWorker(workerScript, config, {
       hardTimeoutMs,
       rssCap,
@@ -146,7 +169,14 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzSummary> {
         for (const p of pristine) {
           const errs = Object.entries(p.result.errors);
           if (!p.result.opened || errs.length > 0 || p.result.violations.length > 0) {
-            fail({ index: -1, base: p.base, strategy: 'pristine', edits: [], kind: 'pristine', detail: JSON.stringify({ ...p.result }) });
+            fail({
+              index: -1,
+              base: p.base,
+              strategy: 'pristine',
+              edits: [],
+              kind: 'pristine',
+              detail: JSON.stringify({ ...p.result }),
+            });
           }
         }
       },
@@ -163,10 +193,26 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzSummary> {
         summary.peakRssBytes = Math.max(summary.peakRssBytes, m.peakRss);
         summary.peakHeapBytes = Math.max(summary.peakHeapBytes, m.peakHeap);
         if (m.result.violations.length > 0) {
-          fail({ index: m.index, base: m.base, strategy: m.strategy, edits: m.edits, kind: 'violation', detail: m.result.violations.slice(0, 5).join('\n') });
+          fail({
+            index: m.index,
+            base: m.base,
+            strategy: m.strategy,
+            edits: m.edits,
+            kind: 'violation',
+            detail: m.result.violations.slice(0, 5).join('\n'),
+          });
         }
-        if (m.peakRss > rssCap) fail({ index: m.index, base: m.base, strategy: m.strategy, edits: m.edits, kind: 'memory', detail: `worker RSS ${m.peakRss} > cap ${rssCap}` });
-        if (summary.cases % 500 === 0) options.onProgress?.(`${summary.cases} cases, ${summary.failures.length} failures`);
+        if (m.peakRss > rssCap)
+          fail({
+            index: m.index,
+            base: m.base,
+            strategy: m.strategy,
+            edits: m.edits,
+            kind: 'memory',
+            detail: `worker RSS ${m.peakRss} > cap ${rssCap}`,
+          });
+        if (summary.cases % 500 === 0)
+          options.onProgress?.(`${summary.cases} cases, ${summary.failures.length} failures`);
       },
     });
     if (outcome.kind === 'finished' || outcome.kind === 'stopped') break;
@@ -219,8 +265,14 @@ function runWorker(script: string, config: WorkerConfig, hooks: WorkerHooks): Pr
     const watch = setInterval(() => {
       if (current === undefined || child.pid === undefined) return;
       const rss = rssOf(child.pid);
-      if (rss > hooks.rssCap) finish({ kind: 'memory', index: current, detail: `worker RSS ${rss} bytes > cap ${hooks.rssCap} during the case` });
-      else if (Date.now() - caseStarted > hooks.hardTimeoutMs) finish({ kind: 'hang', index: current, detail: `no answer after ${hooks.hardTimeoutMs} ms` });
+      if (rss > hooks.rssCap)
+        finish({
+          kind: 'memory',
+          index: current,
+          detail: `worker RSS ${rss} bytes > cap ${hooks.rssCap} during the case`,
+        });
+      else if (Date.now() - caseStarted > hooks.hardTimeoutMs)
+        finish({ kind: 'hang', index: current, detail: `no answer after ${hooks.hardTimeoutMs} ms` });
     }, MEMORY_POLL_MS);
     child.on('message', (m: WorkerMessage) => {
       if (m.t === 'ready') hooks.onReady(m.pristine);
@@ -236,7 +288,11 @@ function runWorker(script: string, config: WorkerConfig, hooks: WorkerHooks): Pr
     child.on('exit', (code, signal) => {
       if (settled) return;
       if (current === undefined && code === 0) return finish({ kind: 'finished' });
-      finish({ kind: 'crash', index: current, detail: `worker exited (${signal ?? `code ${code}`}) during the case: ${stderr.trim().slice(-1500)}` });
+      finish({
+        kind: 'crash',
+        index: current,
+        detail: `worker exited (${signal ?? `code ${code}`}) during the case: ${stderr.trim().slice(-1500)}`,
+      });
     });
   });
 }

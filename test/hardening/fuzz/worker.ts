@@ -36,14 +36,30 @@ async function main(): Promise<void> {
   for (let index = config.start; index < total; index++) {
     await send({ t: 'start', index });
     const c = config.images
-      ? { index, base: basename(config.images[index]!), strategy: 'as-is', edits: [], bytes: readImageFile(config.images[index]!) }
+      ? {
+          index,
+          base: basename(config.images[index]!),
+          strategy: 'as-is',
+          edits: [],
+          bytes: readImageFile(config.images[index]!),
+        }
       : makeCase(config.seed, index, bases);
     peakRss = 0;
     peakHeap = 0;
     const t0 = Date.now();
     const result = await exerciseImage(c.bytes, config.budget);
     sample();
-    await send({ t: 'done', index, base: c.base, strategy: c.strategy, edits: c.edits, result, ms: Date.now() - t0, peakRss, peakHeap });
+    await send({
+      t: 'done',
+      index,
+      base: c.base,
+      strategy: c.strategy,
+      edits: c.edits,
+      result,
+      ms: Date.now() - t0,
+      peakRss,
+      peakHeap,
+    });
   }
   clearInterval(timer);
   process.disconnect?.();
