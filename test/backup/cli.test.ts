@@ -124,9 +124,15 @@ describe('backup CLI: create-backup, mount-backup, list, demo', () => {
     expect(third.stderr).toBe('');
     expect(existsSync(join(target, 'scratch.txt'))).toBe(false);
 
-    const down = await teardownRestore(target, { stateDir });
-    expect(down?.record.backupId).toBe(id);
+    await writeFile(join(target, 'last.txt'), 'written before unmount\n');
+    const down = await run('squashfs-r2', ['unmount', '--state-dir', stateDir, target]);
+    expect(down.code).toBe(0);
+    expect(down.stderr).toContain(`restore of backup ${id} on ${target} removed`);
+    const kept = /writes kept in (\S+)/.exec(down.stderr)?.[1];
+    expect(kept).toBeDefined();
+    expect(await readFile(join(kept!, 'last.txt'), 'utf8')).toBe('written before unmount\n');
     expect(mountsUnder(root)).toEqual([]);
+    expect(isMountPoint(target)).toBe(false);
     expect((await run('squashfs-r2', ['list', '--state-dir', stateDir])).stdout).toBe('no active restores\n');
   });
 
