@@ -7,21 +7,34 @@ import { fuseOptions } from './fuse-options.js';
 import { type ConnectionProbe, MountError, checkMountpoint, connectionProbe } from './mountpoint.js';
 import { guardMount } from './exit-guard.js';
 import { createSession } from './native.js';
-import { openByteSource, openReader, type SourceOptions } from './open-image.js';
+import { type ImageSource, isRemoteSpec, openByteSource, openReader, type SourceOptions, splitCacheBudget } from './open-image.js';
 import { createOperations, type OperationStats } from './operations.js';
 import { type UnmountOptions, unmountFuse } from './unmount.js';
 
 export { MountError, checkMountpoint, isMountpoint } from './mountpoint.js';
 export { unmountFuse, type UnmountOptions, type UnmountResult } from './unmount.js';
-export type { SourceOptions } from './open-image.js';
+export type { ImageSource, SourceOptions } from './open-image.js';
+export { splitCacheBudget } from './open-image.js';
 
 const log = logger('mount');
 
 export interface MountOptions {
-  /** Bytes of decoded blocks the reader keeps (and of remote chunks the source keeps). */
+  /**
+   * Memory for caches. A remote source splits it between raw chunks and decoded blocks (see
+   * splitCacheBudget); a local file or a given ByteSource gives it all to the reader's decoded blocks.
+   */
   cacheBytes?: number;
   /** Options for s3://, r2:// and http(s):// sources. */
-  source?: Omit<SourceOptions, 'cacheBytes'>;
+  source?: Omit<SourceOptions, 'cacheBytes' | 'cacheDir' | 'cacheDirMaxBytes'>;
+  /** Remote sources: keep fetched chunks on disk here, per object version, across mounts (issue 8). */
+  cacheDir?: string;
+  /** Size limit of `cacheDir` (whole objects evicted, least recently used). */
+  cacheDirMaxBytes?: number;
+  /**
+   * Remote sources: once mounted, fetch the whole image in the background below every read (needs
+   * `cacheDir`, or an image that fits the chunk cache); progress in stats().source.cache.hydration.
+   */
+  hydrate?: boolean;
   allowOther?: boolean;
   /** Let fusermount remove the mount if this process dies, even by SIGKILL (default true). */
   autoUnmount?: boolean;
@@ -43,6 +56,8 @@ export interface MountHandle {
   /** Absolute path of the mount. */
   readonly mountpoint: string;
   readonly reader: SquashfsReader;
+  /** The source the mount opened (undefined when a ByteSource was given): hydrate, prefetch, observe reads. */
+  readonly source?: ImageSource;
   /** Resolves once the kernel connection is gone and the reader and source are closed. */
   readonly closed: Promise<void>;
   /** Unmounts (see unmountFuse) and waits until serving has stopped (a lazy unmount waits for open files). */
@@ -66,24 +81,47 @@ const DEFAULT_OPERATION_TIMEOUT_MS = 120_000;
 export async function mount(source: string | ByteSource, mountpoint: string, options: MountOptions = {}): Promise<MountHandle> {
   const started = performance.now();
   const target = await checkMountpoint(mountpoint);
-  const bytes = typeof source === 'string' ? await openByteSource(source, { ...options.source, cacheBytes: options.cacheBytes }) : source;
   const ownsSource = typeof source === 'string';
+  const remote = ownsSource && isRemoteSpec(source);
+  const budget = options.cacheBytes === undefined ? undefined : splitCacheBudget(options.cacheBytes, remote);
+  const bytes: ImageSource = ownsSource
+    ? await openByteSource(source, {
+        ...options.source,
+        cacheBytes: budget?.sourceBytes || undefined,
+        cacheDir: options.cacheDir,
+        cacheDirMaxBytes: options.cacheDirMaxBytes,
+      })
+    : source;
   const closeSource = async (): Promise<void> => {
     if (ownsSource) await bytes.close?.().catch((e) => log.warn(`closing the source: ${describeError(e)}`));
   };
   let reader: SquashfsReader;
   try {
-    reader = await openReader(bytes, { cacheBytes: options.cacheBytes });
+    reader = await openReader(bytes, { cacheBytes: budget?.readerBytes });
   } catch (e) {
     await closeSource();
     throw e;
   }
   log.debug(`${target}: source and reader open after ${(performance.now() - started).toFixed(1)} ms`);
-  return serve(reader, target, options, {
+  const handle = await serve(reader, target, options, {
     name: bytes.name,
-    sourceStats: () => (bytes as { stats?: () => SourceStats }).stats?.(),
+    sourceStats: () => bytes.stats?.(),
     onClosed: closeSource,
   });
+  if (options.hydrate) startHydration(bytes, target);
+  return ownsSource ? { ...handle, source: bytes } : handle;
+}
+
+/** Background hydration after the mount is ready; failures are logged, reads carry on fetching what they need. */
+function startHydration(source: ImageSource, target: string): void {
+  if (!source.hydrate) {
+    log.info(`${target}: nothing to hydrate (the source is not remote)`);
+    return;
+  }
+  source.hydrate().then(
+    (h) => log.info(`${target}: hydration ${h.state}: ${h.doneBytes} of ${h.totalBytes} bytes local, ${h.fetchedBytes} fetched`),
+    (e) => log.warn(`${target}: hydration not possible: ${describeError(e)}`),
+  );
 }
 
 /** Mounts a reader that is already open (it is closed on unmount). */

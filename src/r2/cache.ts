@@ -116,6 +116,11 @@ export interface CachedSource extends ByteSource {
    * all arrived). Never delays foreground reads. Mind `cacheBytes` when no cache directory is set.
    */
   prefetch(offset: number, length: number): Promise<boolean>;
+  /**
+   * Calls `listener` with every read() asked of this source (offset, length), before it is served;
+   * undefined stops. One listener at a time (issue 8: a restore records what it reads first).
+   */
+  observeReads(listener: ((offset: number, length: number) => void) | undefined): void;
   close(): Promise<void>;
   stats(): SourceStats & { cache: ChunkCacheStats };
 }
@@ -291,6 +296,7 @@ class ChunkCachedSource implements CachedSource {
   private readonly scheduler: FetchScheduler;
   private readonly detector: SequentialDetector;
   private hydration: { stats: HydrationStats; done: Promise<HydrationStats> } | undefined;
+  private readObserver: ((offset: number, length: number) => void) | undefined;
   private reservedBytes = 0;
   private runningFetches = 0;
   private closed = false;
@@ -391,6 +397,7 @@ class ChunkCachedSource implements CachedSource {
 
   async read(offset: number, length: number): Promise<Uint8Array> {
     this.checkRange(offset, length, 'read');
+    this.readObserver?.(offset, length);
     const out = Buffer.allocUnsafe(length);
     if (length === 0) return out;
     const end = offset + length;
@@ -418,9 +425,9 @@ class ChunkCachedSource implements CachedSource {
   /** Fills out[start-base, end-base) from chunks: cached, joined in flight, or fetched now. */
   private async readChunks(start: number, end: number, out: Uint8Array, base: number): Promise<void> {
     if (end - start > this.opts.cacheBytes / 2) {
-      // Larger than the cache could sensibly hold: one direct GET, not cached.
+      // Larger than the cache could sensibly hold: not kept in memory (from the disk cache if it has it all).
       this.counters.misses++;
-      out.set(await this.fetchDirect(start, end - start), start - base);
+      out.set(await this.readRange(start, end), start - base);
       return;
     }
     const first = this.chunkOf(start);
@@ -774,6 +781,10 @@ class ChunkCachedSource implements CachedSource {
     }
     const results = await Promise.allSettled(waits);
     return results.every((r) => r.status === 'fulfilled');
+  }
+
+  observeReads(listener: ((offset: number, length: number) => void) | undefined): void {
+    this.readObserver = listener;
   }
 
   hydrate(): Promise<HydrationStats> {

@@ -10,8 +10,16 @@ r2://bucket/key or an http(s):// URL. Returns once the mount serves and keeps se
 background; unmount with "squashfs-r2 unmount <mountpoint>" (or fusermount -u).
 
 options:
-  --cache-size SIZE   memory for decoded blocks, and for remote chunks (e.g. 64M, 1G;
-                      defaults: 64M decoded, 256M remote chunks)
+  --cache-size SIZE   memory for caches, in total (e.g. 64M, 1G). A remote image gives 1/8 of it
+                      (4M to 64M) to decoded blocks and the rest to raw chunks; a local file gives it
+                      all to decoded blocks (the kernel's page cache holds its raw bytes).
+                      Unset: 64M decoded blocks, plus 256M raw chunks for a remote image
+  --cache-dir DIR     remote images: keep fetched chunks on disk in DIR (per bucket/key/ETag, checksummed),
+                      so a remount fetches nothing twice
+  --cache-dir-max SIZE  size limit of --cache-dir, whole images evicted least recently used (default 10G)
+  --hydrate           remote images: once mounted, fetch the whole image in the background, below every
+                      read; then nothing more is read from the network (needs --cache-dir, or an image
+                      that fits in the chunk memory)
   -f, --foreground    stay in the foreground (Ctrl-C or SIGTERM unmounts)
   --allow-other       let other users see the mount (needs user_allow_other in /etc/fuse.conf)
   --log-file FILE     append log lines to FILE (the background process has no terminal)
@@ -25,6 +33,9 @@ Credentials come from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 
 const OPTIONS = {
   'cache-size': { type: 'string' },
+  'cache-dir': { type: 'string' },
+  'cache-dir-max': { type: 'string' },
+  hydrate: { type: 'boolean' },
   foreground: { type: 'boolean', short: 'f' },
   'allow-other': { type: 'boolean' },
   'log-file': { type: 'string' },
@@ -68,6 +79,7 @@ function parse(argv: string[]) {
   const source = fromEnv ?? (positionals[0] as string);
   const mountpoint = positionals[expected - 1] as string;
   if (values['cache-size'] !== undefined) parseSize(values['cache-size']);
+  if (values['cache-dir-max'] !== undefined) parseSize(values['cache-dir-max']);
   return { values, source, mountpoint };
 }
 
@@ -95,6 +107,9 @@ async function runServer(source: string, mountpoint: string, values: Values): Pr
     handle = await mount(source, mountpoint, {
       cacheBytes: values['cache-size'] === undefined ? undefined : parseSize(values['cache-size']),
       allowOther: values['allow-other'],
+      cacheDir: values['cache-dir'] === undefined ? undefined : resolve(values['cache-dir']),
+      cacheDirMaxBytes: values['cache-dir-max'] === undefined ? undefined : parseSize(values['cache-dir-max']),
+      hydrate: values.hydrate,
       source: {
         endpoint: values.endpoint,
         accountId: values['account-id'],
@@ -167,7 +182,8 @@ function forwardedOptions(argv: string[]): string[] {
   for (const t of tokens ?? []) {
     if (t.kind !== 'option' || t.name === 'foreground' || t.name === 'log-file' || t.name === 'ready-fd') continue;
     out.push(`--${t.name}`);
-    if (t.value !== undefined) out.push(t.value);
+    // The background process may run elsewhere (cwd /): paths travel absolute.
+    if (t.value !== undefined) out.push(t.name === 'cache-dir' ? resolve(t.value) : t.value);
   }
   return out;
 }
