@@ -25,7 +25,8 @@ import { promisify } from 'node:util';
 import { REPO_ROOT } from '../helpers/fixtures.js';
 
 const execFileP = promisify(execFile);
-const STALE_MS = 3 * 3600_000;
+/** Private builds older than this are removed (1.3 MB each; a test run never lasts this long). */
+const STALE_MS = 2 * 3600_000;
 
 export interface PrivateBuild {
   /** Root of the private tree: `<root>/dist/...` and `<root>/bin/squashfs-r2`. */

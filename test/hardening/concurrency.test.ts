@@ -80,7 +80,7 @@ test(`${READERS} readers at random offsets over every fixture: zero differences 
         }
         expect(m.alive(), `${fx.name}: mount died: ${m.output()}`).toBe(true);
       } finally {
-        expect(await m.unmount()).toBe(0);
+        expect(await m.unmount(), `${fx.name}: ${m.output()}`).toBe(0);
       }
     });
   }

@@ -10,6 +10,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 
 const execFileP = promisify(execFile);
+/** How long a mount process may take to exit after fusermount -u. */
+const UNMOUNT_WAIT_MS = 15_000;
 
 export interface MountProcess {
   pid: number;
@@ -69,9 +71,13 @@ export async function startMount(
     peakRss: () => vmHwm(child.pid!),
     async unmount() {
       if (exit !== undefined) return exit;
-      await execFileP('fusermount', ['-u', mountpoint]).catch(() => undefined);
-      const done = await Promise.race([exited.then(() => true), sleep(15_000).then(() => false)]);
+      const fusermount = await execFileP('fusermount', ['-u', mountpoint]).then(
+        () => 'ok',
+        (e: { stderr?: string }) => `failed: ${e.stderr?.trim()}`,
+      );
+      const done = await Promise.race([exited.then(() => true), sleep(UNMOUNT_WAIT_MS).then(() => false)]);
       if (!done) {
+        out += `\n[test] still running ${UNMOUNT_WAIT_MS} ms after fusermount -u (${fusermount}; mounted: ${mountedHere(mountpoint) !== undefined}): killed\n`;
         child.kill('SIGKILL');
         await exited;
         await execFileP('fusermount', ['-uz', mountpoint]).catch(() => undefined);
