@@ -90,6 +90,10 @@ export interface ChunkCacheStats extends CacheStats {
   fetchedBytes: number;
   /** Readahead bytes a reader later used. */
   readaheadUsedBytes: number;
+  /** Bytes fetched ahead of readers that were evicted before any reader used them (fetched for nothing). */
+  readaheadEvictedUnusedBytes: number;
+  /** Unused readahead of live streams held now (protected from eviction, within the readahead budget). */
+  readaheadHeldBytes: number;
   inFlightFetches: number;
   inFlightBytes: number;
   queuedFetches: number;
@@ -154,6 +158,8 @@ export const CACHE_DEFAULTS = {
   tailBytes: 1 * MiB,
   maxPinnedBytes: 1024 * MiB,
   readaheadStreams: 8,
+  /** A stream must have read this much before readahead: the superblock + compression options reads at open are not one. */
+  minStreamBytes: 64 * KiB,
   maxBackgroundFetches: 4,
   hydrateRequestBytes: 8 * MiB,
 } as const;
@@ -292,7 +298,11 @@ class ChunkCachedSource implements CachedSource {
   /** Spans the reader asked to retain; undefined until the first retain (the tail is pinned until then). */
   private retainedSpans: Array<[number, number]> | undefined;
   /** Chunks being fetched; `joined` = a reader waits on it (a readahead chunk that was then used). */
-  private readonly inFlight = new Map<number, { fetch: RangeFetch; waiter: Deferred; joined: boolean }>();
+  private readonly inFlight = new Map<number, { fetch: RangeFetch; waiter: Deferred; joined: boolean; ahead: boolean }>();
+  /** Bytes of stream readahead requested (queued or in flight) and not yet arrived: part of the readahead budget. */
+  private aheadInFlightBytes = 0;
+  /** Unused stream readahead (held + on its way) is kept within this; see aheadBudget in the constructor. */
+  private readonly aheadBudgetBytes: number;
   private readonly scheduler: FetchScheduler;
   private readonly detector: SequentialDetector;
   private hydration: { stats: HydrationStats; done: Promise<HydrationStats> } | undefined;
@@ -333,6 +343,10 @@ class ChunkCachedSource implements CachedSource {
     // The window may not exceed a quarter of the cache: prefetched-but-unread bytes stay below 1.5
     // windows, so readahead can never push out the chunks it fetched before the reader gets to them.
     const windowCap = Math.floor(Math.min(opts.maxReadaheadBytes, opts.cacheBytes / 4) / opts.chunkBytes) * opts.chunkBytes;
+    // All streams together keep at most half the cache in unused readahead (held or in flight), so
+    // readahead never pushes out what another stream is about to read, and the other half holds
+    // what readers use now.
+    this.aheadBudgetBytes = Math.floor(opts.cacheBytes / 2 / opts.chunkBytes) * opts.chunkBytes;
     this.detector = new SequentialDetector(
       {
         initialWindowBytes: Math.min(opts.initialReadaheadBytes, windowCap),
@@ -340,6 +354,9 @@ class ChunkCachedSource implements CachedSource {
         forwardSlackBytes: Math.min(32 * KiB, opts.chunkBytes),
         maxStreams: CACHE_DEFAULTS.readaheadStreams,
         minSequentialReads: 3,
+        minStreamBytes: CACHE_DEFAULTS.minStreamBytes,
+        budgetBytes: this.aheadBudgetBytes,
+        unitBytes: opts.chunkBytes,
       },
       this.size,
     );
@@ -520,10 +537,12 @@ class ChunkCachedSource implements CachedSource {
         i++;
       }
       const fetch = new RangeFetch(this, runFirst, runLast, priority, streamId);
+      const ahead = priority === 'readahead' && streamId !== undefined;
       for (const c of chunks) {
         const waiter = deferred();
         fetch.waiters.set(c, waiter);
-        this.inFlight.set(c, { fetch, waiter, joined: false });
+        this.inFlight.set(c, { fetch, waiter, joined: false, ahead });
+        if (ahead) this.aheadInFlightBytes += this.chunkEnd(c) - this.chunkStart(c);
       }
       fetches.push(fetch);
     }
@@ -536,8 +555,9 @@ class ChunkCachedSource implements CachedSource {
   }
 
   private maybeReadahead(offset: number, length: number): void {
-    const plan = this.detector.observe(offset, length);
-    if (!plan || this.closed) return;
+    if (this.closed) return;
+    const plan = this.detector.observe(offset, length, this.readaheadRoom());
+    if (!plan) return;
     const missing: number[] = [];
     for (let c = this.chunkOf(plan.start); this.chunkStart(c) < plan.end; c++) {
       if (this.lru.has(c) || this.inFlight.has(c)) continue;
@@ -554,9 +574,26 @@ class ChunkCachedSource implements CachedSource {
     for (const fetch of this.planFetches(missing, 'readahead', plan.streamId, pieceBytes)) this.scheduler.submit(fetch);
   }
 
+  /**
+   * Readahead bytes that may be requested now: the budget minus unused readahead held or on its way.
+   * When the budget is spent, readahead of streams that are gone, or that their reader skipped past,
+   * stops counting (it moves to the LRU, still readable).
+   */
+  private readaheadRoom(): number {
+    let room = this.aheadBudgetBytes - this.lru.aheadBytes - this.aheadInFlightBytes;
+    if (room < this.opts.chunkBytes && this.lru.aheadBytes > 0) {
+      this.lru.demote((c, streamId) => {
+        const position = this.detector.positionOf(streamId);
+        return position === undefined || this.chunkEnd(c) <= position;
+      });
+      room = this.aheadBudgetBytes - this.lru.aheadBytes - this.aheadInFlightBytes;
+    }
+    return Math.max(0, room);
+  }
+
   /** Reserves memory for a fetch about to start; readahead is refused when it would not fit. */
   private admit(task: SchedulerTask): boolean {
-    const room = this.lru.makeRoom(task.bytes, this.reservedBytes);
+    const room = this.lru.makeRoom(task.bytes, this.reservedBytes, task.priority === 'foreground');
     if (!room && task.priority !== 'foreground') return false;
     this.reservedBytes += task.bytes;
     this.notePeak();
@@ -591,12 +628,14 @@ class ChunkCachedSource implements CachedSource {
       this.reservedBytes -= fetch.bytes;
       for (const [c, waiter] of fetch.waiters) {
         const bytes = chunks.get(c)!;
-        const joined = this.inFlight.get(c)?.joined ?? false;
-        this.inFlight.delete(c);
+        const entry = this.inFlight.get(c);
+        const joined = entry?.joined ?? false;
+        this.forgetInFlight(c);
         if (kind === 'readahead' && joined) this.counters.readaheadJoinedBytes += bytes.length;
         // Hydration into a disk cache leaves the memory working set alone.
         const keep = !(kind === 'background' && this.disk) || joined;
-        if (!this.closed && keep) this.lru.set(c, bytes, kind !== 'foreground' && !joined);
+        const early = kind !== 'foreground' && !joined;
+        if (!this.closed && keep) this.lru.set(c, bytes, early, early && entry?.ahead ? fetch.streamId : undefined);
         waiter.resolve(bytes);
       }
       this.notePeak();
@@ -652,9 +691,16 @@ class ChunkCachedSource implements CachedSource {
 
   private settleFailed(fetch: RangeFetch, error: unknown): void {
     for (const [c, waiter] of fetch.waiters) {
-      if (this.inFlight.get(c)?.fetch === fetch) this.inFlight.delete(c);
+      if (this.inFlight.get(c)?.fetch === fetch) this.forgetInFlight(c);
       waiter.reject(error);
     }
+  }
+
+  private forgetInFlight(c: number): void {
+    const entry = this.inFlight.get(c);
+    if (!entry) return;
+    if (entry.ahead) this.aheadInFlightBytes -= this.chunkEnd(c) - this.chunkStart(c);
+    this.inFlight.delete(c);
   }
 
   private async fetchDirect(offset: number, length: number): Promise<Uint8Array> {
@@ -872,6 +918,8 @@ class ChunkCachedSource implements CachedSource {
         readaheadFetches: this.counters.readaheadFetches,
         fetchedBytes: this.counters.fetchedBytes,
         readaheadUsedBytes: this.lru.prefetchedBytesUsed + this.counters.readaheadJoinedBytes,
+        readaheadEvictedUnusedBytes: this.lru.prefetchedBytesEvictedUnused,
+        readaheadHeldBytes: this.lru.aheadBytes,
         inFlightFetches: this.runningFetches,
         inFlightBytes: this.reservedBytes,
         queuedFetches: this.scheduler.queued,

@@ -10,6 +10,15 @@
  * than what it asked for. A stream's window starts at `initialWindowBytes` once it has been continued
  * `minSequentialReads - 1` times (two adjacent reads can be chance; three rarely are) and doubles every time the reader has consumed half of what was prefetched, up to `maxWindowBytes`;
  * the prefetched bytes ahead of a reader stay below 1.5 windows.
+ *
+ * A stream also needs `minStreamBytes` read before its first window: the reader's few tiny adjacent
+ * reads at open (superblock, compression options) are not a data stream, and a readahead they start is
+ * a wave of GETs the mount waits behind for nothing.
+ *
+ * Streams share one budget: `observe` is told how many readahead bytes may still be requested right
+ * now (the cache's readahead budget minus what is fetched or in flight and not yet read), and a window
+ * never takes more than its fair share of the whole budget, so four parallel copies cannot together
+ * prefetch more than the cache can hold until they read it.
  */
 
 export interface ReadaheadOptions {
@@ -20,6 +29,12 @@ export interface ReadaheadOptions {
   maxStreams: number;
   /** Reads in a row (the first included) before the first window is fetched. */
   minSequentialReads: number;
+  /** Bytes a stream must have read before its first window. Default 0. */
+  minStreamBytes?: number;
+  /** Whole readahead budget shared by all streams (the fair share is this over the active streams). Default Infinity. */
+  budgetBytes?: number;
+  /** Plans are rounded down to this unit (a chunk); a plan smaller than one unit is not made. Default 1. */
+  unitBytes?: number;
 }
 
 export interface ReadaheadPlan {
@@ -31,6 +46,7 @@ export interface ReadaheadPlan {
 
 interface Stream {
   id: number;
+  firstOffset: number;
   lastStart: number;
   nextOffset: number;
   /** End of the bytes requested ahead for this stream (== nextOffset before any readahead). */
@@ -53,12 +69,20 @@ export class SequentialDetector {
     return this.streams.some((s) => s.id === streamId);
   }
 
-  /** Records a read and returns the byte range to prefetch for it, if any. */
-  observe(offset: number, length: number): ReadaheadPlan | undefined {
+  /** Where the reader of a live stream has got to (undefined once the stream is forgotten). */
+  positionOf(streamId: number): number | undefined {
+    return this.streams.find((s) => s.id === streamId)?.nextOffset;
+  }
+
+  /**
+   * Records a read and returns the byte range to prefetch for it, if any. `availableBytes` is how much
+   * readahead may be requested now across all streams (Infinity = no limit).
+   */
+  observe(offset: number, length: number, availableBytes = Infinity): ReadaheadPlan | undefined {
     const end = offset + length;
     const stream = this.match(offset);
     if (!stream) {
-      this.streams.push({ id: this.nextId++, lastStart: offset, nextOffset: end, aheadUntil: end, windowBytes: 0, sequentialReads: 1 });
+      this.streams.push({ id: this.nextId++, firstOffset: offset, lastStart: offset, nextOffset: end, aheadUntil: end, windowBytes: 0, sequentialReads: 1 });
       if (this.streams.length > this.options.maxStreams) this.streams.shift();
       return undefined;
     }
@@ -69,18 +93,27 @@ export class SequentialDetector {
     if (!advanced || this.options.maxWindowBytes <= 0) return undefined;
     stream.sequentialReads++;
     if (stream.sequentialReads < this.options.minSequentialReads) return undefined;
+    if (stream.nextOffset - stream.firstOffset < (this.options.minStreamBytes ?? 0)) return undefined;
 
-    const ahead = stream.aheadUntil - stream.nextOffset;
+    const ahead = Math.max(0, stream.aheadUntil - stream.nextOffset);
     if (stream.windowBytes > 0 && ahead > stream.windowBytes / 2) return undefined;
-    stream.windowBytes =
+    const unit = this.options.unitBytes ?? 1;
+    const grown =
       stream.windowBytes === 0
         ? Math.min(this.options.initialWindowBytes, this.options.maxWindowBytes)
         : Math.min(stream.windowBytes * 2, this.options.maxWindowBytes);
+    // Fair share: the budget over the streams that hold readahead now (this one included).
+    const budget = this.options.budgetBytes ?? Infinity;
+    const holders = 1 + this.streams.filter((s) => s !== stream && s.aheadUntil > s.nextOffset).length;
+    const share = Math.max(Math.min(this.options.initialWindowBytes, budget), Math.floor(budget / holders));
+    const window = Math.min(grown, share);
     const start = Math.max(stream.aheadUntil, stream.nextOffset);
-    const planEnd = Math.min(start + stream.windowBytes, this.objectSize);
-    if (planEnd <= start) return undefined;
-    stream.aheadUntil = planEnd;
-    return { streamId: stream.id, start, end: planEnd, windowBytes: stream.windowBytes };
+    const wanted = Math.min(window, availableBytes, this.objectSize - start);
+    const bytes = wanted >= this.objectSize - start ? wanted : Math.floor(wanted / unit) * unit;
+    if (bytes <= 0 || (bytes < unit && start + bytes < this.objectSize)) return undefined;
+    stream.windowBytes = window;
+    stream.aheadUntil = start + bytes;
+    return { streamId: stream.id, start, end: start + bytes, windowBytes: stream.windowBytes };
   }
 
   private match(offset: number): Stream | undefined {
