@@ -9,6 +9,8 @@
 export const DEFAULT_PREFIX = 'backups';
 export const ARCHIVE_OBJECT = 'data.sqsh';
 export const META_OBJECT = 'meta.json';
+/** Recorded prefetch list of the archive (issue 8, src/r2/prefetch-record.ts); optional. */
+export const PREFETCH_OBJECT = 'prefetch.json';
 /** The SDK's default: three days. */
 export const DEFAULT_TTL_SECONDS = 259_200;
 /** A restore is refused this long before the backup expires, so it cannot vanish mid-restore. */
@@ -60,11 +62,11 @@ export function normalizePrefix(prefix: string): string {
   return segments.join('/');
 }
 
-export function backupKeys(prefix: string, id: string): { archive: string; meta: string; dir: string } {
+export function backupKeys(prefix: string, id: string): { archive: string; meta: string; prefetch: string; dir: string } {
   assertBackupId(id);
   const p = normalizePrefix(prefix);
   const dir = p ? `${p}/${id}` : id;
-  return { dir, archive: `${dir}/${ARCHIVE_OBJECT}`, meta: `${dir}/${META_OBJECT}` };
+  return { dir, archive: `${dir}/${ARCHIVE_OBJECT}`, meta: `${dir}/${META_OBJECT}`, prefetch: `${dir}/${PREFETCH_OBJECT}` };
 }
 
 /** Parses and checks meta.json; `expectedId` must match its `id`. */

@@ -1,11 +1,12 @@
-import { rename, writeFile } from 'node:fs/promises';
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { describeError } from '../util/log.js';
 import { FAILURE_PREFIX } from './lower.js';
+import type { Recording } from './prefetch.js';
 
 /**
  * The process that serves a restore's lower mount: `node lower-daemon.js --source S --mountpoint M
- * [--stats F] [transport flags]`. It mounts with the FUSE library, keeps serving after mount-backup
+ * [--stats F] [transport flags] [cache flags] [prefetch flags]`. It mounts with the FUSE library, keeps serving after mount-backup
  * returns, publishes its stats as JSON to F (every few seconds and on SIGUSR1) for `squashfs-r2 list`,
  * unmounts on SIGTERM/SIGINT, and exits once the mount is gone (also after an outside fusermount -u).
  * Credentials come from the environment it inherits, never from its argv.
@@ -23,6 +24,15 @@ async function main(): Promise<number> {
       'path-style': { type: 'boolean' },
       region: { type: 'string' },
       'cache-bytes': { type: 'string' },
+      'cache-dir': { type: 'string' },
+      'cache-dir-max-bytes': { type: 'string' },
+      hydrate: { type: 'boolean' },
+      // A prefetch list already read and checked by mount-backup (its ETag is compared here).
+      'prefetch-list': { type: 'string' },
+      // Record the first reads and store them as s3://<record-bucket>/<record-key>.
+      'record-bucket': { type: 'string' },
+      'record-key': { type: 'string' },
+      'record-seconds': { type: 'string' },
     },
   });
   if (!v.source || !v.mountpoint) throw new Error('--source and --mountpoint are required');
@@ -31,6 +41,9 @@ async function main(): Promise<number> {
   const imported = performance.now();
   const handle = await mount(v.source, v.mountpoint, {
     cacheBytes: v['cache-bytes'] ? Number(v['cache-bytes']) : undefined,
+    cacheDir: v['cache-dir'],
+    cacheDirMaxBytes: v['cache-dir-max-bytes'] ? Number(v['cache-dir-max-bytes']) : undefined,
+    hydrate: v.hydrate,
     source: { endpoint: v.endpoint, accountId: v['account-id'], pathStyle: v['path-style'], region: v.region },
   });
   const ready = performance.now();
@@ -38,6 +51,29 @@ async function main(): Promise<number> {
   process.stderr.write(
     `${new Date().toISOString()} lower mount ready: ${v.source} on ${v.mountpoint} (process start ${Math.round(started)} ms, import ${ms(started, imported)}, mount ${ms(imported, ready)})\n`,
   );
+
+  const say = (level: string) => (message: string) => process.stderr.write(`${new Date().toISOString()} ${level} ${message}\n`);
+  const prefetchLog = { info: say('info'), warn: say('warn') };
+  let recording: Recording | undefined;
+  if (handle.source && v['record-key'] && v['record-bucket']) {
+    const { recordPrefetch, uploadPrefetchList } = await import('./prefetch.js');
+    const bucket = {
+      bucket: v['record-bucket'],
+      endpoint: v.endpoint,
+      accountId: v['account-id'],
+      pathStyle: v['path-style'],
+      region: v.region,
+    };
+    const key = v['record-key'];
+    recording = recordPrefetch(handle.source, Number(v['record-seconds'] ?? 120), (list) => uploadPrefetchList(bucket, key, list), prefetchLog);
+  } else if (handle.source && v['prefetch-list']) {
+    const [{ applyPrefetchList }, { parsePrefetchList }] = await Promise.all([
+      import('./prefetch.js'),
+      import('../r2/prefetch-record.js'),
+    ]);
+    const list = parsePrefetchList(await readFile(v['prefetch-list'], 'utf8'));
+    void applyPrefetchList(handle.source, list, prefetchLog).catch((e: unknown) => prefetchLog.warn(`prefetch: ${describeError(e)}`));
+  }
 
   const statsFile = v.stats;
   const publish = async (): Promise<void> => {
@@ -55,6 +91,7 @@ async function main(): Promise<number> {
     if (stopping) return;
     stopping = true;
     process.stderr.write(`${new Date().toISOString()} ${signal}: unmounting ${v.mountpoint}\n`);
+    void recording?.finish(); // stored while the mount goes away (teardown allows a few seconds)
     handle
       .unmount({ lazyIfBusy: true })
       .catch((e: unknown) => process.stderr.write(`unmount failed: ${describeError(e)}\n`));
@@ -64,6 +101,7 @@ async function main(): Promise<number> {
 
   await handle.closed;
   clearInterval(timer);
+  await recording?.finish();
   process.stderr.write(`${new Date().toISOString()} lower mount closed\n`);
   return 0;
 }

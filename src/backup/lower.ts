@@ -21,6 +21,14 @@ export interface LowerMountRequest {
   logFile: string;
   /** Where the process may publish its stats as JSON (read by `list`). */
   statsFile?: string;
+  /** Persistent chunk cache directory, its size limit (e.g. "10G"), background hydration (issue 8). */
+  cacheDir?: string;
+  cacheDirMax?: string;
+  hydrate?: boolean;
+  /** A checked prefetch list (prefetch.json) to fetch right after mounting. */
+  prefetchListFile?: string;
+  /** Record the first reads for `seconds` and store the list as s3://bucket/key. */
+  recordPrefetch?: { bucket: string; key: string; seconds: number };
 }
 
 /** Builds the argv of the process that serves the lower mount in the foreground. */
@@ -60,6 +68,14 @@ export const ourMountCommand: LowerCommand = (req) => {
   const argv = [process.execPath, daemonScript(), '--source', req.source, '--mountpoint', req.mountpoint];
   if (req.statsFile) argv.push('--stats', req.statsFile);
   if (req.cacheSize) argv.push('--cache-bytes', String(parseSize(req.cacheSize)));
+  if (req.cacheDir) argv.push('--cache-dir', req.cacheDir);
+  if (req.cacheDirMax) argv.push('--cache-dir-max-bytes', String(parseSize(req.cacheDirMax)));
+  if (req.hydrate) argv.push('--hydrate');
+  if (req.prefetchListFile) argv.push('--prefetch-list', req.prefetchListFile);
+  if (req.recordPrefetch) {
+    const r = req.recordPrefetch;
+    argv.push('--record-bucket', r.bucket, '--record-key', r.key, '--record-seconds', String(r.seconds));
+  }
   argv.push(...req.flags);
   return argv;
 };

@@ -1,4 +1,4 @@
-import { chmod, chown, mkdir, readdir, stat } from 'node:fs/promises';
+import { chmod, chown, mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import {
   assertBackupId,
@@ -13,6 +13,7 @@ import { STATS_FILE } from './list.js';
 import { type LowerCommand, ourMountCommand, parseSize, startLowerMount } from './lower.js';
 import { isMountPoint } from './mounts.js';
 import { mountOverlay, requireOverlayTool } from './overlay.js';
+import { fetchPrefetchList, type PrefetchFetch } from './prefetch.js';
 import { fetchMetaFast } from './remote.js';
 import { type BucketOptions, resolveBucketOptions, sourceSpec } from './s3-client.js';
 import {
@@ -37,8 +38,22 @@ export interface MountBackupOptions extends Partial<BucketOptions> {
   discardWrites?: boolean;
   /** The lower mount process (tools may substitute; default: lower-daemon.js, our FUSE mount). */
   lowerCommand?: LowerCommand;
+  /** Persistent chunk cache of the lower mount (survives restores; keyed by bucket/key/ETag). */
+  cacheDir?: string;
+  /** Size limit of `cacheDir`, e.g. "10G". */
+  cacheDirMax?: string;
+  /** Fetch the whole archive in the background once mounted (progress in `list`). */
+  hydrate?: boolean;
+  /**
+   * Record which parts of the archive this restore reads in its first `recordSeconds` (default 120)
+   * and store them as `<prefix>/<id>/prefetch.json`; later restores fetch those first.
+   */
+  recordPrefetch?: boolean;
+  recordSeconds?: number;
   /** Progress lines for people (stderr in the CLI). */
   onStep?: (message: string) => void;
+  /** Problems that do not stop the restore (a malformed prefetch.json). */
+  onWarning?: (message: string) => void;
   now?: () => number;
 }
 
@@ -48,7 +63,11 @@ export interface MountBackupResult {
   /** Teardown of the restore this one replaced, if any. */
   replaced: TeardownResult[];
   timingsMs: { meta: number; lower: number; overlay: number; total: number };
+  /** What became of the recorded prefetch list: handed to the lower mount, absent, unusable, or recording now. */
+  prefetch: 'list' | 'missing' | 'invalid' | 'recording';
 }
+
+const DEFAULT_RECORD_SECONDS = 120;
 
 async function assertDirectory(dir: string): Promise<void> {
   const st = await stat(dir).catch(() => undefined);
@@ -70,6 +89,11 @@ export async function mountBackup(
   // Everything checkable locally is checked before any request.
   assertBackupId(id);
   if (options.cacheSize !== undefined) parseSize(options.cacheSize);
+  if (options.cacheDirMax !== undefined) parseSize(options.cacheDirMax);
+  const recordSeconds = options.recordSeconds ?? DEFAULT_RECORD_SECONDS;
+  if (!(recordSeconds > 0) || !Number.isFinite(recordSeconds)) {
+    throw new BackupInputError(`record seconds must be a positive number, got ${options.recordSeconds}`);
+  }
   const bucketOptions = resolveBucketOptions(options);
   const prefix = options.prefix ?? DEFAULT_PREFIX;
   const keys = backupKeys(prefix, id);
@@ -81,6 +105,10 @@ export async function mountBackup(
   }
   const overlayTool = requireOverlayTool();
 
+  // The prefetch list is fetched alongside meta.json: no extra round trip.
+  const prefetchFetch: Promise<PrefetchFetch | undefined> = options.recordPrefetch
+    ? Promise.resolve(undefined)
+    : fetchPrefetchList(bucketOptions, keys.prefetch);
   const meta = await fetchMetaFast(bucketOptions, prefix, id);
   assertNotExpired(meta, options.now?.() ?? Date.now());
   const tMeta = Date.now();
@@ -92,7 +120,7 @@ export async function mountBackup(
       id,
       target,
       meta,
-      { stateDir, bucketOptions, archiveKey: keys.archive, overlayTool },
+      { stateDir, bucketOptions, archiveKey: keys.archive, prefetchKey: keys.prefetch, overlayTool, prefetchFetch },
       options,
       t0,
       tMeta,
@@ -106,13 +134,21 @@ async function restoreLocked(
   id: string,
   target: string,
   meta: BackupMeta,
-  where: { stateDir: string; bucketOptions: BucketOptions; archiveKey: string; overlayTool: string },
+  where: {
+    stateDir: string;
+    bucketOptions: BucketOptions;
+    archiveKey: string;
+    prefetchKey: string;
+    overlayTool: string;
+    prefetchFetch: Promise<PrefetchFetch | undefined>;
+  },
   options: MountBackupOptions,
   t0: number,
   tMeta: number,
 ): Promise<MountBackupResult> {
   const say = options.onStep ?? (() => undefined);
   const { stateDir, bucketOptions, archiveKey, overlayTool } = where;
+  const warn = options.onWarning ?? (() => undefined);
   await sweepDetached(stateDir).catch(() => undefined);
   const previous = await recordsForDir(stateDir, target);
   const replaced: TeardownResult[] = [];
@@ -140,9 +176,20 @@ async function restoreLocked(
   };
   await mkdir(paths.base, { mode: 0o700 });
   let tLower = tMeta;
+  let prefetch: MountBackupResult['prefetch'] = 'missing';
   try {
     for (const d of [paths.lower, paths.upper, paths.work]) await mkdir(d, { mode: 0o700 });
     await writeRecord(record);
+    const fetched = await where.prefetchFetch;
+    let prefetchListFile: string | undefined;
+    if (fetched?.kind === 'list') {
+      prefetchListFile = join(paths.base, 'prefetch.json');
+      await writeFile(prefetchListFile, JSON.stringify(fetched.list), { mode: 0o600 });
+      say(`prefetch list of ${fetched.list.ranges.length} ranges found`);
+    } else if (fetched?.kind === 'invalid') {
+      warn(`prefetch.json of backup ${id} ignored: ${fetched.reason}`);
+    }
+    prefetch = fetched ? fetched.kind : 'recording';
     say(`mounting ${source} read-only at ${paths.lower}`);
     record.lowerPid = await startLowerMount(
       {
@@ -152,6 +199,13 @@ async function restoreLocked(
         cacheSize: options.cacheSize,
         logFile: paths.lowerLog,
         statsFile: join(paths.base, STATS_FILE),
+        cacheDir: options.cacheDir === undefined ? undefined : resolve(options.cacheDir),
+        cacheDirMax: options.cacheDirMax,
+        hydrate: options.hydrate,
+        prefetchListFile,
+        recordPrefetch: options.recordPrefetch
+          ? { bucket: bucketOptions.bucket, key: where.prefetchKey, seconds: options.recordSeconds ?? DEFAULT_RECORD_SECONDS }
+          : undefined,
       },
       options.lowerCommand ?? ourMountCommand,
     );
@@ -181,5 +235,6 @@ async function restoreLocked(
     record,
     replaced,
     timingsMs: { meta: tMeta - t0, lower: tLower - tMeta, overlay: t1 - tLower, total: t1 - t0 },
+    prefetch,
   };
 }

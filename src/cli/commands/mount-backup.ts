@@ -16,7 +16,16 @@ FUSE mount and fuse-overlayfs puts a writable layer on top. Returns once <dir> i
 Restoring again onto <dir> replaces the earlier restore; its writes are moved aside (path printed).
 
 options:
-  --cache-size N      block cache of the lower mount (e.g. 256M)
+  --cache-size N      memory for the lower mount's caches, in total (e.g. 256M): 1/8 (4M to 64M) for
+                      decoded blocks, the rest for raw chunks of the archive
+  --cache-dir D       keep fetched chunks of archives on disk in D (per bucket/key/ETag, checksummed):
+                      restoring the same backup again fetches nothing twice
+  --cache-dir-max N   size limit of --cache-dir, whole archives evicted least recently used (default 10G)
+  --hydrate           once mounted, fetch the whole archive in the background below every read
+                      (needs --cache-dir unless the archive fits the chunk memory); progress in "list"
+  --record-prefetch   record what this restore reads in its first --record-seconds and store it beside
+                      the backup (prefetch.json); later restores fetch those parts first, right after mounting
+  --record-seconds N  length of the recording (default 120)
   --state-dir D       where restores keep their mounts and writes (default /var/lib/squashfs-r2/restores,
                       or SQUASHFS_R2_STATE_DIR)
   --discard-writes    delete the writes of a replaced restore instead of saving them
@@ -31,6 +40,11 @@ export async function run(argv: string[]): Promise<number> {
       options: {
         ...BUCKET_FLAGS,
         'cache-size': { type: 'string' },
+        'cache-dir': { type: 'string' },
+        'cache-dir-max': { type: 'string' },
+        hydrate: { type: 'boolean' },
+        'record-prefetch': { type: 'boolean' },
+        'record-seconds': { type: 'string' },
         'state-dir': { type: 'string' },
         'discard-writes': { type: 'boolean' },
         quiet: { type: 'boolean', short: 'q' },
@@ -46,9 +60,15 @@ export async function run(argv: string[]): Promise<number> {
   const result = await mountBackup(id, dir, {
     ...bucketOptionsFrom(v),
     cacheSize: v['cache-size'],
+    cacheDir: v['cache-dir'],
+    cacheDirMax: v['cache-dir-max'],
+    hydrate: v.hydrate,
+    recordPrefetch: v['record-prefetch'],
+    recordSeconds: v['record-seconds'] === undefined ? undefined : Number(v['record-seconds']),
     stateDir: v['state-dir'],
     discardWrites: v['discard-writes'],
     onStep: say,
+    onWarning: (m) => process.stderr.write(`mount-backup: warning: ${m}\n`),
   });
   for (const r of result.replaced) {
     if (r.savedWrites)
