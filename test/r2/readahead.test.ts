@@ -43,6 +43,34 @@ describe('SequentialDetector', () => {
     expect(streams.size).toBe(2);
   });
 
+  it('the tiny adjacent reads of an image open (superblock, compression options) start no readahead', () => {
+    const d = new SequentialDetector({ ...options, minStreamBytes: 64 * KiB }, 1 << 30);
+    expect([d.observe(0, 96), d.observe(96, 2), d.observe(98, 8), d.observe(106, 2)]).toEqual([undefined, undefined, undefined, undefined]);
+    // The same stream, once it has read real data, does get a window.
+    const plans = [0, 1, 2].map((i) => d.observe(108 + i * 128 * KiB, 128 * KiB));
+    expect(plans.some((p) => p !== undefined)).toBe(true);
+  });
+
+  it('streams share one budget: windows never plan more than is available, and split it fairly', () => {
+    const budget = 8 * MiB;
+    const d = new SequentialDetector({ ...options, budgetBytes: budget, unitBytes: 256 * KiB }, 1 << 30);
+    const bases = [0, 1, 2, 3].map((i) => i * 100 * MiB);
+    const next = bases.map(() => 0);
+    const planned = bases.map(() => 0);
+    for (let step = 0; step < 200; step++) {
+      for (let s = 0; s < bases.length; s++) {
+        const outstanding = planned.reduce((sum, p, i) => sum + Math.max(0, p - next[i]!), 0);
+        const plan = d.observe(bases[s]! + next[s]!, 128 * KiB, budget - outstanding);
+        next[s]! += 128 * KiB;
+        if (!plan) continue;
+        expect(plan.end - plan.start).toBeLessThanOrEqual(budget - outstanding);
+        expect(plan.windowBytes).toBeLessThanOrEqual(budget / 4);
+        planned[s] = plan.end - bases[s]!;
+      }
+    }
+    for (let s = 0; s < bases.length; s++) expect(planned[s]).toBeGreaterThan(next[s]!); // every stream kept a window
+  });
+
   it('plans nothing past the end of the object', () => {
     const d = new SequentialDetector(options, 300 * KiB);
     const plans = [0, 1, 2, 3, 4].map((i) => d.observe(i * 50 * KiB, 50 * KiB));
@@ -109,6 +137,32 @@ describe('readahead through the cache', () => {
     const stats = source.stats().cache;
     expect(stats.misses).toBeLessThan(5); // the reader found its chunks: none evicted before use
     expect(stats.readaheadBytes - stats.readaheadUsedBytes).toBeLessThanOrEqual(cacheBytes / 2);
+    expect(stats.peakDataBytes).toBeLessThanOrEqual(cacheBytes);
+    await source.close();
+  });
+
+  it('4 parallel sequential readers through a 16 MiB cache fetch each byte once: readahead is not evicted before use', async () => {
+    const remote = await FileObject.open(path, { latencyMs: 10 });
+    const cacheBytes = 16 * MiB;
+    const source = await openCachedSource(remote, { cacheBytes, tailBytes: 0 });
+    remote.resetRequests();
+    const fileBytes = 16 * MiB;
+    const reader = async (base: number) => {
+      for (let at = base; at < base + fileBytes; at += 128 * KiB) {
+        expect(same(await source.read(at, 128 * KiB), at)).toBe(true);
+        await new Promise((resolve) => setTimeout(resolve, 2)); // readers slower than the network, like decompression
+      }
+    };
+    await Promise.all([0, 1, 2, 3].map((i) => reader(i * fileBytes)));
+    const stats = source.stats().cache;
+    const fetched = remote.requests.filter((r) => r.kind === 'fetch').reduce((sum, r) => sum + r.length, 0);
+    console.log(
+      `4 streams x 16 MiB, 16 MiB cache: fetched ${(fetched / MiB).toFixed(1)} MiB in ${remote.requests.length} GETs, ` +
+        `readahead ${(stats.readaheadBytes / MiB).toFixed(1)} MiB, evicted unused ${(stats.readaheadEvictedUnusedBytes / MiB).toFixed(1)} MiB`,
+    );
+    expect(fetched).toBeLessThanOrEqual(4 * fileBytes + 12 * MiB); // each byte once, plus windows run past a file end
+    expect(stats.readaheadEvictedUnusedBytes).toBeLessThanOrEqual(2 * MiB);
+    expect(stats.readaheadUsedBytes).toBeGreaterThan(3 * fileBytes);
     expect(stats.peakDataBytes).toBeLessThanOrEqual(cacheBytes);
     await source.close();
   });
