@@ -204,6 +204,12 @@ function resolveOptions(options: CacheOptions): Resolved {
   // Readahead must leave room for foreground reads and never evict what it is about to need.
   r.maxReadaheadFetches = Math.min(r.maxReadaheadFetches, Math.max(0, r.maxConcurrentFetches - 1));
   r.maxBackgroundFetches = Math.max(1, Math.min(r.maxBackgroundFetches, r.maxConcurrentFetches - 1));
+  // A background or prefetch GET is admitted only when its bytes fit the memory budget: one larger
+  // than the cache would wait forever (hydration of a small cache hung so).
+  const whole = Math.floor(r.cacheBytes / chunkBytes) * chunkBytes;
+  const quarter = Math.max(chunkBytes, Math.floor(r.cacheBytes / 4 / chunkBytes) * chunkBytes);
+  r.hydrateRequestBytes = Math.min(r.hydrateRequestBytes, whole);
+  r.maxReadaheadRequestBytes = Math.min(r.maxReadaheadRequestBytes, quarter);
   return r;
 }
 
@@ -340,8 +346,7 @@ class ChunkCachedSource implements CachedSource {
       maxBackground: opts.maxBackgroundFetches,
       admit: (task) => this.admit(task),
     });
-    // The window may not exceed a quarter of the cache: prefetched-but-unread bytes stay below 1.5
-    // windows, so readahead can never push out the chunks it fetched before the reader gets to them.
+    // One window may not exceed a quarter of the cache (it is topped up when half is read).
     const windowCap = Math.floor(Math.min(opts.maxReadaheadBytes, opts.cacheBytes / 4) / opts.chunkBytes) * opts.chunkBytes;
     // All streams together keep at most half the cache in unused readahead (held or in flight), so
     // readahead never pushes out what another stream is about to read, and the other half holds
