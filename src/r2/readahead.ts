@@ -8,8 +8,9 @@
  * or anywhere inside the bytes already prefetched for it (like mountpoint-s3's forward seek inside the
  * window). Any other read starts a new stream with no readahead, so a random reader never triggers more
  * than what it asked for. A stream's window starts at `initialWindowBytes` once it has been continued
- * `minSequentialReads - 1` times (two adjacent reads can be chance; three rarely are) and doubles every time the reader has consumed half of what was prefetched, up to `maxWindowBytes`;
- * the prefetched bytes ahead of a reader stay below 1.5 windows.
+ * `minSequentialReads - 1` times (two adjacent reads can be chance; three rarely are) and doubles every
+ * time the reader has consumed half of what was prefetched, up to `maxWindowBytes`; each plan tops the
+ * prefetched bytes ahead of the reader up to one window.
  *
  * A stream also needs `minStreamBytes` read before its first window: the reader's few tiny adjacent
  * reads at open (superblock, compression options) are not a data stream, and a readahead they start is
@@ -108,12 +109,29 @@ export class SequentialDetector {
     const share = Math.max(Math.min(this.options.initialWindowBytes, budget), Math.floor(budget / holders));
     const window = Math.min(grown, share);
     const start = Math.max(stream.aheadUntil, stream.nextOffset);
-    const wanted = Math.min(window, availableBytes, this.objectSize - start);
-    const bytes = wanted >= this.objectSize - start ? wanted : Math.floor(wanted / unit) * unit;
-    if (bytes <= 0 || (bytes < unit && start + bytes < this.objectSize)) return undefined;
+    const limit = this.nextStreamStart(stream, start);
+    // Top the stream up to one window ahead of its reader (so the streams' windows, each within its
+    // share, fit the budget together). When other streams hold the budget, wait until at least half
+    // a window is free rather than trickling one-chunk GETs.
+    const wanted = Math.min(window - ahead, availableBytes, limit - start);
+    const bytes = wanted >= limit - start ? wanted : Math.floor(wanted / unit) * unit;
+    const enough = Math.max(unit, Math.min(window - ahead, Math.floor(window / 2)));
+    if (bytes <= 0 || (bytes < enough && start + bytes < limit)) return undefined;
     stream.windowBytes = window;
     stream.aheadUntil = start + bytes;
     return { streamId: stream.id, start, end: start + bytes, windowBytes: stream.windowBytes };
+  }
+
+  /**
+   * Where this stream's readahead stops: the end of the object, or where another live stream began
+   * reading, at or past `start`. Files in an image lie back to back, so a window running past the end of one
+   * file lands on the next one, which another reader (W1: four files copied at once) has usually
+   * read already; the bytes were then fetched twice.
+   */
+  private nextStreamStart(stream: Stream, start: number): number {
+    let limit = this.objectSize;
+    for (const s of this.streams) if (s !== stream && s.firstOffset >= start && s.firstOffset < limit) limit = s.firstOffset;
+    return limit;
   }
 
   private match(offset: number): Stream | undefined {
