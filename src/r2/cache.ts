@@ -35,8 +35,13 @@ import type { CacheStats, ObjectInfo, RemoteObject, SourceStats } from './types.
 export interface CacheOptions {
   /** Bytes of data chunks kept in memory (pinned metadata comes on top). Default 256 MiB. */
   cacheBytes?: number;
-  /** Alignment and unit of caching. Default 256 KiB (see DEFAULTS for why). */
+  /** Alignment and unit of caching. Default 64 KiB (see DEFAULTS for why). */
   chunkBytes?: number;
+  /**
+   * A small read that misses (under half of this) fetches every missing chunk of its aligned unit of
+   * this size; a larger miss fetches just its own chunks. Default 256 KiB; `chunkBytes` disables it.
+   */
+  missUnitBytes?: number;
   /** Largest readahead window. Default 64 MiB; never more than a quarter of `cacheBytes`. */
   maxReadaheadBytes?: number;
   /** First readahead window of a sequential stream. Default 1 MiB. */
@@ -47,7 +52,7 @@ export interface CacheOptions {
   maxConcurrentFetches?: number;
   /** Of those, at most this many for readahead. Default 4. */
   maxReadaheadFetches?: number;
-  /** Bytes fetched at open from the start of the object (superblock). Default `chunkBytes`. */
+  /** Bytes fetched at open from the start of the object (superblock). Default `missUnitBytes`. */
   headBytes?: number;
   /** Bytes fetched at open from the end of the object (metadata). Default 1 MiB. */
   tailBytes?: number;
@@ -134,13 +139,16 @@ const MiB = 1024 * KiB;
 
 /**
  * Why these defaults:
- * - chunkBytes 256 KiB: a round trip to R2 costs tens of ms while 256 KiB transfers in a few ms, so a
- *   chunk several times the default 128 KiB squashfs block costs almost nothing extra per miss and
- *   catches neighbouring blocks and packed small files; 1 MiB chunks quadruple the bytes (and cache
- *   pollution) of random block reads for little gain. Sequential throughput comes from readahead, not
- *   from the chunk size. Measured with test/r2/cache-chunksize.test.ts (CACHE_BENCH=1): at 20 ms RTT,
- *   64 KiB chunks took 1.6x the time of 256 KiB for random small files and 1.3x for whole-tree reads;
- *   1 MiB chunks saved round trips only where the whole file fit in a few chunks, at 1.4x the bytes.
+ * - missUnitBytes 256 KiB: a round trip to R2 costs tens of ms while 256 KiB transfers in a few ms, so
+ *   a small read (a packed small file, a fragment block) that misses fetches its whole 256 KiB unit
+ *   and catches its neighbours, which are read next. Measured with test/r2/cache-chunksize.test.ts
+ *   (CACHE_BENCH=1): at 20 ms RTT, plain 64 KiB chunks took 1.6x the time of 256 KiB for random small
+ *   files and 1.3x for whole-tree reads (the neighbours cost round trips of their own); 1 MiB chunks
+ *   saved round trips only where the whole file fit in a few chunks, at 1.4x the bytes.
+ * - chunkBytes 64 KiB: a large random read (a 128 KiB block of a big file) fetches just the chunks it
+ *   covers: 192 KiB at worst, where 256 KiB chunks cost 256 or 512 KiB (a block straddling two
+ *   chunks), 3.3x the bytes needed for random 4 KiB reads of a big file. Sequential throughput comes
+ *   from readahead, whose GETs span many chunks.
  * - tailBytes 1 MiB: holds the whole metadata run of images of tens of thousands of files (a gzip
  *   image of 4,251 npm files has 86 KiB of metadata, ~21 bytes per inode), so open + retain is one
  *   round trip for them; bigger images pay exactly one more GET.
@@ -149,7 +157,8 @@ const MiB = 1024 * KiB;
  */
 export const CACHE_DEFAULTS = {
   cacheBytes: 256 * MiB,
-  chunkBytes: 256 * KiB,
+  chunkBytes: 64 * KiB,
+  missUnitBytes: 256 * KiB,
   maxReadaheadBytes: 64 * MiB,
   initialReadaheadBytes: 1 * MiB,
   maxReadaheadRequestBytes: 8 * MiB,
@@ -168,17 +177,20 @@ type Resolved = Required<Omit<CacheOptions, 'cacheDir' | 'cacheDirMaxBytes' | 'h
 
 function resolveOptions(options: CacheOptions): Resolved {
   const chunkBytes = options.chunkBytes ?? CACHE_DEFAULTS.chunkBytes;
+  // A chunk size asked for alone keeps its old meaning (the unit of every fetch).
+  const missUnitBytes = options.missUnitBytes ?? (options.chunkBytes === undefined ? CACHE_DEFAULTS.missUnitBytes : chunkBytes);
   const r: Resolved = {
     cacheBytes: options.cacheBytes ?? CACHE_DEFAULTS.cacheBytes,
     chunkBytes,
+    missUnitBytes,
     maxReadaheadBytes: options.maxReadaheadBytes ?? CACHE_DEFAULTS.maxReadaheadBytes,
     initialReadaheadBytes: options.initialReadaheadBytes ?? CACHE_DEFAULTS.initialReadaheadBytes,
     maxReadaheadRequestBytes: options.maxReadaheadRequestBytes ?? CACHE_DEFAULTS.maxReadaheadRequestBytes,
     maxConcurrentFetches: options.maxConcurrentFetches ?? CACHE_DEFAULTS.maxConcurrentFetches,
     maxReadaheadFetches: options.maxReadaheadFetches ?? CACHE_DEFAULTS.maxReadaheadFetches,
-    headBytes: options.headBytes ?? chunkBytes,
+    headBytes: options.headBytes ?? Math.max(chunkBytes, missUnitBytes),
     tailBytes: options.tailBytes ?? CACHE_DEFAULTS.tailBytes,
-    coalesceGapBytes: options.coalesceGapBytes ?? 2 * chunkBytes,
+    coalesceGapBytes: options.coalesceGapBytes ?? 2 * Math.max(chunkBytes, missUnitBytes),
     maxPinnedBytes: options.maxPinnedBytes ?? CACHE_DEFAULTS.maxPinnedBytes,
     maxBackgroundFetches: options.maxBackgroundFetches ?? CACHE_DEFAULTS.maxBackgroundFetches,
     hydrateRequestBytes: options.hydrateRequestBytes ?? CACHE_DEFAULTS.hydrateRequestBytes,
@@ -190,6 +202,8 @@ function resolveOptions(options: CacheOptions): Resolved {
   positive('chunkBytes', 512);
   if ((chunkBytes & (chunkBytes - 1)) !== 0) throw new RangeError(`cache option chunkBytes must be a power of two, got ${chunkBytes}`);
   positive('cacheBytes', 2 * chunkBytes);
+  positive('missUnitBytes', chunkBytes);
+  if (missUnitBytes % chunkBytes !== 0) throw new RangeError(`cache option missUnitBytes must be a multiple of chunkBytes, got ${missUnitBytes}`);
   positive('maxReadaheadBytes', 0);
   positive('initialReadaheadBytes', chunkBytes);
   positive('maxReadaheadRequestBytes', chunkBytes);
@@ -478,12 +492,33 @@ class ChunkCachedSource implements CachedSource {
       this.counters.misses++;
       missing.push(c);
     }
+    if (missing.length > 0 && end - start < this.opts.missUnitBytes / 2) this.widenToUnits(missing);
     for (const fetch of this.planFetches(missing, 'foreground', undefined)) {
-      for (const [c, w] of fetch.waiters) waits.push([c, w.promise]);
+      for (const [c, w] of fetch.waiters) if (c >= first && c <= last) waits.push([c, w.promise]); // not the widened neighbours
       this.scheduler.submit(fetch);
     }
     for (const [c, promise] of waits) this.copyChunk(c, await promise, start, end, out, base);
     // Awaiting in order is fine: all fetches were issued before the first await.
+  }
+
+  /**
+   * Adds to a small read's `missing` chunks (sorted) the other chunks of their aligned miss units that
+   * are neither held, in flight nor pinned: the neighbours come in the same GET.
+   */
+  private widenToUnits(missing: number[]): void {
+    const per = this.opts.missUnitBytes / this.opts.chunkBytes;
+    if (per <= 1) return;
+    const lastChunk = this.chunkOf(this.size - 1);
+    const first = Math.floor(missing[0]! / per) * per;
+    const last = Math.min(lastChunk, Math.floor(missing[missing.length - 1]! / per) * per + per - 1);
+    const wanted = new Set(missing);
+    for (let c = first; c <= last; c++) {
+      if (wanted.has(c) || this.lru.has(c) || this.inFlight.has(c)) continue;
+      if (this.pinned.missing(this.chunkStart(c), this.chunkEnd(c)).length === 0) continue;
+      if (this.disk?.has(c)) continue;
+      wanted.add(c);
+    }
+    missing.splice(0, missing.length, ...[...wanted].sort((a, b) => a - b));
   }
 
   /**
@@ -734,8 +769,14 @@ class ChunkCachedSource implements CachedSource {
     const gaps = this.pinned.missing(offset, end).flatMap(([s, e]) => this.uncachedParts(s, e));
     let fetched: Extent | undefined;
     if (gaps.length > 0) {
-      const from = gaps[0]![0];
-      const to = gaps[gaps.length - 1]![1];
+      let from = gaps[0]![0];
+      let to = gaps[gaps.length - 1]![1];
+      if (this.disk) {
+        // Whole chunks only reach the disk cache: a chunk half in the tail and half in this gap
+        // would otherwise never be kept, and a remount would fetch it again.
+        from = this.chunkStart(this.chunkOf(from));
+        to = this.chunkEnd(this.chunkOf(to - 1));
+      }
       fetched = { start: from, bytes: await this.readRange(from, to) };
     }
     if (this.closed) return;

@@ -103,7 +103,7 @@ describe('persistent chunk cache', () => {
 
   it('crash leftovers never yield wrong bytes: bad data, marks without data, torn records', async () => {
     const cacheDir = await freshCacheDir();
-    const first = await open({ cacheDir });
+    const first = await open({ cacheDir, chunkBytes: CHUNK }); // the damage below is placed by chunk index
     await readEverything(first.source);
     await first.source.close();
     const [key] = await objectDirs(cacheDir);
@@ -122,7 +122,7 @@ describe('persistent chunk cache', () => {
     await index.write(Buffer.alloc(8), 0, 8, 4096 + 11 * 8);
     await index.close();
 
-    const second = await open({ cacheDir });
+    const second = await open({ cacheDir, chunkBytes: CHUNK });
     await readEverything(second.source);
     const disk = second.source.stats().cache.disk!;
     expect(disk.badChunks).toBe(3); // 3, 7, 9 failed verification
@@ -130,7 +130,7 @@ describe('persistent chunk cache', () => {
     await second.source.close();
 
     // And they were repaired: a third mount reads nothing.
-    const third = await open({ cacheDir });
+    const third = await open({ cacheDir, chunkBytes: CHUNK });
     await readEverything(third.source);
     expect(fetchCount(third.remote)).toBe(0);
     await third.source.close();

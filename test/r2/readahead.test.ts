@@ -181,6 +181,7 @@ describe('readahead through the cache', () => {
     const remote = await FileObject.open(path, { latencyMs: 30 });
     const source = await openCachedSource(remote, {
       tailBytes: 0,
+      chunkBytes: 256 * KiB, // the plan below is written in 256 KiB chunks
       initialReadaheadBytes: 4 * MiB,
       maxReadaheadRequestBytes: 1 * MiB,
       maxReadaheadFetches: 1,
