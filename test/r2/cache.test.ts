@@ -191,6 +191,29 @@ describe('chunk cache', () => {
       await source.close();
     }
   });
+
+  it('by default a random 128 KiB block costs at most 192 KiB (just its 64 KiB chunks), a small read its 256 KiB unit', async () => {
+    const { remote, source } = await open({ headBytes: 0, tailBytes: 0 });
+    let seed = 777;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const n = 64;
+    for (let i = 0; i < n; i++) {
+      // An uncompressed 128 KiB squashfs block sits at any offset (the image's data starts after the superblock).
+      const at = 96 + Math.floor(rand() * ((data.length - 256 * KiB) / (128 * KiB))) * 128 * KiB;
+      expectBytes(await source.read(at, 128 * KiB), at, at + 128 * KiB);
+    }
+    const random = source.stats().cache;
+    expect(random.readaheadBytes).toBe(0);
+    expect(random.fetchedBytes).toBeLessThanOrEqual(n * 192 * KiB);
+    remote.resetRequests();
+    // A small read (a packed small file, a fragment) brings its aligned 256 KiB unit in one GET.
+    const at = 20 * MiB + 70 * KiB;
+    expectBytes(await source.read(at, 3000), at, at + 3000);
+    expect(fetches(remote)).toEqual([expect.objectContaining({ offset: 20 * MiB, length: 256 * KiB })]);
+    expectBytes(await source.read(20 * MiB + 200 * KiB, 5000), 20 * MiB + 200 * KiB, 20 * MiB + 200 * KiB + 5000);
+    expect(fetches(remote)).toHaveLength(1);
+    await source.close();
+  });
 });
 
 describe('failures', () => {
