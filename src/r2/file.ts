@@ -34,18 +34,24 @@ export class FileSource {
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
+    const buf = Buffer.allocUnsafe(length);
+    await this.readInto(offset, buf);
+    return buf;
+  }
+
+  /** Fills `target` with the bytes from `offset` (the reader reads uncompressed blocks straight into FUSE's buffer). */
+  async readInto(offset: number, target: Uint8Array): Promise<void> {
+    const length = target.length;
     if (this.closed) throw new Error(`${this.name}: source is closed`);
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.size) {
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset + length > this.size) {
       throw new RangeError(`${this.name}: read [${offset}, +${length}) outside the object (${this.size} bytes)`);
     }
-    const buf = Buffer.allocUnsafe(length);
     let done = 0;
     while (done < length) {
-      const { bytesRead } = await this.handle.read(buf, done, length - done, this.base + offset + done);
+      const { bytesRead } = await this.handle.read(target, done, length - done, this.base + offset + done);
       if (bytesRead === 0) throw new Error(`${this.name}: file shrank: short read at ${offset + done}`);
       done += bytesRead;
     }
-    return buf;
   }
 
   async close(): Promise<void> {

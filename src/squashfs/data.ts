@@ -31,6 +31,9 @@ function observed<T>(p: Promise<T>): Promise<T> {
   return p;
 }
 
+/** Marks a piece already read into the target by the source. */
+const DIRECT = new Uint8Array(0);
+
 function checkRange(offset: number, length: number): void {
   if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
     throw new SquashfsError('EINVAL', `invalid read range offset ${offset} length ${length}`);
@@ -56,12 +59,17 @@ interface Checkpoint {
   pos: number;
 }
 
-/** One block of a read: decoded bytes now (cache hit), later (promise), or neither (sparse: zeros). */
+/**
+ * One block of a read: decoded bytes now (cache hit), later (promise), read straight into the
+ * caller's buffer (direct), or none of these (sparse: zeros).
+ */
 interface Piece {
   /** File offset of the block's first byte. */
   fileStart: number;
   promise: Promise<Uint8Array> | undefined;
   data: Uint8Array | undefined;
+  /** Image position of an uncompressed block the source copies into the target itself (ImageIO.direct). */
+  direct: number | undefined;
 }
 
 export class FileData {
@@ -115,10 +123,18 @@ export class FileData {
       this.plan(inode, last + 1, ahead, true).catch(() => undefined);
     }
 
-    const datas = await Promise.all(pieces.map((p) => p.promise ?? p.data));
+    const datas = await Promise.all(
+      pieces.map((p) => {
+        if (p.direct === undefined) return p.promise ?? p.data;
+        const from = Math.max(offset, p.fileStart);
+        const to = Math.min(end, p.fileStart + bs, f.size);
+        return this.ctx.io.readInto(p.direct + (from - p.fileStart), out.subarray(from - offset, to - offset), 'file data').then(() => DIRECT);
+      }),
+    );
     for (let i = 0; i < pieces.length; i++) {
       const p = pieces[i]!;
       const data = datas[i];
+      if (data === DIRECT) continue;
       const blockEnd = Math.min(p.fileStart + bs, f.size);
       const from = Math.max(offset, p.fileStart);
       const to = Math.min(end, blockEnd);
@@ -172,7 +188,7 @@ export class FileData {
     let chunkIndex = -1;
     try {
       for (let b = first; b <= last; b++) {
-        const piece: Piece = { fileStart: b * bs, promise: undefined, data: undefined };
+        const piece: Piece = { fileStart: b * bs, promise: undefined, data: undefined, direct: undefined };
         pieces.push(piece);
         if (b >= f.blockCount) {
           flush();
@@ -215,6 +231,14 @@ export class FileData {
               .then((buf) => this.decode(buf, word, pos))
               .then((blk) => this.checkBlock(blk, word, expected, pos)),
           );
+          continue;
+        }
+        if (word & WORD_UNCOMPRESSED && this.ctx.io.direct) {
+          // Stored as is and the source copies into the caller's buffer: no block cache, no extra
+          // copy (the source's own cache holds it); readahead leaves it to the source too.
+          flush();
+          if (len !== expected) throw corrupt('data block', `uncompressed block ${b} holds ${len} bytes, expected ${expected}`, pos);
+          if (!prefetch) piece.direct = pos;
           continue;
         }
         if (run !== undefined && (run.pos + run.bytes !== pos || run.bytes + len > MAX_RUN_BYTES)) flush();

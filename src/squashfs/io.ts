@@ -7,29 +7,58 @@ import { SquashfsError, corrupt } from './errors.js';
  */
 export class ImageIO {
   limit: number;
+  /**
+   * Set when the source fills a caller's buffer itself (a local file, whose page cache is already a
+   * cache): uncompressed data blocks then go straight into FUSE's buffer, bypassing the block cache.
+   */
+  readonly direct: boolean;
 
   constructor(readonly source: ByteSource) {
     this.limit = source.size;
+    this.direct = typeof (source as Partial<DirectSource>).readInto === 'function';
   }
 
   async read(offset: number, length: number, structure: string): Promise<Uint8Array> {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.limit) {
-      throw corrupt(structure, `read of ${length} bytes beyond the end of the image (${this.limit})`, offset);
-    }
+    this.check(offset, length, structure);
     let bytes: Uint8Array;
     try {
       bytes = await this.source.read(offset, length);
     } catch (e) {
-      if (e instanceof SquashfsError) throw e;
-      throw new SquashfsError('EIO', `${this.source.name}: read of ${length} bytes at ${offset} failed: ${(e as Error)?.message ?? String(e)}`, {
-        structure,
-        offset,
-        cause: e,
-      });
+      throw this.failure(e, offset, length, structure);
     }
     if (!(bytes instanceof Uint8Array) || bytes.length !== length) {
       throw new SquashfsError('EIO', `${this.source.name}: short read at ${offset} (${bytes?.length} of ${length} bytes)`, { structure, offset });
     }
     return bytes;
   }
+
+  /** Fills `target` from `offset`; only when `direct` is set. */
+  async readInto(offset: number, target: Uint8Array, structure: string): Promise<void> {
+    this.check(offset, target.length, structure);
+    try {
+      await (this.source as unknown as DirectSource).readInto(offset, target);
+    } catch (e) {
+      throw this.failure(e, offset, target.length, structure);
+    }
+  }
+
+  private check(offset: number, length: number, structure: string): void {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.limit) {
+      throw corrupt(structure, `read of ${length} bytes beyond the end of the image (${this.limit})`, offset);
+    }
+  }
+
+  private failure(e: unknown, offset: number, length: number, structure: string): SquashfsError {
+    if (e instanceof SquashfsError) return e;
+    return new SquashfsError('EIO', `${this.source.name}: read of ${length} bytes at ${offset} failed: ${(e as Error)?.message ?? String(e)}`, {
+      structure,
+      offset,
+      cause: e,
+    });
+  }
+}
+
+/** A source that can fill a caller's buffer (FileSource): exactly `target.length` bytes or a throw. */
+interface DirectSource {
+  readInto(offset: number, target: Uint8Array): Promise<void>;
 }

@@ -187,8 +187,10 @@ describe('data', () => {
       return misses;
     };
     expect(await blocksLoaded(0, [0, 1, 2])).toBe(3);
-    expect(await blocksLoaded(undefined, [0, 5, 9])).toBe(3); // random: no readahead
-    expect(await blocksLoaded(undefined, [0, 1, 2])).toBeGreaterThanOrEqual(3 + 8); // 1 MiB ahead of 128 KiB blocks
+    expect(await blocksLoaded(undefined, [0, 5, 13])).toBe(3); // random: no readahead
+    // 1 MiB ahead of 128 KiB blocks: text blocks 3-7; the random blocks 8-10 are stored uncompressed
+    // and a local file reads them straight into the caller's buffer (no block cache, no readahead).
+    expect(await blocksLoaded(undefined, [0, 1, 2])).toBeGreaterThanOrEqual(3 + 5);
   });
 
   test('contiguous blocks of a file are fetched with one source read', async () => {
