@@ -62,11 +62,19 @@ export function normalizePrefix(prefix: string): string {
   return segments.join('/');
 }
 
-export function backupKeys(prefix: string, id: string): { archive: string; meta: string; prefetch: string; dir: string } {
+export function backupKeys(
+  prefix: string,
+  id: string,
+): { archive: string; meta: string; prefetch: string; dir: string } {
   assertBackupId(id);
   const p = normalizePrefix(prefix);
   const dir = p ? `${p}/${id}` : id;
-  return { dir, archive: `${dir}/${ARCHIVE_OBJECT}`, meta: `${dir}/${META_OBJECT}`, prefetch: `${dir}/${PREFETCH_OBJECT}` };
+  return {
+    dir,
+    archive: `${dir}/${ARCHIVE_OBJECT}`,
+    meta: `${dir}/${META_OBJECT}`,
+    prefetch: `${dir}/${PREFETCH_OBJECT}`,
+  };
 }
 
 /** Parses and checks meta.json; `expectedId` must match its `id`. */

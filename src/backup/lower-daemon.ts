@@ -52,7 +52,8 @@ async function main(): Promise<number> {
     `${new Date().toISOString()} lower mount ready: ${v.source} on ${v.mountpoint} (process start ${Math.round(started)} ms, import ${ms(started, imported)}, mount ${ms(imported, ready)})\n`,
   );
 
-  const say = (level: string) => (message: string) => process.stderr.write(`${new Date().toISOString()} ${level} ${message}\n`);
+  const say = (level: string) => (message: string) =>
+    process.stderr.write(`${new Date().toISOString()} ${level} ${message}\n`);
   const prefetchLog = { info: say('info'), warn: say('warn') };
   let recording: Recording | undefined;
   if (handle.source && v['record-key'] && v['record-bucket']) {
@@ -65,14 +66,21 @@ async function main(): Promise<number> {
       region: v.region,
     };
     const key = v['record-key'];
-    recording = recordPrefetch(handle.source, Number(v['record-seconds'] ?? 120), (list) => uploadPrefetchList(bucket, key, list), prefetchLog);
+    recording = recordPrefetch(
+      handle.source,
+      Number(v['record-seconds'] ?? 120),
+      (list) => uploadPrefetchList(bucket, key, list),
+      prefetchLog,
+    );
   } else if (handle.source && v['prefetch-list']) {
     const [{ applyPrefetchList }, { parsePrefetchList }] = await Promise.all([
       import('./prefetch.js'),
       import('../r2/prefetch-record.js'),
     ]);
-    const list = parsePrefetchList(await readFile(v['prefetch-list'], 'utf8'));
-    void applyPrefetchList(handle.source, list, prefetchLog).catch((e: unknown) => prefetchLog.warn(`prefetch: ${describeError(e)}`));
+    // Already checked by mount-backup; still, a bad list must never take the mount down.
+    void readFile(v['prefetch-list'], 'utf8')
+      .then((text) => applyPrefetchList(handle.source!, parsePrefetchList(text), prefetchLog))
+      .catch((e: unknown) => prefetchLog.warn(`prefetch list ignored: ${describeError(e)}`));
   }
 
   const statsFile = v.stats;

@@ -94,9 +94,13 @@ export async function applyPrefetchList(source: ImageSource, list: PrefetchList,
   const bytes = ranges.reduce((sum, [, length]) => sum + length, 0);
   const started = performance.now();
   log.info(`prefetching ${ranges.length} recorded ranges (${bytes} bytes)`);
-  const results = await Promise.all(ranges.map(([offset, length]) => source.prefetch!(offset, length).catch(() => false)));
+  const results = await Promise.all(
+    ranges.map(([offset, length]) => source.prefetch!(offset, length).catch(() => false)),
+  );
   const failed = results.filter((ok) => !ok).length;
-  log.info(`prefetch done in ${Math.round(performance.now() - started)} ms${failed ? `, ${failed} ranges failed` : ''}`);
+  log.info(
+    `prefetch done in ${Math.round(performance.now() - started)} ms${failed ? `, ${failed} ranges failed` : ''}`,
+  );
 }
 
 /** The chunk cache's stats when the source is one (src/r2/cache.ts). */

@@ -204,7 +204,11 @@ async function restoreLocked(
         hydrate: options.hydrate,
         prefetchListFile,
         recordPrefetch: options.recordPrefetch
-          ? { bucket: bucketOptions.bucket, key: where.prefetchKey, seconds: options.recordSeconds ?? DEFAULT_RECORD_SECONDS }
+          ? {
+              bucket: bucketOptions.bucket,
+              key: where.prefetchKey,
+              seconds: options.recordSeconds ?? DEFAULT_RECORD_SECONDS,
+            }
           : undefined,
       },
       options.lowerCommand ?? ourMountCommand,

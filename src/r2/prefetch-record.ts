@@ -76,7 +76,8 @@ export class PrefetchRecorder {
 
 /** Parses and checks a prefetch.json; anything else is a PrefetchListError saying what is wrong. */
 export function parsePrefetchList(text: string): PrefetchList {
-  if (text.length > PREFETCH_LIST_MAX_BYTES) throw new PrefetchListError(`${text.length} bytes is too large for a prefetch list`);
+  if (text.length > PREFETCH_LIST_MAX_BYTES)
+    throw new PrefetchListError(`${text.length} bytes is too large for a prefetch list`);
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -85,10 +86,12 @@ export function parsePrefetchList(text: string): PrefetchList {
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new PrefetchListError('not a JSON object');
   const o = raw as Record<string, unknown>;
-  if (o.version !== PREFETCH_LIST_VERSION) throw new PrefetchListError(`unsupported version ${JSON.stringify(o.version)}`);
+  if (o.version !== PREFETCH_LIST_VERSION)
+    throw new PrefetchListError(`unsupported version ${JSON.stringify(o.version)}`);
   if (typeof o.etag !== 'string' || o.etag === '') throw new PrefetchListError('etag missing');
   const count = (v: unknown, name: string, min: number): number => {
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) throw new PrefetchListError(`${name} must be an integer >= ${min}`);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min)
+      throw new PrefetchListError(`${name} must be an integer >= ${min}`);
     return v;
   };
   const objectSize = count(o.objectSize, 'objectSize', 0);
@@ -99,7 +102,8 @@ export function parsePrefetchList(text: string): PrefetchList {
     if (!Array.isArray(r) || r.length !== 2) throw new PrefetchListError(`range ${i} is not [offset, length]`);
     const offset = count(r[0], `range ${i} offset`, 0);
     const length = count(r[1], `range ${i} length`, 1);
-    if (offset + length > objectSize) throw new PrefetchListError(`range ${i} ends past the object (${objectSize} bytes)`);
+    if (offset + length > objectSize)
+      throw new PrefetchListError(`range ${i} ends past the object (${objectSize} bytes)`);
     return [offset, length];
   });
   const recordedAt = typeof o.recordedAt === 'string' ? o.recordedAt : '';
@@ -107,7 +111,10 @@ export function parsePrefetchList(text: string): PrefetchList {
 }
 
 /** Why a list does not apply to this object version, or undefined when it does. */
-export function prefetchListMismatch(list: PrefetchList, object: { etag: string | undefined; size: number }): string | undefined {
+export function prefetchListMismatch(
+  list: PrefetchList,
+  object: { etag: string | undefined; size: number },
+): string | undefined {
   if (object.etag === undefined) return 'the object has no ETag to compare';
   if (list.etag !== object.etag) return `recorded for ETag ${list.etag}, the object is now ${object.etag}`;
   if (list.objectSize !== object.size) return `recorded for ${list.objectSize} bytes, the object has ${object.size}`;

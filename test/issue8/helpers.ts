@@ -17,7 +17,9 @@ export const execFileP = promisify(execFile);
 export async function makeTree(root: string): Promise<Map<string, string>> {
   const digests = new Map<string, string>();
   await mkdir(join(root, 'src/deep'), { recursive: true });
-  const sizes = [40_000, 120_000, 300_000, 700_000, 1_500_000, 64_000, 900_000, 250_000, 1_200_000, 10_000, 5_000, 800_000];
+  const sizes = [
+    40_000, 120_000, 300_000, 700_000, 1_500_000, 64_000, 900_000, 250_000, 1_200_000, 10_000, 5_000, 800_000,
+  ];
   for (const [i, size] of sizes.entries()) {
     const rel = i % 3 === 0 ? `src/deep/f${i}.bin` : i % 3 === 1 ? `src/f${i}.bin` : `f${i}.bin`;
     const bytes = randomBytes(size);
@@ -33,7 +35,11 @@ export async function tempDir(tag: string): Promise<string> {
 
 /** sha256 of each file read through `root` by one sha256sum child process. */
 export async function digestsUnder(root: string, files: string[]): Promise<Map<string, string>> {
-  const { stdout } = await execFileP('sha256sum', files.map((f) => join(root, f)), { timeout: 120_000, maxBuffer: 1 << 24 });
+  const { stdout } = await execFileP(
+    'sha256sum',
+    files.map((f) => join(root, f)),
+    { timeout: 120_000, maxBuffer: 1 << 24 },
+  );
   const out = new Map<string, string>();
   for (const line of stdout.trim().split('\n')) {
     const [hash, path] = line.split(/\s+/, 2) as [string, string];
@@ -47,7 +53,11 @@ export function dataGets(server: S3TestServer, key: string, from = 0): RequestRe
   return server.objectGets(key).filter((r) => server.requests.indexOf(r) >= from);
 }
 
-export async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+export async function waitUntil(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 30_000,
+): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);

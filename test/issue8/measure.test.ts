@@ -53,7 +53,11 @@ async function makeProjectTree(root: string): Promise<void> {
   for (let i = 0; i < 4; i++) await writeFile(join(root, 'assets', `blob${i}.bin`), randomBytes(1 << 20));
 }
 
-const env = () => ({ ...process.env, AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey });
+const env = () => ({
+  ...process.env,
+  AWS_ACCESS_KEY_ID: server.accessKeyId,
+  AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
+});
 const cli = (args: string[]) => execFileP(process.execPath, [build.cli, ...args], { env: env(), timeout: 300_000 });
 const bucketFlags = () => ['--bucket', BUCKET, '--endpoint', server.endpoint];
 
@@ -70,7 +74,8 @@ async function lowerLog(target: string): Promise<string> {
 
 async function hydrationState(target: string): Promise<string | undefined> {
   const rec = (await listRestores(stateDir)).find((r) => r.dir === target);
-  return (rec?.stats as { source?: { cache?: { hydration?: { state: string } } } } | undefined)?.source?.cache?.hydration?.state;
+  return (rec?.stats as { source?: { cache?: { hydration?: { state: string } } } } | undefined)?.source?.cache
+    ?.hydration?.state;
 }
 
 async function scenario(
@@ -83,7 +88,18 @@ async function scenario(
   targets.push(target);
   const mark = server.requests.length;
   const t0 = performance.now();
-  await cli(['mount-backup', ...bucketFlags(), '--state-dir', stateDir, '--cache-size', '256M', '-q', ...flags, id, target]);
+  await cli([
+    'mount-backup',
+    ...bucketFlags(),
+    '--state-dir',
+    stateDir,
+    '--cache-size',
+    '256M',
+    '-q',
+    ...flags,
+    id,
+    target,
+  ]);
   const restoreMs = performance.now() - t0;
   await hooks.beforeRead?.(target);
   const readMark = server.requests.length;
@@ -109,10 +125,20 @@ beforeAll(async () => {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
   id = (await cli(['create-backup', ...bucketFlags(), '--compression', 'lz4', tree])).stdout.trim();
   archiveKey = backupKeys('backups', id).archive;
-  await execFileP('mksquashfs', [tree, join(work, 'local.sqsh'), '-noappend', '-quiet', '-no-progress', '-comp', 'lz4']);
+  await execFileP('mksquashfs', [
+    tree,
+    join(work, 'local.sqsh'),
+    '-noappend',
+    '-quiet',
+    '-no-progress',
+    '-comp',
+    'lz4',
+  ]);
   server.setLatency(RTT);
   const size = (await readFile(join(work, 'local.sqsh'))).length;
-  console.log(`tree: 3,000 files + 4 MiB of binaries; lz4 image ${(size / 2 ** 20).toFixed(1)} MiB; ${RTT} ms added per request`);
+  console.log(
+    `tree: 3,000 files + 4 MiB of binaries; lz4 image ${(size / 2 ** 20).toFixed(1)} MiB; ${RTT} ms added per request`,
+  );
 }, 600_000);
 
 afterAll(async () => {
@@ -122,37 +148,44 @@ afterAll(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
 
-it.runIf(enabled)(`W2-like restore-then-read at ${RTT} ms added latency`, async () => {
-  const mp = join(work, 'squashfuse');
-  await mkdir(mp);
-  await execFileP('squashfuse', [join(work, 'local.sqsh'), mp]);
-  let localMs: number;
-  try {
-    localMs = await readTree(mp);
-  } finally {
-    await execFileP('fusermount', ['-u', mp]);
-  }
-  console.log(`${'squashfuse local file'.padEnd(22)} read ${localMs.toFixed(0)} ms`);
-  const cold = await scenario('cold', []);
-  await scenario('record', ['--record-prefetch', '--record-seconds', '300']);
-  const replay = await scenario('prefetch-list', []);
-  const settled = await scenario('prefetch-list-settled', [], {
-    beforeRead: (target) => waitUntil('prefetch done', async () => /prefetch done/.test(await lowerLog(target)), 300_000),
-  });
-  // The cache-dir and hydrate runs without the recorded list (it would apply to every later restore).
-  await server.deleteObject(BUCKET, backupKeys('backups', id).prefetch);
-  const cacheDir = join(work, 'chunk-cache');
-  await scenario('fill-cache-dir', ['--cache-dir', cacheDir]);
-  const warm = await scenario('warm-cache-dir', ['--cache-dir', cacheDir]);
-  const hydrate = await scenario('hydrate', ['--cache-dir', join(work, 'hydrate-cache'), '--hydrate'], {
-    after: async (target) => {
-      const t = performance.now();
-      await waitUntil('hydration done', async () => (await hydrationState(target)) === 'done', 300_000);
-      console.log(`hydrate: done at most ${(performance.now() - t).toFixed(0)} ms after the read finished (stats every 2 s)`);
-    },
-  });
-  console.log(
-    `vs squashfuse local: cold ${((cold.restoreMs + cold.readMs) / localMs).toFixed(1)}x, prefetch ${(replay.readMs / localMs).toFixed(1)}x / settled ${(settled.readMs / localMs).toFixed(1)}x (read only), warm ${(warm.readMs / localMs).toFixed(1)}x (read only), hydrate ${(hydrate.readMs / localMs).toFixed(1)}x`,
-  );
-  expect(warm.readGets).toBe(0);
-}, 1_800_000);
+it.runIf(enabled)(
+  `W2-like restore-then-read at ${RTT} ms added latency`,
+  async () => {
+    const mp = join(work, 'squashfuse');
+    await mkdir(mp);
+    await execFileP('squashfuse', [join(work, 'local.sqsh'), mp]);
+    let localMs: number;
+    try {
+      localMs = await readTree(mp);
+    } finally {
+      await execFileP('fusermount', ['-u', mp]);
+    }
+    console.log(`${'squashfuse local file'.padEnd(22)} read ${localMs.toFixed(0)} ms`);
+    const cold = await scenario('cold', []);
+    await scenario('record', ['--record-prefetch', '--record-seconds', '300']);
+    const replay = await scenario('prefetch-list', []);
+    const settled = await scenario('prefetch-list-settled', [], {
+      beforeRead: (target) =>
+        waitUntil('prefetch done', async () => /prefetch done/.test(await lowerLog(target)), 300_000),
+    });
+    // The cache-dir and hydrate runs without the recorded list (it would apply to every later restore).
+    await server.deleteObject(BUCKET, backupKeys('backups', id).prefetch);
+    const cacheDir = join(work, 'chunk-cache');
+    await scenario('fill-cache-dir', ['--cache-dir', cacheDir]);
+    const warm = await scenario('warm-cache-dir', ['--cache-dir', cacheDir]);
+    const hydrate = await scenario('hydrate', ['--cache-dir', join(work, 'hydrate-cache'), '--hydrate'], {
+      after: async (target) => {
+        const t = performance.now();
+        await waitUntil('hydration done', async () => (await hydrationState(target)) === 'done', 300_000);
+        console.log(
+          `hydrate: done at most ${(performance.now() - t).toFixed(0)} ms after the read finished (stats every 2 s)`,
+        );
+      },
+    });
+    console.log(
+      `vs squashfuse local: cold ${((cold.restoreMs + cold.readMs) / localMs).toFixed(1)}x, prefetch ${(replay.readMs / localMs).toFixed(1)}x / settled ${(settled.readMs / localMs).toFixed(1)}x (read only), warm ${(warm.readMs / localMs).toFixed(1)}x (read only), hydrate ${(hydrate.readMs / localMs).toFixed(1)}x`,
+    );
+    expect(warm.readGets).toBe(0);
+  },
+  1_800_000,
+);

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MountHandle, mount } from '../../src/fs/index.js';
+import type { ChunkCacheStats, HydrationStats } from '../../src/r2/cache.js';
 import { type S3TestServer, startS3Server } from '../../src/testing/s3-server.js';
 import { privateBuild } from '../hardening/build-tools.js';
 import { startMount } from '../hardening/mount-process.js';
@@ -43,7 +44,11 @@ afterAll(async () => {
 
 const source = () => ({ endpoint: server.endpoint, region: server.region, pathStyle: true });
 
-async function withMount<T>(mp: string, options: Parameters<typeof mount>[2], body: (h: MountHandle) => Promise<T>): Promise<T> {
+async function withMount<T>(
+  mp: string,
+  options: Parameters<typeof mount>[2],
+  body: (h: MountHandle) => Promise<T>,
+): Promise<T> {
   await mkdir(mp, { recursive: true });
   const handle = await mount(`s3://b/${KEY}`, mp, { ...options, source: source() });
   try {
@@ -51,6 +56,10 @@ async function withMount<T>(mp: string, options: Parameters<typeof mount>[2], bo
   } finally {
     await handle.unmount();
   }
+}
+
+function hydrationOf(handle: MountHandle): HydrationStats | undefined {
+  return (handle.stats().source?.cache as ChunkCacheStats | undefined)?.hydration;
 }
 
 async function readAllAndCheck(mp: string): Promise<void> {
@@ -73,10 +82,10 @@ describe('mount() with a cache directory and hydration', () => {
     expect(gets).toBe(0);
   });
 
-  it('hydrate: stats show progress; once done, reading every file makes 0 GETs', async () => {
+  it('hydrate: stats report it done (all bytes local); then, reading every file makes 0 GETs', async () => {
     const cacheDir = join(work, 'cache-hydrate');
     await withMount(join(work, 'mnt-h'), { cacheDir, cacheBytes: 8 * MiB, hydrate: true }, async (handle) => {
-      const hydration = () => (handle.stats().source?.cache as { hydration?: { state: string; doneBytes: number; totalBytes: number } }).hydration;
+      const hydration = () => hydrationOf(handle);
       await waitUntil('hydration done', () => hydration()?.state === 'done');
       const h = hydration()!;
       expect(h.doneBytes).toBe(h.totalBytes);
@@ -89,7 +98,7 @@ describe('mount() with a cache directory and hydration', () => {
   it('hydrate without a cache directory, image larger than the chunk memory: a warning, the mount works', async () => {
     await withMount(join(work, 'mnt-nh'), { cacheBytes: 4 * MiB, hydrate: true }, async (handle) => {
       await readAllAndCheck(join(work, 'mnt-nh'));
-      expect((handle.stats().source?.cache as { hydration?: unknown }).hydration).toBeUndefined();
+      expect(hydrationOf(handle)).toBeUndefined();
     });
   });
 });
@@ -99,7 +108,17 @@ describe('squashfs-r2 mount --cache-dir (CLI, its own process)', () => {
     const build = await privateBuild();
     const cacheDir = join(work, 'cache-cli');
     const env = { ...process.env };
-    const flags = ['--endpoint', server.endpoint, '--path-style', '--region', server.region, '--cache-dir', cacheDir, '--cache-size', '16M'];
+    const flags = [
+      '--endpoint',
+      server.endpoint,
+      '--path-style',
+      '--region',
+      server.region,
+      '--cache-dir',
+      cacheDir,
+      '--cache-size',
+      '16M',
+    ];
     const counts: number[] = [];
     for (const name of ['cli-a', 'cli-b']) {
       const mp = join(work, name);

@@ -27,7 +27,13 @@ describe('PrefetchRecorder', () => {
       [8 * K, 2 * K + 100],
       [K, K],
     ]);
-    expect(list).toMatchObject({ version: 1, etag: '"e"', objectSize: 10 * K + 100, chunkBytes: K, recordedAt: '1970-01-01T00:00:00.000Z' });
+    expect(list).toMatchObject({
+      version: 1,
+      etag: '"e"',
+      objectSize: 10 * K + 100,
+      chunkBytes: K,
+      recordedAt: '1970-01-01T00:00:00.000Z',
+    });
     expect(r.chunkCount).toBe(8);
   });
 
@@ -73,7 +79,19 @@ describe('parsePrefetchList', () => {
   });
 
   it('rangesWithin keeps the first ranges up to a byte budget', () => {
-    expect(rangesWithin([[0, 10], [20, 10], [40, 10]], 25)).toEqual([[0, 10], [20, 10]]);
+    expect(
+      rangesWithin(
+        [
+          [0, 10],
+          [20, 10],
+          [40, 10],
+        ],
+        25,
+      ),
+    ).toEqual([
+      [0, 10],
+      [20, 10],
+    ]);
   });
 });
 

@@ -31,7 +31,11 @@ let prefetchKey: string;
 const targets: string[] = [];
 
 const bucketFlags = () => ['--bucket', BUCKET, '--endpoint', server.endpoint];
-const env = () => ({ ...process.env, AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey });
+const env = () => ({
+  ...process.env,
+  AWS_ACCESS_KEY_ID: server.accessKeyId,
+  AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
+});
 
 async function cli(args: string[]): Promise<{ stdout: string; stderr: string }> {
   return execFileP(process.execPath, [build.cli, ...args], { env: env(), timeout: 120_000 });
@@ -42,7 +46,17 @@ async function restore(name: string, flags: string[] = []): Promise<{ target: st
   const target = join(work, name);
   await mkdir(target);
   targets.push(target);
-  const { stderr } = await cli(['mount-backup', ...bucketFlags(), '--state-dir', stateDir, '--cache-size', '32M', ...flags, id, target]);
+  const { stderr } = await cli([
+    'mount-backup',
+    ...bucketFlags(),
+    '--state-dir',
+    stateDir,
+    '--cache-size',
+    '32M',
+    ...flags,
+    id,
+    target,
+  ]);
   return { target, stderr };
 }
 
@@ -88,7 +102,10 @@ describe('recorded prefetch', () => {
     const read1 = await digestsUnder(one.target, firstFiles);
     for (const f of firstFiles) expect(read1.get(f), f).toBe(digests.get(f));
     await teardown(one.target); // ends the window early: the list is stored on unmount
-    const fetched = await fetchPrefetchList({ bucket: BUCKET, endpoint: server.endpoint, region: server.region }, prefetchKey);
+    const fetched = await fetchPrefetchList(
+      { bucket: BUCKET, endpoint: server.endpoint, region: server.region },
+      prefetchKey,
+    );
     expect(fetched).toMatchObject({ kind: 'list' });
     const list = (fetched as Extract<typeof fetched, { kind: 'list' }>).list;
     expect(list.ranges.length).toBeGreaterThan(0);
@@ -96,7 +113,9 @@ describe('recorded prefetch', () => {
     // The four files are 1.85 MB: whole 256 KiB chunks around them (and metadata), not the 6 MB archive.
     expect(recordedBytes).toBeGreaterThan(500_000);
     expect(recordedBytes).toBeLessThan(4 << 20);
-    console.log(`prefetch.json: ${list.ranges.length} ranges, ${recordedBytes} bytes, ${JSON.stringify(list).length} bytes of JSON`);
+    console.log(
+      `prefetch.json: ${list.ranges.length} ranges, ${recordedBytes} bytes, ${JSON.stringify(list).length} bytes of JSON`,
+    );
 
     const mark = server.requests.length;
     const started = Date.now();
@@ -105,7 +124,9 @@ describe('recorded prefetch', () => {
     const log = await lowerLog(two.target);
     expect(log).toMatch(new RegExp(`prefetching ${list.ranges.length} recorded ranges`));
     const prefetchGets = dataGets(server, archiveKey, mark);
-    console.log(`restore 2: ${prefetchGets.length} GETs (open + prefetch) before any read, ready+prefetched in ${Date.now() - started} ms`);
+    console.log(
+      `restore 2: ${prefetchGets.length} GETs (open + prefetch) before any read, ready+prefetched in ${Date.now() - started} ms`,
+    );
     const mark2 = server.requests.length;
     const read2 = await digestsUnder(two.target, firstFiles);
     expect(read2).toEqual(read1);
@@ -114,10 +135,17 @@ describe('recorded prefetch', () => {
   }, 240_000);
 
   it('a list recorded for another ETag is ignored (info line), reads then fetch as usual', async () => {
-    const fetched = await fetchPrefetchList({ bucket: BUCKET, endpoint: server.endpoint, region: server.region }, prefetchKey);
+    const fetched = await fetchPrefetchList(
+      { bucket: BUCKET, endpoint: server.endpoint, region: server.region },
+      prefetchKey,
+    );
     expect(fetched).toMatchObject({ kind: 'list' });
     const list = (fetched as Extract<typeof fetched, { kind: 'list' }>).list;
-    await server.putObject(BUCKET, prefetchKey, JSON.stringify({ ...list, etag: '"0123456789abcdef0123456789abcdef"' }));
+    await server.putObject(
+      BUCKET,
+      prefetchKey,
+      JSON.stringify({ ...list, etag: '"0123456789abcdef0123456789abcdef"' }),
+    );
     const mark = server.requests.length;
     const r = await restore('t-etag');
     await waitUntil('the list checked', async () => /prefetch list ignored/.test(await lowerLog(r.target)));
@@ -150,7 +178,10 @@ describe('recorded prefetch', () => {
     const r = await restore('t-window', ['--record-prefetch', '--record-seconds', '3']);
     await digestsUnder(r.target, ['f5.bin']);
     await waitUntil('prefetch.json stored', async () => /prefetch list stored/.test(await lowerLog(r.target)), 20_000);
-    const fetched = await fetchPrefetchList({ bucket: BUCKET, endpoint: server.endpoint, region: server.region }, prefetchKey);
+    const fetched = await fetchPrefetchList(
+      { bucket: BUCKET, endpoint: server.endpoint, region: server.region },
+      prefetchKey,
+    );
     expect(fetched).toMatchObject({ kind: 'list' });
     await teardown(r.target);
   }, 120_000);
