@@ -257,6 +257,17 @@ describe('remote images (s3:// through a local S3 server)', () => {
         expect(a.code, a.stderr).toBe(0);
         expect(sha256(a.stdout), r.join(' ')).toBe(sha256(b.stdout));
       }
+      // --stats prints the transport's and caches' counters once the command is done.
+      const withStats = await runCli(['cat', '--stats', ...remote, '/sizes/mixed-2M'], { env });
+      expect(withStats.code, withStats.stderr).toBe(0);
+      const line = /^stats: (.*)$/m.exec(withStats.stderr.toString())?.[1];
+      expect(line).toBeDefined();
+      const stats = JSON.parse(line!);
+      expect(stats.source.transport.requests).toBeGreaterThanOrEqual(2);
+      expect(stats.source.transport.bytes).toBeGreaterThan(0);
+      expect(stats.source.cache.misses).toBeGreaterThan(0);
+      expect(stats.reader.dataMisses).toBeGreaterThan(0);
+
       const missing = await runCli(['ls', 's3://images/nope.sqsh', '--endpoint', server.endpoint], { env });
       expect(missing.code).toBe(1);
       expect(missing.stderr).toMatch(/nope\.sqsh/);

@@ -39,6 +39,7 @@ export const SOURCE_OPTIONS = {
   'account-id': { type: 'string' },
   'path-style': { type: 'boolean' },
   region: { type: 'string' },
+  stats: { type: 'boolean' },
 } as const;
 
 export const SOURCE_USAGE = `
@@ -47,11 +48,16 @@ export const SOURCE_USAGE = `
   --account-id ID     R2 account id (else R2_ACCOUNT_ID)
   --path-style        path-style S3 URLs
   --region REGION     signing region
+  --stats             print request, byte, cache and latency statistics to stderr at the end
 Credentials come from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...).
 `;
 
-export function sourceOptions(values: ParsedCommandArgs['values']): SourceOptions {
+/** Source options plus whether to print statistics when the command is done (`--stats`). */
+export type CommandSourceOptions = SourceOptions & { printStats?: boolean };
+
+export function sourceOptions(values: ParsedCommandArgs['values']): CommandSourceOptions {
   return {
+    printStats: values.stats as boolean | undefined,
     endpoint: values.endpoint as string | undefined,
     accountId: values['account-id'] as string | undefined,
     pathStyle: values['path-style'] as boolean | undefined,
@@ -79,11 +85,20 @@ export async function openImage(spec: string, options: SourceOptions = {}): Prom
 }
 
 /** Runs `fn` with the image open and always closes it. */
-export async function withImage<T>(spec: string, options: SourceOptions, fn: (opened: OpenedImage) => Promise<T>): Promise<T> {
-  const opened = await openImage(spec, options);
+export async function withImage<T>(
+  spec: string,
+  options: CommandSourceOptions,
+  fn: (opened: OpenedImage) => Promise<T>,
+): Promise<T> {
+  const { printStats, ...open } = options;
+  const opened = await openImage(spec, open);
   try {
     return await fn(opened);
   } finally {
+    if (printStats) {
+      const stats = { source: opened.source.stats(), reader: opened.image.cacheStats() };
+      process.stderr.write(`stats: ${JSON.stringify(stats)}\n`);
+    }
     await opened.close();
   }
 }
