@@ -22,6 +22,9 @@
  * prefetch more than the cache can hold until they read it.
  */
 
+/** A stream that has read this much on its own is another reader, not stray reads of this one. */
+const ESTABLISHED_STREAM_BYTES = 4 * 1024 * 1024;
+
 export interface ReadaheadOptions {
   initialWindowBytes: number;
   maxWindowBytes: number;
@@ -130,7 +133,11 @@ export class SequentialDetector {
    */
   private nextStreamStart(stream: Stream, start: number): number {
     let limit = this.objectSize;
-    for (const s of this.streams) if (s !== stream && s.firstOffset >= start && s.firstOffset < limit) limit = s.firstOffset;
+    for (const s of this.streams) {
+      // A young stream may be this reader's own out-of-order reads (several FUSE reads in flight).
+      const established = s.nextOffset - s.firstOffset >= ESTABLISHED_STREAM_BYTES;
+      if (s !== stream && established && s.firstOffset >= start && s.firstOffset < limit) limit = s.firstOffset;
+    }
     return limit;
   }
 
