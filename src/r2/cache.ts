@@ -50,7 +50,7 @@ export interface CacheOptions {
   maxReadaheadRequestBytes?: number;
   /** Concurrent GETs issued by this cache (foreground + readahead). Default 16. */
   maxConcurrentFetches?: number;
-  /** Of those, at most this many for readahead. Default 4. */
+  /** Of those, at most this many for readahead. Default 8. */
   maxReadaheadFetches?: number;
   /** Bytes fetched at open from the start of the object (superblock). Default `missUnitBytes`. */
   headBytes?: number;
@@ -136,6 +136,8 @@ export interface CachedSource extends ByteSource {
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
+/** How much of a queued readahead GET a reader who needs it takes along at foreground priority. */
+const PROMOTE_BYTES = 1 * MiB;
 
 /**
  * Why these defaults:
@@ -152,7 +154,7 @@ const MiB = 1024 * KiB;
  * - tailBytes 1 MiB: holds the whole metadata run of images of tens of thousands of files (a gzip
  *   image of 4,251 npm files has 86 KiB of metadata, ~21 bytes per inode), so open + retain is one
  *   round trip for them; bigger images pay exactly one more GET.
- * - readahead 1 MiB growing to 64 MiB, 4 parallel GETs of at most 8 MiB: one stream saturates a link
+ * - readahead 1 MiB growing to 64 MiB, GETs of at most 8 MiB, 8 at once: one stream saturates a link
  *   after a few round trips, while the window never exceeds a quarter of the cache.
  */
 export const CACHE_DEFAULTS = {
@@ -163,7 +165,7 @@ export const CACHE_DEFAULTS = {
   initialReadaheadBytes: 1 * MiB,
   maxReadaheadRequestBytes: 8 * MiB,
   maxConcurrentFetches: 16,
-  maxReadaheadFetches: 4,
+  maxReadaheadFetches: 8,
   tailBytes: 1 * MiB,
   maxPinnedBytes: 1024 * MiB,
   readaheadStreams: 8,
@@ -529,7 +531,10 @@ class ChunkCachedSource implements CachedSource {
   private promoteQueued(fetch: RangeFetch, firstNeeded: number, lastNeeded: number): void {
     if (!this.scheduler.withdraw(fetch)) return;
     const from = Math.max(firstNeeded, fetch.first);
-    const to = Math.min(lastNeeded, fetch.last);
+    // A reader caught up with its stream's queued readahead reads on from here: bring the next
+    // PROMOTE_BYTES with it, or every following read pays a round trip (and a one-block GET) of its own.
+    const follow = fetch.streamId === undefined ? 0 : Math.max(0, Math.floor(PROMOTE_BYTES / this.opts.chunkBytes) - 1);
+    const to = Math.min(fetch.last, Math.max(lastNeeded, from + follow));
     const parts: Array<[number, number, FetchPriority]> = [[from, to, 'foreground']];
     if (fetch.first < from) parts.push([fetch.first, from - 1, fetch.priority]);
     if (to < fetch.last) parts.push([to + 1, fetch.last, fetch.priority]);
@@ -609,7 +614,7 @@ class ChunkCachedSource implements CachedSource {
     // Split the window so it arrives over several connections at once.
     const pieceBytes = Math.min(
       this.opts.maxReadaheadRequestBytes,
-      Math.max(this.opts.chunkBytes, Math.ceil(plan.windowBytes / Math.max(1, this.opts.maxReadaheadFetches))),
+      Math.max(this.opts.chunkBytes, Math.ceil(plan.windowBytes / Math.max(1, Math.min(4, this.opts.maxReadaheadFetches)))),
     );
     for (const fetch of this.planFetches(missing, 'readahead', plan.streamId, pieceBytes)) this.scheduler.submit(fetch);
   }

@@ -6,7 +6,8 @@
  * Several streams are tracked at once (several files copied in parallel). A read continues a stream
  * when it starts between the start of that stream's previous read and a short distance past its end,
  * or anywhere inside the bytes already prefetched for it (like mountpoint-s3's forward seek inside the
- * window). Any other read starts a new stream with no readahead, so a random reader never triggers more
+ * window; for a stream that already has a window, up to one window either side). Any other read starts
+ * a new stream with no readahead, so a random reader never triggers more
  * than what it asked for. A stream's window starts at `initialWindowBytes` once it has been continued
  * `minSequentialReads - 1` times (two adjacent reads can be chance; three rarely are) and doubles every
  * time the reader has consumed half of what was prefetched, up to `maxWindowBytes`; each plan tops the
@@ -144,8 +145,12 @@ export class SequentialDetector {
   private match(offset: number): Stream | undefined {
     for (let i = this.streams.length - 1; i >= 0; i--) {
       const s = this.streams[i]!;
-      const reach = Math.max(s.nextOffset + this.options.forwardSlackBytes, s.aheadUntil);
-      if (offset >= s.lastStart && offset <= reach) return s;
+      // A stream with a window has proved sequential: several reads of it in flight at once may arrive
+      // out of order or outrun its readahead by up to a window; they continue it rather than starting
+      // streams of their own (which would restart readahead from nothing).
+      const give = s.windowBytes;
+      const reach = Math.max(s.nextOffset + this.options.forwardSlackBytes, s.aheadUntil) + give;
+      if (offset >= Math.min(s.lastStart, s.nextOffset - give) && offset <= reach) return s;
     }
     return undefined;
   }
