@@ -11,6 +11,8 @@ export interface FuseTuning {
   cacheTimeoutSeconds?: number;
   /** Shown as the mount's source in /proc/mounts. */
   fsname?: string;
+  /** Mount over a directory that has entries (libfuse 2 refuses without "nonempty"). */
+  nonEmpty?: boolean;
 }
 
 /** One day: the image never changes while mounted, so the kernel may trust what it was told. */
@@ -43,6 +45,7 @@ export function fuseOptions(tuning: FuseTuning = {}): string[] {
   ];
   if (tuning.allowOther) options.push('allow_other');
   if (tuning.autoUnmount ?? true) options.push('auto_unmount');
+  if (tuning.nonEmpty) options.push('nonempty');
   return options;
 }
 

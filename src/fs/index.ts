@@ -36,6 +36,8 @@ export interface MountOptions {
    */
   hydrate?: boolean;
   allowOther?: boolean;
+  /** Mount even though the mountpoint has entries (they are hidden while mounted). Default: refuse. */
+  nonEmpty?: boolean;
   /** Let fusermount remove the mount if this process dies, even by SIGKILL (default true). */
   autoUnmount?: boolean;
   /** Seconds the kernel caches entries and attributes (default one day: the image is immutable). */
@@ -80,7 +82,7 @@ const DEFAULT_OPERATION_TIMEOUT_MS = 120_000;
  */
 export async function mount(source: string | ByteSource, mountpoint: string, options: MountOptions = {}): Promise<MountHandle> {
   const started = performance.now();
-  const target = await checkMountpoint(mountpoint);
+  const target = await checkMountpoint(mountpoint, { nonEmpty: options.nonEmpty });
   const ownsSource = typeof source === 'string';
   const remote = ownsSource && isRemoteSpec(source);
   const budget = options.cacheBytes === undefined ? undefined : splitCacheBudget(options.cacheBytes, remote);
@@ -126,7 +128,7 @@ function startHydration(source: ImageSource, target: string): void {
 
 /** Mounts a reader that is already open (it is closed on unmount). */
 export async function mountReader(reader: SquashfsReader, mountpoint: string, options: MountOptions & { name?: string } = {}): Promise<MountHandle> {
-  return serve(reader, await checkMountpoint(mountpoint), options, { name: options.name ?? 'squashfs-r2' });
+  return serve(reader, await checkMountpoint(mountpoint, { nonEmpty: options.nonEmpty }), options, { name: options.name ?? 'squashfs-r2' });
 }
 
 interface ServeContext {
@@ -142,7 +144,7 @@ async function serve(reader: SquashfsReader, target: string, options: MountOptio
     const root = await reader.root();
     const operations = createOperations(reader, { pathCacheEntries: options.pathCacheEntries });
     const session = createSession(target, operations.handlers, {
-      options: fuseOptions({ allowOther: options.allowOther, autoUnmount: options.autoUnmount, fsname: context.name }),
+      options: fuseOptions({ allowOther: options.allowOther, nonEmpty: options.nonEmpty, autoUnmount: options.autoUnmount, fsname: context.name }),
       timeoutMs: options.operationTimeoutMs ?? DEFAULT_OPERATION_TIMEOUT_MS,
     });
     await new Promise<void>((done, fail) => {

@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 
 /** A mount failure a person can act on; the CLI prints the message and exits non-zero. */
@@ -38,10 +38,11 @@ export function isMountpoint(path: string): boolean {
 }
 
 /**
- * Refuses a mountpoint that is missing, not a directory, already a mount, or a dead FUSE mount
- * (whose process died without unmounting: stat fails with ENOTCONN).
+ * Refuses a mountpoint that is missing, not a directory, already a mount, a dead FUSE mount
+ * (whose process died without unmounting: stat fails with ENOTCONN), or not empty: mounting there
+ * would hide its files, which is allowed only when asked (`nonEmpty`, `--nonempty`).
  */
-export async function checkMountpoint(path: string): Promise<string> {
+export async function checkMountpoint(path: string, options: { nonEmpty?: boolean } = {}): Promise<string> {
   const abs = resolve(path);
   try {
     const st = await stat(abs);
@@ -56,6 +57,14 @@ export async function checkMountpoint(path: string): Promise<string> {
     throw new MountError(`mountpoint ${abs} cannot be used: ${(e as Error).message}`, { cause: e });
   }
   if (isMountpoint(abs)) throw new MountError(`mountpoint ${abs} is already a mount: unmount it first`);
+  if (!options.nonEmpty) {
+    const entries = await readdir(abs).catch(() => []);
+    if (entries.length > 0) {
+      throw new MountError(
+        `mountpoint ${abs} is not empty (${entries.length} entries would be hidden): use an empty directory, or --nonempty to mount over it`,
+      );
+    }
+  }
   return abs;
 }
 

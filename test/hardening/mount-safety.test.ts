@@ -1,11 +1,11 @@
 /**
  * Mount safety: no allow_other unless asked (mount options in /proc/self/mountinfo); a mountpoint that
- * is already a mount is refused; a non-empty mountpoint is refused (libfuse's own check); `mount-backup` creates its state dirs 0700 and, traced with strace through every process
+ * is already a mount is refused; a non-empty mountpoint is refused unless --nonempty; `mount-backup` creates its state dirs 0700 and, traced with strace through every process
  * it starts (lower mount daemon, fuse-overlayfs, fusermount), modifies nothing outside its state dir
  * and the target.
  */
 import { execFile, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -81,9 +81,8 @@ describe('squashfs-r2 mount', () => {
     }
   }, 120_000);
 
-  // libfuse itself refuses a non-empty mountpoint (there is no --nonempty to ask for it; the message
-  // the command prints is libfuse's terse "fuse failed").
-  test('a non-empty mountpoint is refused and its files stay visible', async () => {
+  // Mounting would hide the directory's files: refused with the reason, unless --nonempty asks for it.
+  test('a non-empty mountpoint is refused (its files stay visible) unless --nonempty is given', async () => {
     const mp = mkdtempSync(join(work, 'nonempty-'));
     writeFileSync(join(mp, 'precious.txt'), 'do not hide me\n');
     const r = await execFileP(process.execPath, [build.cli, 'mount', image, mp], { timeout: 60_000 }).then(
@@ -92,8 +91,18 @@ describe('squashfs-r2 mount', () => {
     );
     if (mountedHere(mp)) await execFileP('fusermount', ['-u', mp]);
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toContain(mp);
+    expect(r.stderr).toContain(`mountpoint ${mp} is not empty`);
+    expect(r.stderr).toContain('--nonempty');
     expect(mountedHere(mp)).toBeUndefined();
+    expect(readFileSync(join(mp, 'precious.txt'), 'utf8')).toBe('do not hide me\n');
+
+    const asked = await startMount(build.cli, image, mp, ['--nonempty']);
+    try {
+      expect(mountedHere(mp)).toBeDefined();
+      expect(existsSync(join(mp, 'precious.txt'))).toBe(false);
+    } finally {
+      expect(await asked.unmount()).toBe(0);
+    }
     expect(readFileSync(join(mp, 'precious.txt'), 'utf8')).toBe('do not hide me\n');
   }, 120_000);
 });

@@ -22,6 +22,7 @@ options:
                       that fits in the chunk memory)
   -f, --foreground    stay in the foreground (Ctrl-C or SIGTERM unmounts)
   --allow-other       let other users see the mount (needs user_allow_other in /etc/fuse.conf)
+  --nonempty          mount even if <mountpoint> has entries (hidden while mounted; refused otherwise)
   --log-file FILE     append log lines to FILE (the background process has no terminal)
   --log-level LEVEL   error, warn (default), info or debug
   --endpoint URL      S3/R2 endpoint
@@ -38,6 +39,7 @@ const OPTIONS = {
   hydrate: { type: 'boolean' },
   foreground: { type: 'boolean', short: 'f' },
   'allow-other': { type: 'boolean' },
+  nonempty: { type: 'boolean' },
   'log-file': { type: 'string' },
   'log-level': { type: 'string' },
   endpoint: { type: 'string' },
@@ -107,6 +109,7 @@ async function runServer(source: string, mountpoint: string, values: Values): Pr
     handle = await mount(source, mountpoint, {
       cacheBytes: values['cache-size'] === undefined ? undefined : parseSize(values['cache-size']),
       allowOther: values['allow-other'],
+      nonEmpty: values.nonempty,
       cacheDir: values['cache-dir'] === undefined ? undefined : resolve(values['cache-dir']),
       cacheDirMaxBytes: values['cache-dir-max'] === undefined ? undefined : parseSize(values['cache-dir-max']),
       hydrate: values.hydrate,
