@@ -22,7 +22,12 @@ import type { CacheStats, ObjectInfo, RemoteObject, SourceStats } from './types.
  *   already-cached chunks up to `coalesceGapBytes` (a second request costs a round trip and a
  *   connection slot; re-fetching a few hundred KiB costs a few ms of bandwidth).
  * - Sequential readers get a growing readahead window (see readahead.ts) fetched as several parallel
- *   GETs at low priority (see fetch-scheduler.ts).
+ *   GETs at low priority (see fetch-scheduler.ts). All streams share one budget of unused readahead
+ *   (half of `cacheBytes`, held or in flight), and readahead no reader has used yet is kept apart from
+ *   the LRU (chunk-lru.ts) so neither other readahead nor chunks just read push it out: every byte of a
+ *   parallel copy is fetched once, whatever the cache size.
+ * - A small read that misses brings its whole `missUnitBytes` unit (neighbouring small files); a large
+ *   one only the `chunkBytes` chunks it covers (random block reads of big files).
  * - Memory held (LRU + bytes reserved by fetches in flight) stays within `cacheBytes`; only a
  *   foreground fetch may exceed it, by at most its own size, when in-flight reservations fill the budget.
  *   With a disk cache, chunks queued for writing add at most 64 MiB (see disk-cache.ts).
