@@ -176,7 +176,9 @@ export class RangedObject implements RemoteObject {
         onRetry: (e, attempt, delay) => {
           this.counters.retries++;
           if (log.enabled('debug')) {
-            log.debug(`${this.name} ${asked}: attempt ${attempt} failed (${(e as Error).message}); retry in ${delay} ms`);
+            log.debug(
+              `${this.name} ${asked}: attempt ${attempt} failed (${(e as Error).message}); retry in ${delay} ms`,
+            );
           }
         },
         exhausted: (last, attempts, elapsed) => {
@@ -199,8 +201,11 @@ export class RangedObject implements RemoteObject {
 
   private async attempt(range: ByteRange, ctx: AttemptContext, signal?: AbortSignal): Promise<Exchange> {
     const span: [number, number] | undefined = range.kind === 'span' ? [range.start, range.end] : undefined;
-    const fail = (code: string, message: string, extra: { status?: number; retryable?: boolean; cause?: unknown } = {}) =>
-      new SourceError(message, { object: this.name, code, range: span, ...extra });
+    const fail = (
+      code: string,
+      message: string,
+      extra: { status?: number; retryable?: boolean; cause?: unknown } = {},
+    ) => new SourceError(message, { object: this.name, code, range: span, ...extra });
 
     let headers: Record<string, string> = { range: rangeHeader(range), 'accept-encoding': 'identity' };
     const etag = this.info?.etag;
@@ -246,7 +251,8 @@ export class RangedObject implements RemoteObject {
           // An empty object: nothing to read, but a valid open.
           return { bytes: new Uint8Array(0), start: 0, info: identityOf(h, 0) };
         }
-        if (this.info) throw fail('ObjectChanged', `object changed since it was opened (416: range now unsatisfiable)`, { status });
+        if (this.info)
+          throw fail('ObjectChanged', `object changed since it was opened (416: range now unsatisfiable)`, { status });
       }
       if (status < 200 || status >= 300) {
         const text = await readText(res.body, ERROR_BODY_LIMIT).catch(() => '');
@@ -262,8 +268,10 @@ export class RangedObject implements RemoteObject {
       let end: number;
       if (status === 206) {
         const cr = parseContentRange(header(h, 'content-range'));
-        if (!cr || !cr.satisfied) {
-          throw fail('BadResponse', `206 without a valid Content-Range (${header(h, 'content-range') ?? 'none'})`, { status });
+        if (!cr?.satisfied) {
+          throw fail('BadResponse', `206 without a valid Content-Range (${header(h, 'content-range') ?? 'none'})`, {
+            status,
+          });
         }
         const want = expectedSpan(range, cr.size);
         if (!want || want.start !== cr.start || want.end !== cr.end) {
@@ -277,12 +285,17 @@ export class RangedObject implements RemoteObject {
       } else if (status === 200) {
         // A 200 carries the whole object: acceptable only when the whole object is exactly what was asked.
         size = Number(header(h, 'content-length'));
-        if (!Number.isSafeInteger(size) || size < 0) throw fail('BadResponse', `200 without a valid Content-Length`, { status });
+        if (!Number.isSafeInteger(size) || size < 0)
+          throw fail('BadResponse', `200 without a valid Content-Length`, { status });
         const want = expectedSpan(range, size);
-        if (!want || want.start !== 0 || want.end !== size - 1) {
-          throw fail('RangeIgnored', `server ignored "${rangeHeader(range)}" and sent the whole object (${size} bytes)`, {
-            status,
-          });
+        if (want?.start !== 0 || want.end !== size - 1) {
+          throw fail(
+            'RangeIgnored',
+            `server ignored "${rangeHeader(range)}" and sent the whole object (${size} bytes)`,
+            {
+              status,
+            },
+          );
         }
         start = 0;
         end = size - 1;

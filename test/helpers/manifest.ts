@@ -49,13 +49,13 @@ export interface ManifestOptions {
 }
 
 const TYPE_OF_MODE: Record<number, FileType> = {
-  0o040000: 'directory',
-  0o100000: 'file',
-  0o120000: 'symlink',
-  0o060000: 'block-device',
-  0o020000: 'char-device',
-  0o010000: 'fifo',
-  0o140000: 'socket',
+  9604: 'directory',
+  16807: 'file',
+  21609: 'symlink',
+  14406: 'block-device',
+  4802: 'char-device',
+  2401: 'fifo',
+  26411: 'socket',
 };
 
 /** Linux dev_t (glibc encoding; equals the kernel's "new" 32-bit encoding below 2^32) -> "maj,min". */
@@ -112,12 +112,17 @@ function unquoteGetfattr(s: string): string {
  * -P: never follow symlinks to directories; -h: symlinks' own xattrs.
  */
 export async function xattrsOfTree(dir: string): Promise<Map<string, string[]>> {
-  const { stdout } = await execFileP('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', dir], {
-    maxBuffer: 256 * 1024 * 1024,
-  }).catch((e: { stdout?: string; stderr?: string }) => {
+  const { stdout } = await execFileP(
+    'getfattr',
+    ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', dir],
+    {
+      maxBuffer: 256 * 1024 * 1024,
+    },
+  ).catch((e: { stdout?: string; stderr?: string }) => {
     // A filesystem without xattr support (squashfs built with no xattr table) fails every path with ENOTSUP: no xattrs.
     const lines = (e.stderr ?? '').split('\n').filter((l) => l !== '');
-    if (lines.length > 0 && lines.every((l) => l.endsWith('Operation not supported'))) return { stdout: e.stdout ?? '' };
+    if (lines.length > 0 && lines.every((l) => l.endsWith('Operation not supported')))
+      return { stdout: e.stdout ?? '' };
     throw e;
   });
   const result = new Map<string, string[]>();
@@ -249,12 +254,26 @@ export interface DiffOptions {
   skip?: (entry: ManifestEntry) => boolean;
 }
 
-const FIELDS: ManifestField[] = ['type', 'mode', 'uid', 'gid', 'size', 'mtime', 'nlink', 'rdev', 'target', 'xattrs', 'sha256', 'linkGroup'];
+const FIELDS: ManifestField[] = [
+  'type',
+  'mode',
+  'uid',
+  'gid',
+  'size',
+  'mtime',
+  'nlink',
+  'rdev',
+  'target',
+  'xattrs',
+  'sha256',
+  'linkGroup',
+];
 
 function show(field: ManifestField, v: unknown): string {
   if (v === undefined) return '(none)';
   if (field === 'mode' && typeof v === 'number') return `0o${v.toString(8)}`;
-  if (Array.isArray(v)) return `[${v.map((x) => (String(x).length > 80 ? `${String(x).slice(0, 77)}...` : x)).join(', ')}]`;
+  if (Array.isArray(v))
+    return `[${v.map((x) => (String(x).length > 80 ? `${String(x).slice(0, 77)}...` : x)).join(', ')}]`;
   return JSON.stringify(v);
 }
 

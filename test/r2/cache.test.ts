@@ -126,7 +126,7 @@ describe('chunk cache', () => {
     const at = 9 * MiB;
     const offsets = Array.from({ length: 10 }, (_, i) => at + (9 - i) * 20_000); // not a forward stream
     const results = await Promise.all(offsets.map((o) => source.read(o, 5000)));
-    results.forEach((r, i) => expectBytes(r, offsets[i]!, offsets[i]! + 5000));
+    for (const [i, r] of results.entries()) expectBytes(r, offsets[i]!, offsets[i]! + 5000);
     expect(fetches(remote)).toHaveLength(1);
     expect(source.stats().cache.joins).toBe(9);
     await source.close();

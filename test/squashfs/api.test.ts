@@ -51,9 +51,12 @@ describe('lookups', () => {
     const img = await SquashfsImage.open(source);
     try {
       const sb = img.superblock;
-      const dirBlocksRead = () => source.reads.filter(([o]) => o >= sb.directoryTableStart && o < sb.idTableStart).length;
+      const dirBlocksRead = () =>
+        source.reads.filter(([o]) => o >= sb.directoryTableStart && o < sb.idTableStart).length;
       const dir = await img.lookup('/bigdir');
-      const names = (await SquashfsImage.open(await FileSource.open(gzip.path)).then((i) => i.readdir('/bigdir'))).map((e) => e.name);
+      const names = (await SquashfsImage.open(await FileSource.open(gzip.path)).then((i) => i.readdir('/bigdir'))).map(
+        (e) => e.name,
+      );
       const before = dirBlocksRead();
       const last = names[names.length - 3]!; // an entry near the end
       expect(await img.lookupChild(dir, last)).toBeDefined();
@@ -129,11 +132,20 @@ describe('data', () => {
       const f = await fixture(name);
       const img = await SquashfsImage.open(await FileSource.open(f.path));
       await withKernelMount(f.path, async (dir) => {
-        for (const file of ['/sizes/mixed-2M', '/sizes/text-1048577', '/sparse/holes-3M', '/sparse/leading-hole', '/sizes/random-300000']) {
+        for (const file of [
+          '/sizes/mixed-2M',
+          '/sizes/text-1048577',
+          '/sparse/holes-3M',
+          '/sparse/leading-hole',
+          '/sizes/random-300000',
+        ]) {
           const fh = await open(join(dir, file));
           const size = (await fh.stat()).size;
           let seed = 12345;
-          const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+          const rnd = (n: number) => {
+            seed = (seed * 1103515245 + 12345) % 2 ** 31;
+            return seed % n;
+          };
           for (let i = 0; i < 60; i++) {
             const off = rnd(size + 10);
             const len = rnd(i % 3 === 0 ? 600_000 : 9000);
@@ -155,7 +167,8 @@ describe('data', () => {
     for await (const c of image.createReadStream('/sizes/mixed-2M')) chunks.push(c as Buffer);
     expect(Buffer.compare(Buffer.concat(chunks), whole)).toBe(0);
     const part: Buffer[] = [];
-    for await (const c of image.createReadStream('/sizes/mixed-2M', { start: 1000, end: 1_500_000 })) part.push(c as Buffer);
+    for await (const c of image.createReadStream('/sizes/mixed-2M', { start: 1000, end: 1_500_000 }))
+      part.push(c as Buffer);
     expect(Buffer.compare(Buffer.concat(part), whole.subarray(1000, 1_500_001))).toBe(0);
     const failing = image.createReadStream('/sizes');
     await expect(

@@ -17,7 +17,8 @@ function memorySource(bytes: Uint8Array, name = 'memory'): ByteSource {
     name,
     size: bytes.length,
     async read(offset, length) {
-      if (offset < 0 || offset + length > bytes.length) throw new RangeError(`read [${offset}, +${length}) outside ${bytes.length}`);
+      if (offset < 0 || offset + length > bytes.length)
+        throw new RangeError(`read [${offset}, +${length}) outside ${bytes.length}`);
       return bytes.slice(offset, offset + length);
     },
   };
@@ -36,7 +37,19 @@ beforeAll(() => {
   for (let i = 0; i < 400; i++) writeFileSync(join(tree, 'sub', `n${i}`), `${i}`);
   symlinkSync('small', join(tree, 'link'));
   execFileSync('setfattr', ['-n', 'user.k', '-v', 'v'.repeat(300), join(tree, 'small')]);
-  execFileSync('mksquashfs', [tree, join(dir, 'img.sqsh'), '-noappend', '-quiet', '-no-progress', '-comp', 'gzip', '-b', '4K', '-processors', '1']);
+  execFileSync('mksquashfs', [
+    tree,
+    join(dir, 'img.sqsh'),
+    '-noappend',
+    '-quiet',
+    '-no-progress',
+    '-comp',
+    'gzip',
+    '-b',
+    '4K',
+    '-processors',
+    '1',
+  ]);
   pristine = readFileSync(join(dir, 'img.sqsh'));
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -100,23 +113,61 @@ describe('bad superblocks and tables', () => {
     ['version 5.0', (b) => b.writeUInt16LE(5, 28), 'EUNSUPPORTED', /version 5\.0/],
     ['unknown compressor', (b) => b.writeUInt16LE(9, 20), 'EUNSUPPORTED', /compressor id 9/],
     ['block size not a power of two', (b) => b.writeUInt32LE(5000, 12), 'ECORRUPT', /block size 5000/],
-    ['block size 2 MiB', (b) => (b.writeUInt32LE(2 << 20, 12), b.writeUInt16LE(21, 22)), 'ECORRUPT', /block size/],
+    [
+      'block size 2 MiB',
+      (b) => {
+        b.writeUInt32LE(2 << 20, 12);
+        b.writeUInt16LE(21, 22);
+      },
+      'ECORRUPT',
+      /block size/,
+    ],
     ['block_log mismatch', (b) => b.writeUInt16LE(13, 22), 'ECORRUPT', /block_log 13 does not match/],
-    ['bytes_used beyond the image', (b) => b.writeBigUInt64LE(BigInt(b.length + 1), 40), 'ECORRUPT', /bytes_used .* beyond the image size/],
-    ['inode table beyond bytes_used', (b) => b.writeBigUInt64LE(b.readBigUInt64LE(40) + 10n, 64), 'ECORRUPT', /inode table start beyond bytes_used/],
-    ['directory table before inode table', (b) => b.writeBigUInt64LE(b.readBigUInt64LE(64) - 1n, 72), 'ECORRUPT', /inode table start .* not before directory table/],
-    ['id table before directory table', (b) => b.writeBigUInt64LE(b.readBigUInt64LE(72) - 1n, 48), 'ECORRUPT', /id table start .* not after/],
+    [
+      'bytes_used beyond the image',
+      (b) => b.writeBigUInt64LE(BigInt(b.length + 1), 40),
+      'ECORRUPT',
+      /bytes_used .* beyond the image size/,
+    ],
+    [
+      'inode table beyond bytes_used',
+      (b) => b.writeBigUInt64LE(b.readBigUInt64LE(40) + 10n, 64),
+      'ECORRUPT',
+      /inode table start beyond bytes_used/,
+    ],
+    [
+      'directory table before inode table',
+      (b) => b.writeBigUInt64LE(b.readBigUInt64LE(64) - 1n, 72),
+      'ECORRUPT',
+      /inode table start .* not before directory table/,
+    ],
+    [
+      'id table before directory table',
+      (b) => b.writeBigUInt64LE(b.readBigUInt64LE(72) - 1n, 48),
+      'ECORRUPT',
+      /id table start .* not after/,
+    ],
     ['zero inodes', (b) => b.writeUInt32LE(0, 4), 'ECORRUPT', /inode count is 0/],
     ['zero ids', (b) => b.writeUInt16LE(0, 26), 'ECORRUPT', /id count is 0/],
     ['root reference offset beyond 8192', (b) => b.writeBigUInt64LE(9000n, 32), 'ECORRUPT', /root inode reference/],
-    ['id index entry pointing past its table', (b) => b.writeBigUInt64LE(b.readBigUInt64LE(40), Number(b.readBigUInt64LE(48))), 'ECORRUPT', /id table.*index entry 0/],
+    [
+      'id index entry pointing past its table',
+      (b) => b.writeBigUInt64LE(b.readBigUInt64LE(40), Number(b.readBigUInt64LE(48))),
+      'ECORRUPT',
+      /id table.*index entry 0/,
+    ],
     [
       'metadata block of length 0 (the root inode block)',
       (b) => b.writeUInt16LE(0x8000, Number(b.readBigUInt64LE(64) + (b.readBigUInt64LE(32) >> 16n))),
       'ECORRUPT',
       /inode table at offset \d+: metadata block length 0/,
     ],
-    ['u64 table start beyond 2^53', (b) => b.writeBigUInt64LE(0xffff_0000_0000_0000n, 72), 'ECORRUPT', /directory table start beyond bytes_used/],
+    [
+      'u64 table start beyond 2^53',
+      (b) => b.writeBigUInt64LE(0xffff_0000_0000_0000n, 72),
+      'ECORRUPT',
+      /directory table start beyond bytes_used/,
+    ],
   ];
   test.each(cases)('%s', async (_name, edit, code, message) => {
     const e = await openError(patched(edit));
@@ -133,7 +184,10 @@ describe('bad superblocks and tables', () => {
 
   test('fragment index beyond the fragment count fails the inode, not the image', async () => {
     const image = await SquashfsImage.open(memorySource(patched((b) => b.writeUInt32LE(0, 16))));
-    await expect(image.stat('/small')).rejects.toMatchObject({ code: 'ECORRUPT', message: expect.stringMatching(/fragment index 0 out of range/) });
+    await expect(image.stat('/small')).rejects.toMatchObject({
+      code: 'ECORRUPT',
+      message: expect.stringMatching(/fragment index 0 out of range/),
+    });
   });
 
   test('damaged compressed data fails the read with ECORRUPT', async () => {
@@ -158,7 +212,10 @@ describe('bad superblocks and tables', () => {
 describe('mutations', () => {
   test('flipped bytes and truncations: works or SquashfsError, in bounded time', async () => {
     let seed = 7;
-    const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+    const rnd = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
     const metaStart = Number(pristine.readBigUInt64LE(64));
     const bytesUsed = Number(pristine.readBigUInt64LE(40));
     const started = Date.now();

@@ -1,8 +1,23 @@
 import { describeOptions, loadDecompressor } from '../../squashfs/compression/index.js';
 import type { SquashfsImage } from '../../squashfs/image.js';
 import type { ByteSource } from '../../squashfs/source.js';
-import { FLAG_COMPRESSOR_OPTIONS, METADATA_BLOCK_SIZE, SUPERBLOCK_SIZE, type Superblock } from '../../squashfs/superblock.js';
-import { deviceNumbers, modeString, normalisePath, parseCommandArgs, UsageError, withImage, SOURCE_OPTIONS, SOURCE_USAGE, sourceOptions } from './image-arg.js';
+import {
+  FLAG_COMPRESSOR_OPTIONS,
+  METADATA_BLOCK_SIZE,
+  SUPERBLOCK_SIZE,
+  type Superblock,
+} from '../../squashfs/superblock.js';
+import {
+  deviceNumbers,
+  modeString,
+  normalisePath,
+  parseCommandArgs,
+  UsageError,
+  withImage,
+  SOURCE_OPTIONS,
+  SOURCE_USAGE,
+  sourceOptions,
+} from './image-arg.js';
 
 export const usage = `usage: squashfs-r2 stat [--json] <image> [path]
 
@@ -33,7 +48,8 @@ export async function run(argv: string[]): Promise<number> {
   if (positionals.length < 1 || positionals.length > 2) throw new UsageError(`expected <image> [path]\n\n${usage}`);
   const [spec, rawPath] = positionals as [string, string | undefined];
   await withImage(spec, sourceOptions(values), async ({ image, source }) => {
-    const report = rawPath === undefined ? await superblockReport(image, source) : await inodeReport(image, normalisePath(rawPath));
+    const report =
+      rawPath === undefined ? await superblockReport(image, source) : await inodeReport(image, normalisePath(rawPath));
     process.stdout.write(values.json ? `${JSON.stringify(report.json, null, 2)}\n` : report.text);
   });
   return 0;
@@ -57,9 +73,14 @@ function isoTime(seconds: number): string {
 }
 
 /** Printable UTF-8 shown quoted, anything else as hex (like getfattr's choice of encoding). */
+/** Bytes below 0x20 other than tab and newline, or DEL: such a value is shown as hex. */
+function hasControlCharacters(value: Uint8Array): boolean {
+  return value.some((b) => (b < 0x20 && b !== 0x09 && b !== 0x0a) || b === 0x7f);
+}
+
 function xattrValue(value: Uint8Array): string {
   const text = Buffer.from(value).toString('utf8');
-  const printable = Buffer.from(text, 'utf8').equals(Buffer.from(value)) && !/[\x00-\x08\x0b-\x1f\x7f]/.test(text);
+  const printable = Buffer.from(text, 'utf8').equals(Buffer.from(value)) && !hasControlCharacters(value);
   return printable ? JSON.stringify(text) : `0x${Buffer.from(value).toString('hex')}`;
 }
 

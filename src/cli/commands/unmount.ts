@@ -20,19 +20,23 @@ class UsageError extends Error {
   readonly exitCode = 2;
 }
 
+function parseUnmountArgs(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    options: {
+      lazy: { type: 'boolean', short: 'z' },
+      'discard-writes': { type: 'boolean' },
+      'state-dir': { type: 'string' },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+}
+
 export async function run(argv: string[]): Promise<number> {
-  let parsed;
+  let parsed: ReturnType<typeof parseUnmountArgs>;
   try {
-    parsed = parseArgs({
-      args: argv,
-      options: {
-        lazy: { type: 'boolean', short: 'z' },
-        'discard-writes': { type: 'boolean' },
-        'state-dir': { type: 'string' },
-      },
-      allowPositionals: true,
-      strict: true,
-    });
+    parsed = parseUnmountArgs(argv);
   } catch (e) {
     throw new UsageError(`${(e as Error).message}\n\n${usage}`);
   }
@@ -52,6 +56,7 @@ export async function run(argv: string[]): Promise<number> {
 
   const { unmountFuse } = await import('../../fs/unmount.js');
   const result = await unmountFuse(target, { lazy: parsed.values.lazy });
-  if (result.mode === 'lazy') process.stderr.write('squashfs-r2 unmount: detached; released when the last open file closes\n');
+  if (result.mode === 'lazy')
+    process.stderr.write('squashfs-r2 unmount: detached; released when the last open file closes\n');
   return 0;
 }

@@ -8,7 +8,7 @@
  * aborts `code()`: the bound holds and a bomb costs at most one chunk of extra work.
  */
 import { createRequire } from 'node:module';
-import { Scratch, copyOut, corruptBlock, type CompressorName } from './decompressor.js';
+import { type Scratch, copyOut, corruptBlock, type CompressorName } from './decompressor.js';
 
 type BufferHandler = (
   buf: Buffer | null | undefined,
@@ -37,7 +37,13 @@ class BoundExceeded extends Error {}
 
 export type LiblzmaFormat = 'xz' | 'lzma-alone';
 
-export function liblzmaDecode(codec: CompressorName, format: LiblzmaFormat, input: Buffer, maxOutput: number, scratch: Scratch): Buffer {
+export function liblzmaDecode(
+  codec: CompressorName,
+  format: LiblzmaFormat,
+  input: Buffer,
+  maxOutput: number,
+  scratch: Scratch,
+): Buffer {
   const stream = new lzmaNative.Stream();
   const out = scratch.get(maxOutput);
   let written = 0;
