@@ -1,4 +1,5 @@
 import type { Profile, WorkloadId } from './config.js';
+import { RESTORE_ORDER } from './report.js';
 import { find, MILESTONES, type RunResult } from './results.js';
 
 /**
@@ -13,6 +14,17 @@ const COLORS: Record<string, string> = {
   A: '#4c6085',
   B: '#39a0ed',
   C: '#76b041',
+  'us-cold': '#e4572e',
+  'us-record': '#f0a58f',
+  'us-prefetch': '#b8321a',
+  'us-cachefill': '#f7cf7a',
+  'us-cachewarm': '#f3a712',
+  'us-cachewarm-lower': '#c98a00',
+  'us-hydrate': '#9c27b0',
+  'A+ovl': '#4c6085',
+  'B+ovl': '#39a0ed',
+  'C+ovl': '#76b041',
+  'C-bare': '#a6d47a',
 };
 const PEERS = ['us', 'us-warm', 'A', 'B', 'C'];
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
@@ -37,7 +49,7 @@ export function renderChart(results: RunResult[], profiles: Profile[], workloads
   y += 20;
   for (const prof of profiles) {
     for (const w of workloads) {
-      const peers = PEERS.filter((peer) => find(results, prof, w, peer));
+      const peers = (w === 'W2R' ? RESTORE_ORDER : PEERS).filter((peer) => find(results, prof, w, peer));
       if (peers.length === 0) continue;
       parts.push(
         `<text x="10" y="${y + 14}" font-size="14" font-weight="bold">${esc(`${w} — ${prof.name} (RTT ${prof.rttMs} ms)`)}</text>`,

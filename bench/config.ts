@@ -23,8 +23,9 @@ export function parseProfile(spec: string): Profile {
   return { name: spec.trim(), rttMs: Number(m[1]), bandwidthBytesPerSec: bw };
 }
 
-export type WorkloadId = 'W1' | 'W2' | 'W3';
-export const ALL_WORKLOADS: WorkloadId[] = ['W1', 'W2', 'W3'];
+/** W2R: W2's tree restored with mount-backup (issue 8), against the peers with fuse-overlayfs on top. */
+export type WorkloadId = 'W1' | 'W2' | 'W3' | 'W2R';
+export const ALL_WORKLOADS: WorkloadId[] = ['W1', 'W2', 'W3', 'W2R'];
 
 export type PeerId = 'us' | 'A' | 'B' | 'C';
 export const ALL_PEERS: PeerId[] = ['us', 'A', 'B', 'C'];
@@ -35,6 +36,17 @@ export const PEER_LABELS: Record<string, string> = {
   C: 'C: squashfuse, local file',
   us: 'us: squashfs-r2 (cold)',
   'us-warm': 'us-warm: same mount again',
+  'us-cold': 'W2R (a): mount-backup, cold',
+  'us-record': 'W2R: recording run (--record-prefetch)',
+  'us-prefetch': 'W2R (b): mount-backup with the recorded prefetch.json',
+  'us-cachefill': 'W2R: --cache-dir fill run',
+  'us-cachewarm': 'W2R (c): mount-backup with a warm --cache-dir',
+  'us-cachewarm-lower': 'W2R: (c), walking the lower mount (no fuse-overlayfs)',
+  'us-hydrate': 'W2R (d): mount-backup --hydrate, fresh --cache-dir',
+  'A+ovl': 'W2R: A with fuse-overlayfs on top',
+  'B+ovl': 'W2R: B with fuse-overlayfs on top',
+  'C+ovl': 'W2R: C with fuse-overlayfs on top',
+  'C-bare': 'W2R: C without overlay',
 };
 
 export interface Sizes {
@@ -79,3 +91,7 @@ export const DOWNLOAD_PART_BYTES = 16 * MiB;
 export const READ_CONCURRENCY = 4;
 
 export const BUCKET = 'bench';
+
+/** W2R's backup: `<prefix>/<id>/data.sqsh` + meta.json (+ prefetch.json once recorded). */
+export const RESTORE_PREFIX = 'backups';
+export const RECORD_SECONDS = 120;

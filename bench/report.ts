@@ -26,6 +26,7 @@ export function workloadTitle(w: WorkloadId, image: ImageSpec | undefined): stri
   const size = image ? `${(image.imageBytes / MiB).toFixed(1)} MiB ${image.compression} image` : '';
   if (w === 'W1')
     return `W1 backup (${size}: ${image?.bigFiles.length} big files + ${image?.smallFiles.length} small files)`;
+  if (w === 'W2R') return `W2R restore-then-read (mount-backup of W2's ${size}; peers with fuse-overlayfs on top)`;
   if (w === 'W2') return `W2 project tree (${size}: ${image?.smallFiles.length} files, ${image?.entries} entries)`;
   return `W3 random reads (W1's image, across ${image?.bigFiles[0]})`;
 }
@@ -40,6 +41,11 @@ export function formatTables(
   const out: string[] = [];
   for (const p of profiles) {
     for (const w of workloads) {
+      if (w === 'W2R') {
+        const t = formatRestoreTable(results, p, images.W2R);
+        if (t) out.push(t, '');
+        continue;
+      }
       const peers = PEER_ORDER.filter((peer) =>
         results.some((r) => r.profile === p.name && r.workload === w && r.peer === peer),
       );
@@ -87,6 +93,77 @@ export function formatTables(
   }
   out.push('Times are cumulative from the start of mounting; ratios are time ratios (below 1: "us" is faster).');
   return out.join('\n');
+}
+
+/** W2R's variants in table order; the ratio column is against C+ovl (same overlay as ours). */
+export const RESTORE_ORDER = [
+  'us-cold',
+  'us-record',
+  'us-prefetch',
+  'us-cachefill',
+  'us-cachewarm',
+  'us-cachewarm-lower',
+  'us-hydrate',
+  'A+ovl',
+  'B+ovl',
+  'C+ovl',
+  'C-bare',
+];
+
+/** One row per W2R variant: restore, walk and read times, total, requests (all / while walking), memory, CPU. */
+export function formatRestoreTable(results: RunResult[], p: Profile, image: ImageSpec | undefined): string | undefined {
+  const rows = RESTORE_ORDER.map((peer) => ({
+    peer,
+    r: results.find((x) => x.profile === p.name && x.workload === 'W2R' && x.peer === peer),
+  })).filter((x) => x.r);
+  if (rows.length === 0) return undefined;
+  const c = find(results, p, 'W2R', 'C+ovl');
+  const cBare = find(results, p, 'W2R', 'C-bare');
+  const header = [
+    '',
+    'restore s',
+    'find+stat s',
+    'read s',
+    'total s',
+    'x C+ovl',
+    'x C-bare',
+    'GETs',
+    'GETs walking',
+    'MiB',
+    'MiB walking',
+    'lower RSS MiB',
+    'lower CPU s',
+    'ovl CPU s',
+  ];
+  const body = rows.map(({ peer, r }) => {
+    if (!r || r.error) return [peer, 'FAILED'];
+    const find1 = r.steps.find((s) => s.name === 'findStat')?.ms;
+    const read = r.steps.find((s) => s.name === 'readAll')?.ms;
+    return [
+      peer,
+      sec(r.mountMs),
+      sec(find1),
+      sec(read),
+      sec(r.milestones.readAll),
+      ratio(r.milestones.readAll, c?.milestones.readAll),
+      ratio(r.milestones.readAll, cBare?.milestones.readAll),
+      String(r.gets),
+      String(r.extra.readGets ?? '-'),
+      (r.bytesDown / MiB).toFixed(1),
+      ((r.extra.readBytesDown ?? 0) / MiB).toFixed(1),
+      (r.peakRssBytes / MiB).toFixed(1),
+      (r.extra.daemonCpuSeconds ?? 0).toFixed(2),
+      (r.extra.overlayCpuSeconds ?? 0).toFixed(2),
+    ];
+  });
+  return [
+    `== ${workloadTitle('W2R', image)}; profile ${p.name} (RTT ${p.rttMs} ms, ${(p.bandwidthBytesPerSec / 1e6).toFixed(0)} MB/s per connection)`,
+    table([
+      header,
+      ...body.map((r) => (r.length === header.length ? r : [...r, ...header.slice(r.length).map(() => '')])),
+    ]),
+    ...rows.filter(({ r }) => r?.error).map(({ peer, r }) => `!! ${peer}: ${r!.error}`),
+  ].join('\n');
 }
 
 export interface GoalCheck {
@@ -167,6 +244,23 @@ export function evaluateGoals(results: RunResult[], profiles: Profile[], w3Neede
         x <= 2,
         `${x.toFixed(2)}x (${(us3.bytesDown / MiB).toFixed(2)} MiB fetched incl. mount, ${(w3Needed / MiB).toFixed(2)} MiB of data blocks needed)`,
       );
+    }
+    const cOvl = find(results, p, 'W2R', 'C+ovl');
+    const cBare = find(results, p, 'W2R', 'C-bare');
+    for (const [peer, what] of [
+      ['us-prefetch', 'W2R (b) recorded prefetch list'],
+      ['us-cachewarm', 'W2R (c) warm --cache-dir'],
+    ] as const) {
+      const us = find(results, p, 'W2R', peer);
+      if (us && (cOvl || cBare)) {
+        const x = cOvl ? us.milestones.readAll! / cOvl.milestones.readAll! : undefined;
+        const xb = cBare ? us.milestones.readAll! / cBare.milestones.readAll! : undefined;
+        add(
+          `${what}: restore+walk within 1.5x of C`,
+          x !== undefined ? x <= 1.5 : xb! <= 1.5,
+          `${x === undefined ? '' : `${x.toFixed(2)}x C+ovl (${sec(us.milestones.readAll)} s vs ${sec(cOvl?.milestones.readAll)} s)`}${xb === undefined ? '' : `; ${xb.toFixed(2)}x C-bare (${sec(cBare?.milestones.readAll)} s)`}`,
+        );
+      }
     }
     for (const w of ['W1', 'W2'] as WorkloadId[]) {
       const warm = find(results, p, w, 'us-warm');

@@ -43,6 +43,11 @@ export const MILESTONES: Record<WorkloadId, { key: string; label: string }[]> = 
     { key: 'mounted', label: 'mounted' },
     { key: 'randomReads', label: '64 random 4 KiB reads done' },
   ],
+  W2R: [
+    { key: 'mounted', label: 'restored (dir usable)' },
+    { key: 'findStat', label: 'find + stat all' },
+    { key: 'readAll', label: 'then every file read' },
+  ],
 };
 
 /** Milestones are cumulative: mount time plus the steps so far. */
@@ -53,7 +58,7 @@ export function milestonesOf(workload: WorkloadId, mountMs: number, steps: StepR
   const order =
     workload === 'W1'
       ? ['firstFile', 'smallTree', 'bigFiles']
-      : workload === 'W2'
+      : workload === 'W2' || workload === 'W2R'
         ? ['findStat', 'readAll']
         : ['randomReads'];
   for (const name of order) {

@@ -27,9 +27,10 @@ import { evaluateGoals, formatGoals, formatTables, w3BytesNeeded } from './repor
 import { milestonesOf, requestWaves, type RunResult } from './results.js';
 import { headObject, uploadFile } from './s3.js';
 import type { StepResult, StepsRequest } from './workload-runner.js';
+import { runRestoreSet } from './restore-set.js';
 import { backupImage, type ImageSpec, projectImage, randomOffsets } from './workloads.js';
 
-const USAGE = `usage: npm run bench -- [--quick] [--peers us,A,B,C] [--workloads W1,W2,W3] [--profiles 20ms,5ms,80ms]
+const USAGE = `usage: npm run bench -- [--quick] [--peers us,A,B,C] [--workloads W1,W2,W3,W2R] [--profiles 20ms,5ms,80ms]
                       [--data-dir DIR] [--out DIR] [--no-warm] [--server-mode r2|s3rver] [--concurrency 4] [--us-args="--log-level debug ..."]
 
 Runs every peer on the same data, the same local S3 server and the same proxy profile:
@@ -37,6 +38,8 @@ Runs every peer on the same data, the same local S3 server and the same proxy pr
   B   parallel ranged download (8 connections x 16 MiB) + squashfuse on the local copy
   C   squashfuse on the local image file (the floor)
   us  squashfs-r2 mount straight from the server (+ us-warm: the same mount read again)
+W2R restores W2's tree with mount-backup (cold, recorded prefetch list, warm --cache-dir, --hydrate)
+against A/B/C with fuse-overlayfs on top (--us-args go to mount-backup there).
 Profiles: <rtt>ms[:<MB/s per connection>], default 20ms (100 MB/s). Data is generated once and cached.
 `;
 
@@ -122,7 +125,7 @@ function runSteps(req: StepsRequest): Promise<StepResult[]> {
 
 function stepsRequest(w: WorkloadId, root: string, image: ImageSpec, sizes: Sizes, concurrency: number): StepsRequest {
   if (w === 'W1') return { kind: 'W1', root, smallFiles: image.smallFiles, bigFiles: image.bigFiles, concurrency };
-  if (w === 'W2') return { kind: 'W2', root, concurrency };
+  if (w === 'W2' || w === 'W2R') return { kind: 'W2', root, concurrency };
   return {
     kind: 'W3',
     root,
@@ -137,7 +140,7 @@ function checkSteps(w: WorkloadId, steps: StepResult[], image: ImageSpec, sizes:
   const expect: Record<string, number> =
     w === 'W1'
       ? { smallTree: image.smallBytes, bigFiles: image.bigBytes }
-      : w === 'W2'
+      : w === 'W2' || w === 'W2R'
         ? { readAll: image.smallBytes, findStat: 0 }
         : { randomReads: sizes.randomReads * sizes.randomReadBytes };
   for (const s of steps) {
@@ -145,7 +148,7 @@ function checkSteps(w: WorkloadId, steps: StepResult[], image: ImageSpec, sizes:
       throw new Error(`${s.name} read ${s.bytes} bytes, expected ${expect[s.name]}`);
     }
   }
-  if (w === 'W2') {
+  if (w === 'W2' || w === 'W2R') {
     const find = steps.find((s) => s.name === 'findStat');
     if (find?.entries !== image.entries)
       throw new Error(`find saw ${find?.entries} entries, expected ${image.entries}`);
@@ -319,7 +322,9 @@ async function main(argv: string[]): Promise<number> {
   const images: Partial<Record<WorkloadId, ImageSpec>> = {};
   if (opts.workloads.includes('W1') || opts.workloads.includes('W3'))
     images.W1 = await backupImage(opts.dataDir, opts.sizes, log);
-  if (opts.workloads.includes('W2')) images.W2 = await projectImage(opts.dataDir, opts.sizes, log);
+  if (opts.workloads.includes('W2') || opts.workloads.includes('W2R'))
+    images.W2 = await projectImage(opts.dataDir, opts.sizes, log);
+  if (opts.workloads.includes('W2R')) images.W2R = images.W2;
   if (opts.workloads.includes('W3')) images.W3 = images.W1;
 
   const server = await startS3Server({ directory: join(opts.dataDir, 's3'), buckets: [BUCKET], mode: opts.serverMode });
@@ -340,6 +345,27 @@ async function main(argv: string[]): Promise<number> {
     for (const profile of opts.profiles) {
       proxy.setProfile({ rttMs: profile.rttMs, bandwidthBytesPerSec: profile.bandwidthBytesPerSec });
       for (const workload of opts.workloads) {
+        if (workload === 'W2R') {
+          const image = images.W2R!;
+          const walk = async (root: string) => {
+            const steps = await runSteps(stepsRequest('W2R', root, image, opts.sizes, opts.concurrency));
+            checkSteps('W2R', steps, image, opts.sizes);
+            return steps;
+          };
+          results.push(
+            ...(await runRestoreSet({
+              proxy,
+              serverEndpoint: server.endpoint,
+              profile,
+              image,
+              peers: opts.peers,
+              usArgs: opts.usArgs,
+              walk,
+              log,
+            })),
+          );
+          continue;
+        }
         for (const peer of opts.peers) {
           log(`${profile.name} ${workload} ${peer}`);
           const r = await runPeer({ opts, proxy, profile, workload, image: images[workload]! }, peer);
@@ -369,7 +395,7 @@ async function main(argv: string[]): Promise<number> {
       )
     : undefined;
   const goals = evaluateGoals(results, opts.profiles, opts.workloads.includes('W3') ? w3Needed : undefined);
-  const text = `${formatTables(results, opts.profiles, opts.workloads, images)}\n\nGoals (issue 6):\n${formatGoals(goals)}\n`;
+  const text = `${formatTables(results, opts.profiles, opts.workloads, images)}\n\nGoals (issues 6 and 8):\n${formatGoals(goals)}\n`;
   process.stdout.write(`\n${text}`);
 
   const stamp = started.toISOString().replace(/[:.]/g, '-');

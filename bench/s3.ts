@@ -69,6 +69,31 @@ export async function uploadFile(endpoint: string, bucket: string, key: string, 
   if (res.statusCode !== 200) throw new Error(`PUT ${path}: HTTP ${res.statusCode} ${text.slice(0, 200)}`);
 }
 
+/** One small object from memory (meta.json). */
+export async function putObject(endpoint: string, bucket: string, key: string, body: string): Promise<void> {
+  const path = objectPath(bucket, key);
+  const data = Buffer.from(body);
+  const headers = await signedHeaders('PUT', endpoint, path, {
+    'content-length': String(data.length),
+    'content-type': 'application/json',
+  });
+  const res = await request(new URL(path, endpoint), { method: 'PUT', headers, body: data });
+  const text = await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`PUT ${path}: HTTP ${res.statusCode} ${text.slice(0, 200)}`);
+}
+
+/** Deletes an object (absent is fine). */
+export async function deleteObject(endpoint: string, bucket: string, key: string): Promise<void> {
+  const path = objectPath(bucket, key);
+  const res = await request(new URL(path, endpoint), {
+    method: 'DELETE',
+    headers: await signedHeaders('DELETE', endpoint, path),
+  });
+  const text = await res.body.text();
+  if (res.statusCode !== 204 && res.statusCode !== 200 && res.statusCode !== 404)
+    throw new Error(`DELETE ${path}: HTTP ${res.statusCode} ${text.slice(0, 200)}`);
+}
+
 /** One signed ranged GET through a dispatcher (peer B's downloader). */
 export async function getRange(
   dispatcher: Dispatcher,
