@@ -31,8 +31,10 @@ function observed<T>(p: Promise<T>): Promise<T> {
   return p;
 }
 
-/** Marks a piece already read into the target by the source. */
+/** Marks a piece already copied into the target. */
 const DIRECT = new Uint8Array(0);
+/** Scratch buffers kept for direct reads (one per concurrent read; more are allocated and dropped). */
+const SCRATCH_KEPT = 16;
 
 function checkRange(offset: number, length: number): void {
   if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
@@ -68,7 +70,7 @@ interface Piece {
   fileStart: number;
   promise: Promise<Uint8Array> | undefined;
   data: Uint8Array | undefined;
-  /** Image position of an uncompressed block the source copies into the target itself (ImageIO.direct). */
+  /** Image position of an uncompressed block read from the source without the block cache (ImageIO.direct). */
   direct: number | undefined;
 }
 
@@ -78,6 +80,8 @@ export class FileData {
   private readonly checkpoints = new LRUCache<number, Checkpoint[]>({ max: 4096 });
   /** Where the last read of each recently read file ended: a read starting there is sequential. */
   private readonly lastEnd = new LRUCache<number, number>({ max: 1024 });
+  /** Reused buffers for uncompressed blocks read without the block cache (see readDirect). */
+  private readonly scratch: Uint8Array[] = [];
 
   constructor(
     private readonly ctx: ImageContext,
@@ -128,7 +132,7 @@ export class FileData {
         if (p.direct === undefined) return p.promise ?? p.data;
         const from = Math.max(offset, p.fileStart);
         const to = Math.min(end, p.fileStart + bs, f.size);
-        return this.ctx.io.readInto(p.direct + (from - p.fileStart), out.subarray(from - offset, to - offset), 'file data').then(() => DIRECT);
+        return this.readDirect(p.direct + (from - p.fileStart), out, from - offset, to - from);
       }),
     );
     for (let i = 0; i < pieces.length; i++) {
@@ -145,6 +149,23 @@ export class FileData {
       }
     }
     return end - offset;
+  }
+
+  /**
+   * Copies `length` image bytes at `pos` into `out` at `at` through a reused scratch buffer. Not
+   * straight into `out`: that may be FUSE's request memory, which libfuse frees once a timed-out
+   * request is answered while the read could still be writing to it; a copy on this thread cannot.
+   */
+  private async readDirect(pos: number, out: Uint8Array, at: number, length: number): Promise<Uint8Array> {
+    const scratch = this.scratch.pop() ?? Buffer.allocUnsafe(this.ctx.sb.blockSize);
+    try {
+      const view = scratch.subarray(0, length);
+      await this.ctx.io.readInto(pos, view, 'file data');
+      out.set(view, at);
+      return DIRECT;
+    } finally {
+      if (this.scratch.length < SCRATCH_KEPT) this.scratch.push(scratch);
+    }
   }
 
   /**
