@@ -185,7 +185,8 @@ type Resolved = Required<Omit<CacheOptions, 'cacheDir' | 'cacheDirMaxBytes' | 'h
 function resolveOptions(options: CacheOptions): Resolved {
   const chunkBytes = options.chunkBytes ?? CACHE_DEFAULTS.chunkBytes;
   // A chunk size asked for alone keeps its old meaning (the unit of every fetch).
-  const missUnitBytes = options.missUnitBytes ?? (options.chunkBytes === undefined ? CACHE_DEFAULTS.missUnitBytes : chunkBytes);
+  const missUnitBytes =
+    options.missUnitBytes ?? (options.chunkBytes === undefined ? CACHE_DEFAULTS.missUnitBytes : chunkBytes);
   const r: Resolved = {
     cacheBytes: options.cacheBytes ?? CACHE_DEFAULTS.cacheBytes,
     chunkBytes,
@@ -204,13 +205,16 @@ function resolveOptions(options: CacheOptions): Resolved {
   };
   const positive = (name: keyof Resolved, min: number) => {
     const v = r[name];
-    if (!Number.isSafeInteger(v) || v < min) throw new RangeError(`cache option ${name} must be an integer >= ${min}, got ${v}`);
+    if (!Number.isSafeInteger(v) || v < min)
+      throw new RangeError(`cache option ${name} must be an integer >= ${min}, got ${v}`);
   };
   positive('chunkBytes', 512);
-  if ((chunkBytes & (chunkBytes - 1)) !== 0) throw new RangeError(`cache option chunkBytes must be a power of two, got ${chunkBytes}`);
+  if ((chunkBytes & (chunkBytes - 1)) !== 0)
+    throw new RangeError(`cache option chunkBytes must be a power of two, got ${chunkBytes}`);
   positive('cacheBytes', 2 * chunkBytes);
   positive('missUnitBytes', chunkBytes);
-  if (missUnitBytes % chunkBytes !== 0) throw new RangeError(`cache option missUnitBytes must be a multiple of chunkBytes, got ${missUnitBytes}`);
+  if (missUnitBytes % chunkBytes !== 0)
+    throw new RangeError(`cache option missUnitBytes must be a multiple of chunkBytes, got ${missUnitBytes}`);
   positive('maxReadaheadBytes', 0);
   positive('initialReadaheadBytes', chunkBytes);
   positive('maxReadaheadRequestBytes', chunkBytes);
@@ -238,7 +242,8 @@ function resolveOptions(options: CacheOptions): Resolved {
 export async function openCachedSource(remote: RemoteObject, options: CacheOptions = {}): Promise<CachedSource> {
   const opts = resolveOptions(options);
   const { info, head, tail } = await remote.open(opts.headBytes, opts.tailBytes);
-  if (!Number.isSafeInteger(info.size) || info.size < 0) throw new Error(`${remote.name}: invalid object size ${info.size}`);
+  if (!Number.isSafeInteger(info.size) || info.size < 0)
+    throw new Error(`${remote.name}: invalid object size ${info.size}`);
   const headExpected = Math.min(opts.headBytes, info.size);
   const tailExpected = Math.min(opts.tailBytes, info.size);
   if (head.length !== headExpected || tail.length !== tailExpected) {
@@ -252,7 +257,11 @@ export async function openCachedSource(remote: RemoteObject, options: CacheOptio
     );
   }
   const disk = options.cacheDir
-    ? await DiskChunkStore.open({ dir: options.cacheDir, maxBytes: options.cacheDirMaxBytes }, { name: remote.name, etag: info.etag, size: info.size }, opts.chunkBytes)
+    ? await DiskChunkStore.open(
+        { dir: options.cacheDir, maxBytes: options.cacheDirMaxBytes },
+        { name: remote.name, etag: info.etag, size: info.size },
+        opts.chunkBytes,
+      )
     : undefined;
   const source = new ChunkCachedSource(remote, info, opts, disk);
   source.seed(head, tail);
@@ -325,7 +334,10 @@ class ChunkCachedSource implements CachedSource {
   /** Spans the reader asked to retain; undefined until the first retain (the tail is pinned until then). */
   private retainedSpans: Array<[number, number]> | undefined;
   /** Chunks being fetched; `joined` = a reader waits on it (a readahead chunk that was then used). */
-  private readonly inFlight = new Map<number, { fetch: RangeFetch; waiter: Deferred; joined: boolean; ahead: boolean }>();
+  private readonly inFlight = new Map<
+    number,
+    { fetch: RangeFetch; waiter: Deferred; joined: boolean; ahead: boolean }
+  >();
   /** Bytes of stream readahead requested (queued or in flight) and not yet arrived: part of the readahead budget. */
   private aheadInFlightBytes = 0;
   /** Unused stream readahead (held + on its way) is kept within this; see aheadBudget in the constructor. */
@@ -368,7 +380,8 @@ class ChunkCachedSource implements CachedSource {
       admit: (task) => this.admit(task),
     });
     // One window may not exceed a quarter of the cache (it is topped up when half is read).
-    const windowCap = Math.floor(Math.min(opts.maxReadaheadBytes, opts.cacheBytes / 4) / opts.chunkBytes) * opts.chunkBytes;
+    const windowCap =
+      Math.floor(Math.min(opts.maxReadaheadBytes, opts.cacheBytes / 4) / opts.chunkBytes) * opts.chunkBytes;
     // All streams together keep at most half the cache in unused readahead (held or in flight), so
     // readahead never pushes out what another stream is about to read, and the other half holds
     // what readers use now.
@@ -567,7 +580,12 @@ class ChunkCachedSource implements CachedSource {
    * `coalesceGapBytes` is bridged (re-fetched) rather than paying a second request. Chunks in flight
    * are never bridged (the bytes are already on their way), nor are pinned ones.
    */
-  private planFetches(missing: number[], priority: FetchPriority, streamId: number | undefined, maxBytes = Infinity): RangeFetch[] {
+  private planFetches(
+    missing: number[],
+    priority: FetchPriority,
+    streamId: number | undefined,
+    maxBytes = Infinity,
+  ): RangeFetch[] {
     const fetches: RangeFetch[] = [];
     const maxGapChunks = Math.floor(this.opts.coalesceGapBytes / this.opts.chunkBytes);
     const maxChunks = Math.max(1, Math.floor(maxBytes / this.opts.chunkBytes));
@@ -619,7 +637,10 @@ class ChunkCachedSource implements CachedSource {
     // Split the window so it arrives over several connections at once.
     const pieceBytes = Math.min(
       this.opts.maxReadaheadRequestBytes,
-      Math.max(this.opts.chunkBytes, Math.ceil(plan.windowBytes / Math.max(1, Math.min(4, this.opts.maxReadaheadFetches)))),
+      Math.max(
+        this.opts.chunkBytes,
+        Math.ceil(plan.windowBytes / Math.max(1, Math.min(4, this.opts.maxReadaheadFetches))),
+      ),
     );
     for (const fetch of this.planFetches(missing, 'readahead', plan.streamId, pieceBytes)) this.scheduler.submit(fetch);
   }
@@ -665,7 +686,8 @@ class ChunkCachedSource implements CachedSource {
         const from = this.chunkStart(first);
         const length = this.chunkEnd(last) - from;
         const data = await this.remote.fetch(from, length, fetch.controller.signal);
-        if (data.length !== length) throw new Error(`${this.name}: fetch [${from}, +${length}) returned ${data.length} bytes`);
+        if (data.length !== length)
+          throw new Error(`${this.name}: fetch [${from}, +${length}) returned ${data.length} bytes`);
         this.counters.fetchedBytes += length;
         if (kind === 'readahead') this.counters.readaheadBytes += length;
         if (kind === 'background' && this.hydration) this.hydration.stats.fetchedBytes += length;
@@ -692,7 +714,8 @@ class ChunkCachedSource implements CachedSource {
     } catch (error) {
       this.reservedBytes -= fetch.bytes;
       this.counters.failedFetches++;
-      if (kind === 'foreground' || fetch.awaited) this.log.debug(`fetch [${fetch.offset}, +${fetch.bytes}) failed: ${String(error)}`);
+      if (kind === 'foreground' || fetch.awaited)
+        this.log.debug(`fetch [${fetch.offset}, +${fetch.bytes}) failed: ${String(error)}`);
       this.settleFailed(fetch, error);
     } finally {
       this.runningFetches--;
@@ -756,7 +779,8 @@ class ChunkCachedSource implements CachedSource {
   private async fetchDirect(offset: number, length: number): Promise<Uint8Array> {
     this.counters.foregroundFetches++;
     const data = await this.remote.fetch(offset, length);
-    if (data.length !== length) throw new Error(`${this.name}: fetch [${offset}, +${length}) returned ${data.length} bytes`);
+    if (data.length !== length)
+      throw new Error(`${this.name}: fetch [${offset}, +${length}) returned ${data.length} bytes`);
     this.counters.fetchedBytes += length;
     return data;
   }
@@ -773,7 +797,9 @@ class ChunkCachedSource implements CachedSource {
     const spans = [...(this.retainedSpans ?? []), [offset, end] as [number, number]];
     const spanBytes = spans.reduce((sum, [s, e]) => sum + (e - s), 0);
     if (spanBytes > this.opts.maxPinnedBytes) {
-      this.log.warn(`${this.name}: metadata of ${spanBytes} bytes exceeds maxPinnedBytes ${this.opts.maxPinnedBytes}; not pinned`);
+      this.log.warn(
+        `${this.name}: metadata of ${spanBytes} bytes exceeds maxPinnedBytes ${this.opts.maxPinnedBytes}; not pinned`,
+      );
       return;
     }
     const gaps = this.pinned.missing(offset, end).flatMap(([s, e]) => this.uncachedParts(s, e));
@@ -801,7 +827,11 @@ class ChunkCachedSource implements CachedSource {
       }
       const extent = this.pinned.find(pos);
       if (extent) {
-        const to = Math.min(end, extent.start + extent.bytes.length, fetched && fetched.start > pos ? fetched.start : Infinity);
+        const to = Math.min(
+          end,
+          extent.start + extent.bytes.length,
+          fetched && fetched.start > pos ? fetched.start : Infinity,
+        );
         this.pinned.copy(pos, to, bytes, pos - offset);
         pos = to;
         continue;
@@ -818,7 +848,8 @@ class ChunkCachedSource implements CachedSource {
     keep.push({ start: offset, bytes });
     if (this.retainedSpans === undefined) {
       // Tail bytes outside the metadata are ordinary data now: hand whole chunks to the LRU.
-      for (const e of previous) for (const part of this.outsideSpans(e, spans)) this.storeWholeChunks(part.start, part.bytes);
+      for (const e of previous)
+        for (const part of this.outsideSpans(e, spans)) this.storeWholeChunks(part.start, part.bytes);
     }
     this.retainedSpans = spans;
     this.pinned.replace(keep);
@@ -857,7 +888,13 @@ class ChunkCachedSource implements CachedSource {
 
   private checkRange(offset: number, length: number, what: string): void {
     if (this.closed) throw new Error(`${this.name}: source is closed`);
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.size) {
+    if (
+      !Number.isSafeInteger(offset) ||
+      !Number.isSafeInteger(length) ||
+      offset < 0 ||
+      length < 0 ||
+      offset + length > this.size
+    ) {
       throw new RangeError(`${this.name}: ${what} [${offset}, +${length}) outside the object (${this.size} bytes)`);
     }
   }
@@ -873,7 +910,11 @@ class ChunkCachedSource implements CachedSource {
     for (let c = this.chunkOf(offset); length > 0 && this.chunkStart(c) < offset + length; c++) {
       const flight = this.inFlight.get(c);
       if (flight) waits.push(flight.waiter.promise);
-      else if (!this.lru.has(c) && !(this.disk?.has(c) ?? false) && this.pinned.missing(this.chunkStart(c), this.chunkEnd(c)).length > 0) {
+      else if (
+        !this.lru.has(c) &&
+        !(this.disk?.has(c) ?? false) &&
+        this.pinned.missing(this.chunkStart(c), this.chunkEnd(c)).length > 0
+      ) {
         missing.push(c);
       }
     }
@@ -893,9 +934,17 @@ class ChunkCachedSource implements CachedSource {
     if (this.closed) return Promise.reject(new Error(`${this.name}: source is closed`));
     if (!this.hydration) {
       if (!this.disk && this.size > this.opts.cacheBytes) {
-        return Promise.reject(new RangeError(`${this.name}: hydrate needs a cache directory or an object no larger than cacheBytes`));
+        return Promise.reject(
+          new RangeError(`${this.name}: hydrate needs a cache directory or an object no larger than cacheBytes`),
+        );
       }
-      const stats: HydrationStats = { state: 'running', totalBytes: this.size, doneBytes: 0, fetchedBytes: 0, failedRequests: 0 };
+      const stats: HydrationStats = {
+        state: 'running',
+        totalBytes: this.size,
+        doneBytes: 0,
+        fetchedBytes: 0,
+        failedRequests: 0,
+      };
       this.hydration = { stats, done: this.runHydration(stats) };
     }
     return this.hydration.done;
@@ -910,9 +959,11 @@ class ChunkCachedSource implements CachedSource {
     const chunkCount = Math.ceil(this.size / this.opts.chunkBytes);
     const pieceChunks = Math.max(1, Math.floor(this.opts.hydrateRequestBytes / this.opts.chunkBytes));
     const held = (c: number) =>
-      (this.disk ? this.disk.has(c) : this.lru.has(c)) || this.pinned.missing(this.chunkStart(c), this.chunkEnd(c)).length === 0;
+      (this.disk ? this.disk.has(c) : this.lru.has(c)) ||
+      this.pinned.missing(this.chunkStart(c), this.chunkEnd(c)).length === 0;
     const pieces: Array<[number, number]> = [];
-    for (let first = 0; first < chunkCount; first += pieceChunks) pieces.push([first, Math.min(chunkCount, first + pieceChunks) - 1]);
+    for (let first = 0; first < chunkCount; first += pieceChunks)
+      pieces.push([first, Math.min(chunkCount, first + pieceChunks) - 1]);
     const runPiece = async ([first, last]: [number, number]): Promise<boolean> => {
       const waits: Array<Promise<Uint8Array>> = [];
       const missing: number[] = [];

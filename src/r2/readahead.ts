@@ -87,7 +87,15 @@ export class SequentialDetector {
     const end = offset + length;
     const stream = this.match(offset);
     if (!stream) {
-      this.streams.push({ id: this.nextId++, firstOffset: offset, lastStart: offset, nextOffset: end, aheadUntil: end, windowBytes: 0, sequentialReads: 1 });
+      this.streams.push({
+        id: this.nextId++,
+        firstOffset: offset,
+        lastStart: offset,
+        nextOffset: end,
+        aheadUntil: end,
+        windowBytes: 0,
+        sequentialReads: 1,
+      });
       if (this.streams.length > this.options.maxStreams) this.streams.shift();
       return undefined;
     }

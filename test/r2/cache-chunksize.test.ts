@@ -46,7 +46,8 @@ describe.runIf(RUN)('chunk size measurement', () => {
     dir = await mkdtemp(join(tmpdir(), 'cache-bench-'));
     const tree = join(dir, 'tree');
     await mkdir(tree);
-    for (const pkg of ['@aws-sdk', '@smithy', 'typescript']) await cp(join(REPO_ROOT, 'node_modules', pkg), join(tree, pkg), { recursive: true });
+    for (const pkg of ['@aws-sdk', '@smithy', 'typescript'])
+      await cp(join(REPO_ROOT, 'node_modules', pkg), join(tree, pkg), { recursive: true });
     await writeFile(join(tree, 'random.bin'), randomBytes(32 * MiB));
     imagePath = join(dir, 'image.sqsh');
     await execFileP('mksquashfs', [tree, imagePath, '-comp', 'gzip', '-noappend', '-quiet', '-no-progress']);
@@ -64,14 +65,17 @@ describe.runIf(RUN)('chunk size measurement', () => {
 
   it('reports time, GETs and bytes per workload and chunk size', async () => {
     let seed = 1;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     const picks = Array.from({ length: 150 }, () => smallFiles[Math.floor(rand() * smallFiles.length)]!);
     const offsets = Array.from({ length: 150 }, () => Math.floor(rand() * (32 * MiB - 4096)));
     const rows: string[] = [];
     // Plain chunk sizes (every fetch in whole chunks), then the default: 64 KiB chunks, small misses
     // widened to their 256 KiB unit.
     const configs: Array<[string, CacheOptions]> = [
-      ...[64 * KiB, 128 * KiB, 256 * KiB, 512 * KiB, 1 * MiB].map((chunkBytes): [string, CacheOptions] => [`${chunkBytes / KiB} KiB`, { chunkBytes }]),
+      ...[64 * KiB, 128 * KiB, 256 * KiB, 512 * KiB, 1 * MiB].map((chunkBytes): [string, CacheOptions] => [
+        `${chunkBytes / KiB} KiB`,
+        { chunkBytes },
+      ]),
       ['default', {}],
     ];
     for (const [label, options] of configs) {
@@ -82,9 +86,11 @@ describe.runIf(RUN)('chunk size measurement', () => {
         },
         '150 random small files x4 parallel': async (img) => {
           const queue = [...picks];
-          await Promise.all([0, 1, 2, 3].map(async () => {
-            for (let f = queue.shift(); f; f = queue.shift()) await readAll(img, f.path, f.size);
-          }));
+          await Promise.all(
+            [0, 1, 2, 3].map(async () => {
+              for (let f = queue.shift(); f; f = queue.shift()) await readAll(img, f.path, f.size);
+            }),
+          );
         },
         '150 random 4 KiB in 32 MiB file': async (img) => {
           for (const at of offsets) await img.read('random.bin', at, 4096);
@@ -116,7 +122,11 @@ describe.runIf(RUN)('chunk size measurement', () => {
   it('reports the whole-tree read cold, with a warm disk cache, and after hydration', async () => {
     const cacheDir = await mkdtemp(join(dir, 'disk-'));
     const rows: string[] = [];
-    const run = async (label: string, options: Parameters<typeof openCachedSource>[1], before?: (source: CachedSource) => Promise<unknown>) => {
+    const run = async (
+      label: string,
+      options: Parameters<typeof openCachedSource>[1],
+      before?: (source: CachedSource) => Promise<unknown>,
+    ) => {
       const remote = await FileObject.open(imagePath, { latencyMs: 20, bytesPerSecond: 100 * MiB, etag: '"bench"' });
       const t0 = performance.now();
       const source = await openCachedSource(remote, options);
@@ -137,7 +147,9 @@ describe.runIf(RUN)('chunk size measurement', () => {
     await run('cold, memory only', {});
     await run('cold, filling the disk cache', { cacheDir });
     await run('warm disk cache (remount)', { cacheDir });
-    await run('hydrate (fresh disk cache), then read', { cacheDir: await mkdtemp(join(dir, 'disk-')) }, (s) => s.hydrate());
+    await run('hydrate (fresh disk cache), then read', { cacheDir: await mkdtemp(join(dir, 'disk-')) }, (s) =>
+      s.hydrate(),
+    );
     console.log(rows.join('\n'));
     expect(rows.length).toBe(4);
   });

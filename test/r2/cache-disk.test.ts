@@ -193,7 +193,7 @@ describe('property: the disk cache never returns wrong bytes', () => {
   it('random reads across remounts with random damage to the cache files in between', async () => {
     const cacheDir = await freshCacheDir();
     let seed = 2024;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     for (let round = 0; round < 8; round++) {
       const { remote, source } = await open({ cacheDir, cacheBytes: pickOne(rand, [2 * MiB, 8 * MiB]) });
       remote.setFailureRule(() => (rand() < 0.03 ? new Error('injected') : undefined));
@@ -217,7 +217,8 @@ describe('property: the disk cache never returns wrong bytes', () => {
         const { size } = await handle.stat();
         const what = rand();
         if (what < 0.8 && size > 0) {
-          const at = file === 'index' ? 4096 + Math.floor(rand() * Math.max(1, size - 4096)) : Math.floor(rand() * size);
+          const at =
+            file === 'index' ? 4096 + Math.floor(rand() * Math.max(1, size - 4096)) : Math.floor(rand() * size);
           await handle.write(randomBytes(1 + Math.floor(rand() * 16)), 0, undefined, at);
         } else {
           await handle.truncate(Math.floor(rand() * size));
@@ -280,7 +281,9 @@ describe('hydration', () => {
     await fits.source.close();
 
     const remote = await FileObject.open(path, { etag: '"v1"' });
-    await expect(openCachedSource(remote, { cacheBytes: 4 * MiB, hydrate: true })).rejects.toThrow(/hydrate needs a cache directory/);
+    await expect(openCachedSource(remote, { cacheBytes: 4 * MiB, hydrate: true })).rejects.toThrow(
+      /hydrate needs a cache directory/,
+    );
     await remote.close();
   });
 

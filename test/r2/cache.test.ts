@@ -174,7 +174,7 @@ describe('chunk cache', () => {
     for (const chunkBytes of [4 * KiB, 256 * KiB]) {
       const { remote, source } = await open({ chunkBytes, headBytes: 0, tailBytes: 0 });
       let seed = 12345;
-      const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+      const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
       const touched = new Set<number>();
       const n = 400;
       for (let i = 0; i < n; i++) {
@@ -195,7 +195,7 @@ describe('chunk cache', () => {
   it('by default a random 128 KiB block costs at most 192 KiB (just its 64 KiB chunks), a small read its 256 KiB unit', async () => {
     const { remote, source } = await open({ headBytes: 0, tailBytes: 0 });
     let seed = 777;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     const n = 64;
     for (let i = 0; i < n; i++) {
       // An uncompressed 128 KiB squashfs block sits at any offset (the image's data starts after the superblock).
@@ -223,7 +223,9 @@ describe('failures', () => {
     const boom = new Error('503 SlowDown (injected)');
     remote.failNext(1, boom);
     const at = 3 * MiB;
-    const results = await Promise.allSettled(Array.from({ length: 5 }, (_, i) => source.read(at + (4 - i) * 40_000, 100)));
+    const results = await Promise.allSettled(
+      Array.from({ length: 5 }, (_, i) => source.read(at + (4 - i) * 40_000, 100)),
+    );
     expect(results.every((r) => r.status === 'rejected' && r.reason === boom)).toBe(true);
     expect(fetches(remote)).toHaveLength(1);
     expect(source.stats().cache.cachedBytes - source.stats().cache.pinnedBytes).toBe(256 * KiB); // only the head chunk
@@ -255,7 +257,7 @@ describe('memory and eviction', () => {
     const metaStart = data.length - 256 * KiB;
     await source.retain(metaStart, 256 * KiB);
     let seed = 99;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     // Mixed: sequential sweeps (readahead) and random bursts, concurrently.
     const sequential = (async () => {
       for (let at = 0; at + 64 * KiB < 20 * MiB; at += 64 * KiB) {
@@ -301,7 +303,7 @@ describe('memory and eviction', () => {
 describe('property: bytes returned always equal the file', () => {
   it('random reads under random configurations, with concurrency and injected failures', async () => {
     let seed = 4242;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     const pick = <T>(xs: T[]) => xs[Math.floor(rand() * xs.length)]!;
     for (let round = 0; round < 6; round++) {
       const options: CacheOptions = {

@@ -11,7 +11,13 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 
 describe('SequentialDetector', () => {
-  const options = { initialWindowBytes: 1 * MiB, maxWindowBytes: 64 * MiB, forwardSlackBytes: 32 * KiB, maxStreams: 8, minSequentialReads: 3 };
+  const options = {
+    initialWindowBytes: 1 * MiB,
+    maxWindowBytes: 64 * MiB,
+    forwardSlackBytes: 32 * KiB,
+    maxStreams: 8,
+    minSequentialReads: 3,
+  };
 
   it('grows the window 1 -> 2 -> 4 -> ... -> 64 MiB for a sequential reader and keeps it there', () => {
     const d = new SequentialDetector(options, 1 << 30);
@@ -26,7 +32,7 @@ describe('SequentialDetector', () => {
   it('never plans readahead for random reads', () => {
     const d = new SequentialDetector(options, 1 << 30);
     let seed = 7;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     for (let i = 0; i < 10_000; i++) expect(d.observe(Math.floor(rand() * (1 << 30)), 4096)).toBeUndefined();
   });
 
@@ -45,7 +51,12 @@ describe('SequentialDetector', () => {
 
   it('the tiny adjacent reads of an image open (superblock, compression options) start no readahead', () => {
     const d = new SequentialDetector({ ...options, minStreamBytes: 64 * KiB }, 1 << 30);
-    expect([d.observe(0, 96), d.observe(96, 2), d.observe(98, 8), d.observe(106, 2)]).toEqual([undefined, undefined, undefined, undefined]);
+    expect([d.observe(0, 96), d.observe(96, 2), d.observe(98, 8), d.observe(106, 2)]).toEqual([
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+    ]);
     // The same stream, once it has read real data, does get a window.
     const plans = [0, 1, 2].map((i) => d.observe(108 + i * 128 * KiB, 128 * KiB));
     expect(plans.some((p) => p !== undefined)).toBe(true);
@@ -191,7 +202,9 @@ describe('readahead through the cache', () => {
     expect(source.stats().cache.queuedFetches).toBe(3); // [1-4] running; [5-8], [9-12], [13-16] queued
     const at = 14 * 256 * KiB + 100;
     expect(same(await source.read(at, 4096), at)).toBe(true);
-    const gets = remote.requests.filter((r) => r.kind === 'fetch').map((r) => [r.offset / (256 * KiB), r.length / (256 * KiB)]);
+    const gets = remote.requests
+      .filter((r) => r.kind === 'fetch')
+      .map((r) => [r.offset / (256 * KiB), r.length / (256 * KiB)]);
     expect(gets.slice(0, 2)).toEqual([
       // chunk 0 came with the open (head)
       [1, 4], // readahead, running
@@ -238,7 +251,8 @@ describe('readahead through the cache', () => {
     for (let i = 0; i < 5; i++) {
       // Wait until readahead GETs are queued: a foreground read must overtake them.
       const deadline = Date.now() + 5000;
-      while (source.stats().cache.queuedFetches === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
+      while (source.stats().cache.queuedFetches === 0 && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 2));
       const at = 60 * MiB + i * MiB + 12345;
       const before = remote.requests.length;
       queuedAtCall = Math.max(queuedAtCall, source.stats().cache.queuedFetches);
