@@ -48,14 +48,15 @@ export interface ManifestOptions {
   hash?: boolean;
 }
 
+// S_IFMT values; computed keys keep them octal, as every reference writes them.
 const TYPE_OF_MODE: Record<number, FileType> = {
-  9604: 'directory',
-  16807: 'file',
-  21609: 'symlink',
-  14406: 'block-device',
-  4802: 'char-device',
-  2401: 'fifo',
-  26411: 'socket',
+  [0o040000]: 'directory',
+  [0o100000]: 'file',
+  [0o120000]: 'symlink',
+  [0o060000]: 'block-device',
+  [0o020000]: 'char-device',
+  [0o010000]: 'fifo',
+  [0o140000]: 'socket',
 };
 
 /** Linux dev_t (glibc encoding; equals the kernel's "new" 32-bit encoding below 2^32) -> "maj,min". */
