@@ -134,6 +134,7 @@ export function formatRestoreTable(results: RunResult[], p: Profile, image: Imag
     'lower RSS MiB',
     'lower CPU s',
     'ovl CPU s',
+    'lower FUSE ops',
   ];
   const body = rows.map(({ peer, r }) => {
     if (!r || r.error) return [peer, 'FAILED'];
@@ -154,6 +155,7 @@ export function formatRestoreTable(results: RunResult[], p: Profile, image: Imag
       (r.peakRssBytes / MiB).toFixed(1),
       (r.extra.daemonCpuSeconds ?? 0).toFixed(2),
       (r.extra.overlayCpuSeconds ?? 0).toFixed(2),
+      r.extra.lowerFuseOps === undefined ? '-' : `${r.extra.lowerFuseOps} (${r.extra.lowerFuseErrors} err)`,
     ];
   });
   return [

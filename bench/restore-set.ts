@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { NetProxy } from '../src/testing/net-proxy.js';
 import { BUCKET, type PeerId, type Profile, RECORD_SECONDS, RESTORE_PREFIX } from './config.js';
 import { cpuSeconds, dropCaches, exec, peakRss, pidsServing, startMountCommand, unmount } from './mounts.js';
@@ -31,6 +32,9 @@ export interface RestoreSetContext {
   walk(root: string): Promise<StepResult[]>;
   log(m: string): void;
 }
+
+/** The lower mount publishes its stats every 2 s. */
+const STATS_PUBLISH_WAIT_MS = 2_200;
 
 /** The backup id (a UUID, as mount-backup requires) of W2's image in the bench bucket: fixed per image name. */
 export function restoreBackupId(image: ImageSpec): string {
@@ -70,6 +74,8 @@ interface Restored {
   target: string;
   lower: string;
   lowerPid: number;
+  /** Where the lower mount publishes its stats (every 2 s): FUSE operation counts. */
+  statsFile: string;
   restoreMs: number;
   teardown(): Promise<void>;
 }
@@ -113,7 +119,8 @@ async function restore(
       lower: string;
       lowerPid: number;
     };
-    return { target, lower: record.lower, lowerPid: record.lowerPid, restoreMs, teardown };
+    const statsFile = join(stateDir, base, 'stats.json');
+    return { target, lower: record.lower, lowerPid: record.lowerPid, statsFile, restoreMs, teardown };
   } catch (e) {
     await teardown().catch(() => undefined);
     throw e;
@@ -213,7 +220,7 @@ async function ourVariant(
   ctx: RestoreSetContext,
   peer: string,
   args: string[],
-  options: { walkLower?: boolean; expectPrefetch?: boolean } = {},
+  options: { walkLower?: boolean } = {},
 ): Promise<RunResult> {
   const workDir = await mkdtemp(join('/tmp', `sqbench-w2r-${peer}-`));
   let r: Restored | undefined;
@@ -233,6 +240,19 @@ async function ourVariant(
       },
       start,
     );
+    // FUSE requests our lower mount answered (errors = e.g. absent xattrs): how much the overlay adds.
+    await sleep(STATS_PUBLISH_WAIT_MS);
+    try {
+      const stats = JSON.parse(await readFile(r.statsFile, 'utf8')) as {
+        fuse?: { operations: number; errors: number };
+      };
+      if (stats.fuse) {
+        result.extra.lowerFuseOps = stats.fuse.operations;
+        result.extra.lowerFuseErrors = stats.fuse.errors;
+      }
+    } catch {
+      // no stats published: the row just lacks the counts
+    }
     return result;
   } finally {
     await r?.teardown().catch((e: Error) => ctx.log(`  ${peer}: unmount failed: ${e.message}`));
