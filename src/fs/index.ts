@@ -70,6 +70,22 @@ export interface MountHandle {
 /** How often the connection is checked, to notice an unmount done by someone else (fusermount -u). */
 const CONNECTION_POLL_MS = 250;
 const DEFAULT_OPERATION_TIMEOUT_MS = 120_000;
+/** Longest wait for the reader and source to close once the kernel connection is gone. */
+const CLOSE_TIMEOUT_MS = 3_000;
+
+/** Waits for `work`, but no longer than `ms` (then calls `onTimeout` and resolves). */
+async function withinMs(ms: number, work: Promise<void>, onTimeout: () => void): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((done) => {
+    timer = setTimeout(() => {
+      onTimeout();
+      done();
+    }, ms);
+    timer.unref();
+  });
+  await Promise.race([work, timeout]);
+  clearTimeout(timer);
+}
 
 /**
  * Mounts an image read-only. Resolves once the kernel answers stat on the mountpoint with the
@@ -165,8 +181,15 @@ async function serve(reader: SquashfsReader, target: string, options: MountOptio
       clearInterval(poll);
       unguard();
       session.release();
-      await reader.close().catch((e) => log.warn(`closing the reader: ${describeError(e)}`));
-      await context.onClosed?.();
+      // Bounded: a transport stuck in a retry or a stalled GET must not keep an unmounted server alive.
+      await withinMs(
+        CLOSE_TIMEOUT_MS,
+        (async () => {
+          await reader.close().catch((e) => log.warn(`closing the reader: ${describeError(e)}`));
+          await context.onClosed?.();
+        })(),
+        () => log.warn(`${target}: closing the reader and source took over ${CLOSE_TIMEOUT_MS} ms; leaving anyway`),
+      );
       log.info(`${target}: unmounted`);
       resolveClosed();
     };
