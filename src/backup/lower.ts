@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseSize as parseBytes } from '../util/size.js';
 import { BackupError, BackupInputError } from './layout.js';
 import { isMountPoint, sleep, waitFor } from './mounts.js';
 
@@ -51,16 +52,13 @@ function daemonScript(): string {
   return found;
 }
 
-const SIZE = /^(\d+)([kmg]i?b?)?$/i;
-const UNIT: Record<string, number> = { k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
-
-/** "256M", "1g", "65536" -> bytes. */
+/** A size flag of mount-backup ("256M", "1G"); a bad one is an input error (exit 2). */
 export function parseSize(text: string): number {
-  const m = SIZE.exec(text.trim());
-  if (!m) throw new BackupInputError(`invalid size ${JSON.stringify(text)} (e.g. 64M, 1G)`);
-  const n = Number(m[1]) * (m[2] ? UNIT[m[2][0].toLowerCase()] : 1);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new BackupInputError(`invalid size ${JSON.stringify(text)}`);
-  return n;
+  try {
+    return parseBytes(text);
+  } catch (e) {
+    throw new BackupInputError((e as Error).message);
+  }
 }
 
 /** Our own FUSE mount (src/fs) in a lower-daemon process; it publishes stats to `statsFile`. */

@@ -10,8 +10,8 @@ import {
   prefetchListMismatch,
   rangesWithin,
 } from '../r2/prefetch-record.js';
+import { readSmallObject } from './remote.js';
 import type { BucketOptions } from './s3-client.js';
-import { sourceSpec } from './s3-client.js';
 
 /**
  * Recorded prefetch for restores (issue 8): mount-backup reads `<prefix>/<id>/prefetch.json` and hands
@@ -29,22 +29,10 @@ export type PrefetchFetch =
  * a malformed or unreadable one is reported, never fatal: the restore works without it.
  */
 export async function fetchPrefetchList(o: BucketOptions, key: string): Promise<PrefetchFetch> {
-  const { source } = sourceSpec(o, key);
-  const { openRemoteObject } = await import('../r2/open-source.js');
   try {
-    const object = await openRemoteObject(source, {
-      endpoint: o.endpoint,
-      accountId: o.accountId,
-      pathStyle: o.pathStyle,
-      region: o.region,
-    });
-    try {
-      const { info, head } = await object.open(PREFETCH_LIST_MAX_BYTES, 0);
-      if (info.size > PREFETCH_LIST_MAX_BYTES) return { kind: 'invalid', reason: `${info.size} bytes is too large` };
-      return { kind: 'list', list: parsePrefetchList(new TextDecoder().decode(head)) };
-    } finally {
-      await object.close();
-    }
+    const read = await readSmallObject(o, key, PREFETCH_LIST_MAX_BYTES);
+    if ('tooLarge' in read) return { kind: 'invalid', reason: `${read.tooLarge} bytes is too large` };
+    return { kind: 'list', list: parsePrefetchList(read.text) };
   } catch (e) {
     if ((e as { code?: string }).code === 'NoSuchKey') return { kind: 'missing' };
     if (e instanceof PrefetchListError) return { kind: 'invalid', reason: e.message };

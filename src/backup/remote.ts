@@ -46,29 +46,43 @@ export async function deleteQuietly(client: S3Client, o: BucketOptions, key: str
 const META_MAX_BYTES = 64 * 1024;
 
 /**
- * fetchMeta through the mount's own transport (undici + SigV4) instead of the AWS SDK: with static
- * credentials it loads no SDK at all, which is most of mount-backup's own start-up time.
+ * Reads a small object (meta.json, prefetch.json) through the mount's own transport (undici +
+ * SigV4) in one GET, instead of the AWS SDK: with static credentials no SDK is loaded at all, which
+ * is most of mount-backup's own start-up time. Transport errors (SourceError, with S3's code) pass
+ * through; an object over `maxBytes` is reported by its size, not read.
  */
+export async function readSmallObject(
+  o: BucketOptions,
+  key: string,
+  maxBytes: number,
+): Promise<{ text: string } | { tooLarge: number }> {
+  const { source } = sourceSpec(o, key);
+  const { openRemoteObject } = await import('../r2/open-source.js');
+  const object = await openRemoteObject(source, {
+    endpoint: o.endpoint,
+    accountId: o.accountId,
+    pathStyle: o.pathStyle,
+    region: o.region,
+  });
+  try {
+    const { info, head } = await object.open(maxBytes, 0);
+    if (info.size > maxBytes) return { tooLarge: info.size };
+    return { text: new TextDecoder().decode(head) };
+  } finally {
+    await object.close();
+  }
+}
+
+/** fetchMeta through readSmallObject (no SDK on the restore path). */
 export async function fetchMetaFast(o: BucketOptions, prefix: string, id: string): Promise<BackupMeta> {
   const keys = backupKeys(prefix, id);
-  const { source } = sourceSpec(o, keys.meta);
-  const { openRemoteObject } = await import('../r2/open-source.js');
   let text: string;
   try {
-    const object = await openRemoteObject(source, {
-      endpoint: o.endpoint,
-      accountId: o.accountId,
-      pathStyle: o.pathStyle,
-      region: o.region,
-    });
-    try {
-      const { info, head } = await object.open(META_MAX_BYTES, 0);
-      if (info.size > META_MAX_BYTES)
-        throw new BackupError(`meta.json of backup ${id} is ${info.size} bytes: not a backup's meta.json`);
-      text = new TextDecoder().decode(head);
-    } finally {
-      await object.close();
+    const read = await readSmallObject(o, keys.meta, META_MAX_BYTES);
+    if ('tooLarge' in read) {
+      throw new BackupError(`meta.json of backup ${id} is ${read.tooLarge} bytes: not a backup's meta.json`);
     }
+    text = read.text;
   } catch (e) {
     if (e instanceof BackupError) throw e;
     const se = e as { code?: string; status?: number };

@@ -10,22 +10,40 @@ export class MountError extends Error {
   }
 }
 
-/** Mount points from /proc/self/mountinfo (field 5, octal escapes decoded), with their fs type. */
-export function mountTable(): { mountpoint: string; fstype: string }[] {
+export interface MountTableEntry {
+  mountpoint: string;
+  fstype: string;
+  source: string;
+}
+
+/** Mounts from /proc/self/mountinfo (mount point, fs type and source; octal escapes decoded), in order. */
+export function mountTable(): MountTableEntry[] {
   let text: string;
   try {
     text = readFileSync('/proc/self/mountinfo', 'utf8');
   } catch {
     return [];
   }
-  const rows: { mountpoint: string; fstype: string }[] = [];
+  const rows: MountTableEntry[] = [];
   for (const line of text.split('\n')) {
     const fields = line.split(' ');
     const dash = fields.indexOf('-');
     if (fields.length < 5 || dash < 0) continue;
-    rows.push({ mountpoint: unescapeMountinfo(fields[4] as string), fstype: fields[dash + 1] ?? '' });
+    rows.push({
+      mountpoint: unescapeMountinfo(fields[4] as string),
+      fstype: fields[dash + 1] ?? '',
+      source: unescapeMountinfo(fields[dash + 2] ?? ''),
+    });
   }
   return rows;
+}
+
+/** The mount at `path` that is visible (the last one stacked there), if any. */
+export function mountEntry(path: string): MountTableEntry | undefined {
+  const abs = resolve(path);
+  return mountTable()
+    .filter((m) => m.mountpoint === abs)
+    .pop();
 }
 
 function unescapeMountinfo(field: string): string {

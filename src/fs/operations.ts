@@ -130,7 +130,7 @@ export function createOperations(reader: SquashfsReader, options: { pathCacheEnt
         return [0, handles.allocate(inode)];
       });
     },
-    release(path: string, fd: number, reply: Reply) {
+    release(_path: string, fd: number, reply: Reply) {
       handles.release(fd);
       safeReply(reply, 0);
     },

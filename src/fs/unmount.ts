@@ -7,6 +7,11 @@ export interface UnmountOptions {
   lazy?: boolean;
   /** When the plain unmount fails because the mount is busy, fall back to a lazy one. */
   lazyIfBusy?: boolean;
+  /**
+   * Times a busy plain unmount is tried again (50, 100, ... ms apart) before giving up or going lazy:
+   * a file closed just before still holds the mount for a moment. Default 0.
+   */
+  busyRetries?: number;
 }
 
 export interface UnmountResult {
@@ -26,7 +31,7 @@ export async function unmountFuse(mountpoint: string, options: UnmountOptions = 
     return { mode: 'lazy' };
   }
   try {
-    await fusermount(['-u', abs]);
+    await plainUnmount(abs, options.busyRetries ?? 0);
     return { mode: 'normal' };
   } catch (e) {
     const busy = /busy/i.test((e as Error).message);
@@ -44,6 +49,19 @@ export async function unmountFuse(mountpoint: string, options: UnmountOptions = 
   }
 }
 
+async function plainUnmount(abs: string, busyRetries: number): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await fusermount(['-u', abs]);
+      return;
+    } catch (e) {
+      if (!isMountpoint(abs)) return; // someone else unmounted it meanwhile
+      if (attempt >= busyRetries || !/busy/i.test((e as Error).message)) throw e;
+      await new Promise((r) => setTimeout(r, 50 * (attempt + 1)));
+    }
+  }
+}
+
 const FUSERMOUNT_CANDIDATES = ['fusermount3', 'fusermount'];
 
 function fusermount(args: string[]): Promise<void> {
@@ -52,7 +70,10 @@ function fusermount(args: string[]): Promise<void> {
       const bin = FUSERMOUNT_CANDIDATES[i] as string;
       execFile(bin, args, { timeout: 30_000 }, (error, _stdout, stderr) => {
         if (!error) return done();
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT' && i + 1 < FUSERMOUNT_CANDIDATES.length) return attempt(i + 1);
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+          if (i + 1 < FUSERMOUNT_CANDIDATES.length) return attempt(i + 1);
+          return fail(new MountError('neither fusermount3 nor fusermount found: install fuse3', { cause: error }));
+        }
         fail(new MountError(`${bin} ${args.join(' ')} failed: ${stderr.trim() || error.message}`, { cause: error }));
       });
     };

@@ -7,11 +7,9 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { openSource, type OpenedSource, type SourceOptions } from '../../r2/open-source.js';
 import { SquashfsImage } from '../../squashfs/image.js';
 import type { FileType, Stat } from '../../squashfs/types.js';
+import { UsageError } from '../usage-error.js';
 
-/** Exit code 2 and the usage text, like other CLI tools' argument errors. */
-export class UsageError extends Error {
-  readonly exitCode = 2;
-}
+export { UsageError };
 
 export interface ParsedCommandArgs {
   values: Record<string, string | boolean | undefined>;
@@ -73,10 +71,8 @@ export async function openImage(spec: string, options: SourceOptions = {}): Prom
     return {
       image,
       source,
-      close: async () => {
-        await image.close();
-        await source.close();
-      },
+      // The image closes its source too.
+      close: () => image.close(),
     };
   } catch (e) {
     await source.close();

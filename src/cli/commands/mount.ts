@@ -2,6 +2,8 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { configureLogging, describeError, type LogLevel } from '../../util/log.js';
+import { parseSize } from '../../util/size.js';
+import { UsageError } from '../usage-error.js';
 
 export const usage = `usage: squashfs-r2 mount <source> <mountpoint> [options]
 
@@ -55,9 +57,6 @@ const SOURCE_ENV = 'SQUASHFS_R2_MOUNT_SOURCE';
 /** Longest wait for the background process to report (covers slow first GETs with retries). */
 const READY_TIMEOUT_MS = 120_000;
 
-class UsageError extends Error {
-  readonly exitCode = 2;
-}
 
 export async function run(argv: string[]): Promise<number> {
   let parsed: ReturnType<typeof parse>;
@@ -80,19 +79,16 @@ function parse(argv: string[]) {
   if (positionals.length !== expected) throw new Error(expected === 2 ? 'expected <source> <mountpoint>' : 'expected <mountpoint>');
   const source = fromEnv ?? (positionals[0] as string);
   const mountpoint = positionals[expected - 1] as string;
-  if (values['cache-size'] !== undefined) parseSize(values['cache-size']);
+  if (values['cache-size'] !== undefined) parseCacheSize(values['cache-size']);
   if (values['cache-dir-max'] !== undefined) parseSize(values['cache-dir-max']);
   return { values, source, mountpoint };
 }
 
 type Values = ReturnType<typeof parse>['values'];
 
-/** "64M", "1G", "512k", "1GiB", "1048576" -> bytes. */
-export function parseSize(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(text.trim());
-  if (!m) throw new Error(`invalid size "${text}" (examples: 64M, 1G)`);
-  const unit = { '': 0, k: 1, m: 2, g: 3, t: 4 }[(m[2] as string).toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
-  const bytes = Math.floor(Number(m[1]) * 1024 ** unit);
+/** --cache-size: a size, and at least 1 MiB (less cannot hold one block of a large-block image). */
+function parseCacheSize(text: string): number {
+  const bytes = parseSize(text);
   if (bytes < 1 << 20) throw new Error(`cache size ${text} is too small (at least 1M)`);
   return bytes;
 }
@@ -107,7 +103,7 @@ async function runServer(source: string, mountpoint: string, values: Values): Pr
   let handle: Awaited<ReturnType<typeof mount>>;
   try {
     handle = await mount(source, mountpoint, {
-      cacheBytes: values['cache-size'] === undefined ? undefined : parseSize(values['cache-size']),
+      cacheBytes: values['cache-size'] === undefined ? undefined : parseCacheSize(values['cache-size']),
       allowOther: values['allow-other'],
       nonEmpty: values.nonempty,
       cacheDir: values['cache-dir'] === undefined ? undefined : resolve(values['cache-dir']),

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { UsageError } from '../usage-error.js';
 
 export const usage = `usage: squashfs-r2 unmount <dir> [--lazy] [--discard-writes] [--state-dir D]
 
@@ -16,9 +17,6 @@ options:
                       or SQUASHFS_R2_STATE_DIR)
 `;
 
-class UsageError extends Error {
-  readonly exitCode = 2;
-}
 
 function parseUnmountArgs(argv: string[]) {
   return parseArgs({
