@@ -7,7 +7,7 @@ import type { NetProxy } from '../src/testing/net-proxy.js';
 import { BUCKET, type PeerId, type Profile, RECORD_SECONDS, RESTORE_PREFIX } from './config.js';
 import { cpuSeconds, dropCaches, exec, peakRss, pidsServing, startMountCommand, unmount } from './mounts.js';
 import { mountPeer, OUR_CLI } from './peers.js';
-import { milestonesOf, type RunResult } from './results.js';
+import { failedRun, milestonesOf, type RunResult } from './results.js';
 import { CREDENTIALS, deleteObject, headObject, putObject, REGION, uploadFile } from './s3.js';
 import type { StepResult } from './workload-runner.js';
 import type { ImageSpec } from './workloads.js';
@@ -197,23 +197,8 @@ async function measure(ctx: RestoreSetContext, peer: string, m: Measure, startPe
   };
 }
 
-const failed = (ctx: RestoreSetContext, peer: string, e: unknown): RunResult => ({
-  profile: ctx.profile.name,
-  rttMs: ctx.profile.rttMs,
-  workload: 'W2R',
-  peer,
-  error: (e as Error).message,
-  mountMs: Number.NaN,
-  steps: [],
-  milestones: {},
-  bytesDown: 0,
-  gets: 0,
-  requests: 0,
-  connections: 0,
-  mountWaves: 0,
-  peakRssBytes: 0,
-  extra: {},
-});
+const failed = (ctx: RestoreSetContext, peer: string, e: unknown): RunResult =>
+  failedRun({ profile: ctx.profile.name, rttMs: ctx.profile.rttMs, workload: 'W2R', peer }, e);
 
 /** One of our restores: fresh state dir, page cache dropped, counters reset, restore, walk, teardown. */
 async function ourVariant(

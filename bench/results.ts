@@ -27,6 +27,24 @@ export interface RunResult {
   trace?: string[];
 }
 
+/** The row of a peer whose run failed: the error, and no figures. */
+export function failedRun(base: Pick<RunResult, 'profile' | 'rttMs' | 'workload' | 'peer'>, e: unknown): RunResult {
+  return {
+    ...base,
+    error: (e as Error).message,
+    mountMs: Number.NaN,
+    steps: [],
+    milestones: {},
+    bytesDown: 0,
+    gets: 0,
+    requests: 0,
+    connections: 0,
+    mountWaves: 0,
+    peakRssBytes: 0,
+    extra: {},
+  };
+}
+
 export const MILESTONES: Record<WorkloadId, { key: string; label: string }[]> = {
   W1: [
     { key: 'mounted', label: 'mounted' },

@@ -24,7 +24,7 @@ import {
 import { cpuSeconds, dropCaches, exec, peakRss } from './mounts.js';
 import { mountPeer, type MountedPeer } from './peers.js';
 import { evaluateGoals, formatGoals, formatTables, w3BytesNeeded } from './report.js';
-import { milestonesOf, requestWaves, type RunResult } from './results.js';
+import { failedRun, milestonesOf, requestWaves, type RunResult } from './results.js';
 import { headObject, uploadFile } from './s3.js';
 import type { StepResult, StepsRequest } from './workload-runner.js';
 import { runRestoreSet } from './restore-set.js';
@@ -269,23 +269,7 @@ async function runPeer(ctx: RunContext, peer: PeerId): Promise<RunResult[]> {
       );
     }
   } catch (e) {
-    out.push({
-      profile: ctx.profile.name,
-      rttMs: ctx.profile.rttMs,
-      workload: ctx.workload,
-      peer,
-      error: (e as Error).message,
-      mountMs: Number.NaN,
-      steps: [],
-      milestones: {},
-      bytesDown: 0,
-      gets: 0,
-      requests: 0,
-      connections: 0,
-      mountWaves: 0,
-      peakRssBytes: 0,
-      extra: {},
-    });
+    out.push(failedRun({ profile: ctx.profile.name, rttMs: ctx.profile.rttMs, workload: ctx.workload, peer }, e));
   } finally {
     await mounted?.teardown();
     await rm(workDir, { recursive: true, force: true });

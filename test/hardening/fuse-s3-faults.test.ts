@@ -15,6 +15,7 @@ import { type NetProxy, startProxy } from '../../src/testing/net-proxy.js';
 import { type S3TestServer, startS3Server } from '../../src/testing/s3-server.js';
 import { type PrivateBuild, privateBuild } from './build-tools.js';
 import { type MountProcess, startMount } from './mount-process.js';
+import { patternBytes } from '../helpers/bytes.js';
 
 const execFileP = promisify(execFile);
 const KEY = 'backups/fuse-faults/data.sqsh';
@@ -28,17 +29,6 @@ let image: Buffer;
 let otherImage: Buffer;
 const files = new Map<string, Buffer>();
 
-function noise(size: number, seed: number): Buffer {
-  const b = Buffer.allocUnsafe(size);
-  let x = seed;
-  for (let i = 0; i < size; i++) {
-    x = (x ^ (x << 13)) >>> 0;
-    x = (x ^ (x >>> 17)) >>> 0;
-    x = (x ^ (x << 5)) >>> 0;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
 
 beforeAll(async () => {
   build = await privateBuild();
@@ -52,8 +42,8 @@ beforeAll(async () => {
       if (t === 'tree') files.set(name, bytes);
       writeFileSync(join(work, t, name), bytes);
     };
-    put('big.bin', noise(4 << 20, 7 * seed));
-    for (let i = 0; i < 10; i++) put(`small/f${i}`, noise(200 + i * 91, i + seed * 100));
+    put('big.bin', patternBytes(4 << 20, 7 * seed));
+    for (let i = 0; i < 10; i++) put(`small/f${i}`, patternBytes(200 + i * 91, i + seed * 100));
     await execFileP('mksquashfs', [join(work, t), join(work, `${t}.sqsh`), '-noappend', '-quiet', '-no-progress']);
   }
   image = readFileSync(join(work, 'tree.sqsh'));

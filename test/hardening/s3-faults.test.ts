@@ -16,6 +16,7 @@ import { openSource, type OpenedSource } from '../../src/r2/open-source.js';
 import { SquashfsError, SquashfsImage } from '../../src/squashfs/index.js';
 import { type NetProxy, startProxy } from '../../src/testing/net-proxy.js';
 import { type S3TestServer, startS3Server } from '../../src/testing/s3-server.js';
+import { patternBytes } from '../helpers/bytes.js';
 
 const execFileP = promisify(execFile);
 const KiB = 1024;
@@ -32,17 +33,6 @@ const files = new Map<string, Buffer>();
 let server: S3TestServer;
 let proxy: NetProxy;
 
-function noise(size: number, seed: number): Buffer {
-  const b = Buffer.allocUnsafe(size);
-  let x = seed;
-  for (let i = 0; i < size; i++) {
-    x = (x ^ (x << 13)) >>> 0;
-    x = (x ^ (x >>> 17)) >>> 0;
-    x = (x ^ (x << 5)) >>> 0;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
 
 async function mksquashfs(tree: string, out: string): Promise<Buffer> {
   await execFileP('mksquashfs', [
@@ -67,14 +57,14 @@ beforeAll(async () => {
     files.set(name, bytes);
     await writeFile(join(tree, name), bytes);
   };
-  await add('big.bin', noise(3 * MiB, 7)); // incompressible: 24 blocks of 128 KiB
+  await add('big.bin', patternBytes(3 * MiB, 7)); // incompressible: 24 blocks of 128 KiB
   await add('text.txt', Buffer.from('a lazy mount reads only what it needs\n'.repeat(14_000)));
-  for (let i = 0; i < 20; i++) await add(`small/f${i}`, noise(100 + i * 37, i + 1));
+  for (let i = 0; i < 20; i++) await add(`small/f${i}`, patternBytes(100 + i * 37, i + 1));
   image = await mksquashfs(tree, join(dir, 'image.sqsh'));
   // The replacement differs everywhere that matters (same names, other bytes).
   const tree2 = join(dir, 'tree2');
   await mkdir(join(tree2, 'small'), { recursive: true });
-  for (const [name, bytes] of files) await writeFile(join(tree2, name), noise(bytes.length, 99 + bytes.length));
+  for (const [name, bytes] of files) await writeFile(join(tree2, name), patternBytes(bytes.length, 99 + bytes.length));
   otherImage = await mksquashfs(tree2, join(dir, 'other.sqsh'));
 
   server = await startS3Server({ mode: 'r2', buckets: ['images'] });

@@ -6,18 +6,7 @@ import type { S3TestServer } from '../../src/testing/s3-server.js';
 
 export const BUCKET = 'images';
 
-/** Deterministic, position-dependent bytes: a shifted read never compares equal. */
-export function patternBytes(size: number, seed = 1): Buffer {
-  const b = Buffer.allocUnsafe(size);
-  let x = seed * 2654435761;
-  for (let i = 0; i < size; i++) {
-    x = (x ^ (x << 13)) >>> 0;
-    x = (x ^ (x >>> 17)) >>> 0;
-    x = (x ^ (x << 5)) >>> 0;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
+export { patternBytes } from '../helpers/bytes.js';
 
 export function location(server: S3TestServer, key: string, bucket = BUCKET): S3Location {
   return { endpoint: server.endpoint, bucket, key, region: server.region, pathStyle: true, name: `s3://${bucket}/${key}` };
