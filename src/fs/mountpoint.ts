@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -105,8 +106,22 @@ export interface ConnectionProbe {
  * stop. fusectl shows one directory per live connection; without fusectl the mount table decides.
  */
 export async function connectionProbe(mountpoint: string): Promise<ConnectionProbe> {
+  await ensureFusectl();
   const st = await stat(mountpoint);
   const dir = `${FUSECTL}/${minorOf(st.dev)}`;
   if (existsSync(dir)) return { directory: dir, alive: () => existsSync(dir) };
   return { alive: () => isMountpoint(mountpoint) };
+}
+
+/**
+ * Mounts the FUSE control filesystem when it is missing and we may (root), as systemd does at boot
+ * on most distributions: without it a lazily unmounted mount would stop serving files still open.
+ * Best effort: on failure the mount table decides, as documented above.
+ */
+async function ensureFusectl(): Promise<void> {
+  if (process.getuid?.() !== 0 || !existsSync(FUSECTL)) return;
+  if (mountTable().some((m) => m.fstype === 'fusectl')) return;
+  await new Promise<void>((done) => {
+    execFile('mount', ['-t', 'fusectl', 'fusectl', FUSECTL], { timeout: 5_000 }, () => done());
+  });
 }
