@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import type { ConnectionProbe } from './mountpoint.js';
 
 /**
  * A process that serves its own mount must not exit with the mount alive: a request the kernel
@@ -9,14 +10,13 @@ import { writeFileSync } from 'node:fs';
  */
 interface Guarded {
   mountpoint: string;
-  /** /sys/fs/fuse/connections/<n>, when fusectl is mounted. */
-  connection?: string;
+  connection: ConnectionProbe;
 }
 
 const active = new Set<Guarded>();
 let installed = false;
 
-export function guardMount(mountpoint: string, connection: string | undefined): () => void {
+export function guardMount(mountpoint: string, connection: ConnectionProbe): () => void {
   if (!installed) {
     installed = true;
     process.once('exit', abortAll);
@@ -28,9 +28,11 @@ export function guardMount(mountpoint: string, connection: string | undefined): 
 
 function abortAll(): void {
   for (const { mountpoint, connection } of active) {
-    if (connection) {
+    // Gone already: its fusectl name or mountpoint may belong to someone else's mount by now.
+    if (!connection.alive()) continue;
+    if (connection.directory) {
       try {
-        writeFileSync(`${connection}/abort`, '1');
+        writeFileSync(`${connection.directory}/abort`, '1');
       } catch {
         // already gone
       }

@@ -97,8 +97,34 @@ async function withinMs(ms: number, work: Promise<void>, onTimeout: () => void):
  * mount from other processes, or use the CLI, which serves from a process of its own.
  */
 export async function mount(source: string | ByteSource, mountpoint: string, options: MountOptions = {}): Promise<MountHandle> {
+  // A bad mountpoint fails before any request is made.
+  await checkMountpoint(mountpoint, { nonEmpty: options.nonEmpty });
+  const prepared = await prepareMount(source, options);
+  try {
+    return await prepared.mountAt(mountpoint);
+  } catch (e) {
+    await prepared.close();
+    throw e;
+  }
+}
+
+/** An image opened (source and reader) but not yet mounted: see prepareMount. */
+export interface PreparedMount {
+  readonly reader: SquashfsReader;
+  /** The source it opened (undefined when a ByteSource was given). */
+  readonly source?: ImageSource;
+  /** Mounts it (once); the mount owns the reader and source from then on. Same contract as mount(). */
+  mountAt(mountpoint: string): Promise<MountHandle>;
+  /** Closes the reader and the source it opened, unless a mount took them over (then a no-op). */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the image without mounting it, so the first round trips overlap other work of the caller
+ * (mount-backup opens the archive while it still checks meta.json), and only then mounts.
+ */
+export async function prepareMount(source: string | ByteSource, options: MountOptions = {}): Promise<PreparedMount> {
   const started = performance.now();
-  const target = await checkMountpoint(mountpoint, { nonEmpty: options.nonEmpty });
   const ownsSource = typeof source === 'string';
   const remote = ownsSource && isRemoteSpec(source);
   const budget = options.cacheBytes === undefined ? undefined : splitCacheBudget(options.cacheBytes, remote);
@@ -120,14 +146,33 @@ export async function mount(source: string | ByteSource, mountpoint: string, opt
     await closeSource();
     throw e;
   }
-  log.debug(`${target}: source and reader open after ${(performance.now() - started).toFixed(1)} ms`);
-  const handle = await serve(reader, target, options, {
-    name: bytes.name,
-    sourceStats: () => bytes.stats?.(),
-    onClosed: closeSource,
-  });
-  if (options.hydrate) startHydration(bytes, target);
-  return ownsSource ? { ...handle, source: bytes } : handle;
+  log.debug(`${bytes.name}: source and reader open after ${(performance.now() - started).toFixed(1)} ms`);
+  let state: 'open' | 'mounting' | 'done' = 'open';
+  return {
+    reader,
+    source: ownsSource ? bytes : undefined,
+    async mountAt(mountpoint) {
+      if (state !== 'open') throw new MountError('this image is already mounted or closed');
+      const target = await checkMountpoint(mountpoint, { nonEmpty: options.nonEmpty });
+      state = 'mounting';
+      // From here the mount owns reader and source: serve() closes both if it fails.
+      const handle = await serve(reader, target, options, {
+        name: bytes.name,
+        sourceStats: () => bytes.stats?.(),
+        onClosed: closeSource,
+      }).finally(() => {
+        state = 'done';
+      });
+      if (options.hydrate) startHydration(bytes, target);
+      return ownsSource ? { ...handle, source: bytes } : handle;
+    },
+    async close() {
+      if (state !== 'open') return;
+      state = 'done';
+      await reader.close().catch((e) => log.warn(`closing the reader: ${describeError(e)}`));
+      await closeSource();
+    },
+  };
 }
 
 /** Background hydration after the mount is ready; failures are logged, reads carry on fetching what they need. */
@@ -168,7 +213,7 @@ async function serve(reader: SquashfsReader, target: string, options: MountOptio
     });
     const probe = await verifyMounted(target, root.stat.ino, () => unmountFuse(target, { lazy: true }).then(() => undefined));
     const alive = probe.alive;
-    const unguard = guardMount(target, probe.directory);
+    const unguard = guardMount(target, probe);
 
     let resolveClosed!: () => void;
     const closed = new Promise<void>((r) => {

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 
@@ -104,13 +104,28 @@ export interface ConnectionProbe {
  * Answers "is the kernel connection of this mount still alive?". The connection outlives the
  * mount entry after a lazy unmount (open files keep it), so it is what decides when serving may
  * stop. fusectl shows one directory per live connection; without fusectl the mount table decides.
+ *
+ * The directory is named by the device minor, which the kernel hands to the next FUSE mount as soon
+ * as ours is gone: the directory's inode number (never reused by fusectl) tells ours from that one.
  */
 export async function connectionProbe(mountpoint: string): Promise<ConnectionProbe> {
   await ensureFusectl();
   const st = await stat(mountpoint);
   const dir = `${FUSECTL}/${minorOf(st.dev)}`;
-  if (existsSync(dir)) return { directory: dir, alive: () => existsSync(dir) };
+  const ino = await stat(dir).then(
+    (d) => d.ino,
+    () => undefined,
+  );
+  if (ino !== undefined) return { directory: dir, alive: () => inodeOf(dir) === ino };
   return { alive: () => isMountpoint(mountpoint) };
+}
+
+function inodeOf(path: string): number | undefined {
+  try {
+    return statSync(path).ino;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

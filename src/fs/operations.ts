@@ -48,6 +48,8 @@ export interface OperationStats {
   bytesRead: number;
   openHandles: number;
   pathCache: { entries: number; hits: number; misses: number };
+  /** Requests and failed requests per operation (getattr, getxattr, ...). */
+  byOperation: Record<string, { count: number; errors: number }>;
 }
 
 export interface Operations {
@@ -63,6 +65,12 @@ export function createOperations(reader: SquashfsReader, options: { pathCacheEnt
   const paths = new PathCache(reader, options.pathCacheEntries);
   const handles = new HandleTable();
   const counters = { operations: 0, errors: 0, ioErrors: 0, readsInFlight: 0, bytesRead: 0 };
+  const byOperation: Record<string, { count: number; errors: number }> = {};
+  const count = (name: string, failed: boolean): void => {
+    const c = (byOperation[name] ??= { count: 0, errors: 0 });
+    c.count++;
+    if (failed) c.errors++;
+  };
 
   /** Runs `work`, replies with its result, and turns any failure into an errno reply. */
   function serve(name: string, path: string, reply: Reply, work: () => Promise<Answer>): void {
@@ -74,9 +82,13 @@ export function createOperations(reader: SquashfsReader, options: { pathCacheEnt
       result = Promise.reject(e);
     }
     result.then(
-      (answer) => safeReply(reply, ...answer),
+      (answer) => {
+        count(name, answer[0] < 0);
+        safeReply(reply, ...answer);
+      },
       (e: unknown) => {
         const errno = errnoOf(e);
+        count(name, true);
         counters.errors++;
         if (errno === Errno.EIO) {
           counters.ioErrors++;
@@ -90,6 +102,7 @@ export function createOperations(reader: SquashfsReader, options: { pathCacheEnt
   }
 
   const inodeOf = (path: string): Promise<Inode> => paths.resolve(path);
+  const hasXattrs = reader.info.xattrs;
   const readInto = (reader as Partial<ZeroCopyReader>).readInto?.bind(reader);
 
   const handlers: Record<string, Handler> = {
@@ -153,7 +166,12 @@ export function createOperations(reader: SquashfsReader, options: { pathCacheEnt
       serve('readlink', path, reply, async () => [0, await reader.readlink(await inodeOf(path))]);
     },
     getxattr(path: string, name: string, _position: number, reply: Reply) {
-      serve('getxattr', path, reply, async () => [0, Buffer.from(await reader.getXattr(await inodeOf(path), name))]);
+      serve('getxattr', path, reply, async () => {
+        // An image without an xattr table has none to give. ENOSYS makes the kernel stop asking (it
+        // answers EOPNOTSUPP itself from then on): fuse-overlayfs probes several names per entry.
+        if (!hasXattrs) return [Errno.ENOSYS];
+        return [0, Buffer.from(await reader.getXattr(await inodeOf(path), name))];
+      });
     },
     listxattr(path: string, reply: Reply) {
       serve('listxattr', path, reply, async () => [0, await reader.listXattrs(await inodeOf(path))]);
@@ -177,6 +195,7 @@ export function createOperations(reader: SquashfsReader, options: { pathCacheEnt
     stats: () => ({
       ...counters,
       openHandles: handles.size,
+      byOperation: structuredClone(byOperation),
       pathCache: { entries: paths.size, hits: paths.hits, misses: paths.misses },
     }),
   };

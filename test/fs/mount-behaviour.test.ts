@@ -7,6 +7,7 @@
 import { createHash, randomInt } from 'node:crypto';
 import { constants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MountHandle, isMountpoint, mount } from '../../src/fs/index.js';
@@ -208,6 +209,26 @@ describe('faults and unmounting', () => {
       await cleanupMountpoint(mp);
     }
   });
+
+  it('notices it even when the next FUSE mount at once takes over the connection number', async () => {
+    const [mp, other] = [await tempMountpoint(), await tempMountpoint()];
+    const h = await mount(image.path, mp);
+    try {
+      const { dev } = await fsp.stat(mp);
+      await execFileP('fusermount3', ['-u', mp]);
+      // The kernel gives the freed device number (and fusectl name) to the next mount.
+      await execFileP('squashfuse', [image.path, other]);
+      expect((await fsp.stat(other)).dev).toBe(dev);
+      const closed = await Promise.race([h.closed.then(() => true), new Promise((r) => setTimeout(r, 5_000, false))]);
+      expect(closed).toBe(true);
+      // And the other mount was left alone.
+      expect((await fsp.readdir(other)).length).toBeGreaterThan(0);
+    } finally {
+      await execFileP('fusermount3', ['-u', other]).catch(() => undefined);
+      await cleanupMountpoint(mp);
+      await cleanupMountpoint(other);
+    }
+  });
 });
 
 describe('path cache', () => {
@@ -251,3 +272,33 @@ async function readAt(path: string, offset: number, length: number): Promise<Buf
     await fh.close();
   }
 }
+
+describe('an image without xattrs', () => {
+  it('answers getxattr EOPNOTSUPP and the kernel stops asking (one request in all); listxattr gives an empty list', async () => {
+    const work = await fsp.mkdtemp(join(tmpdir(), 'no-xattrs-'));
+    const mp = await tempMountpoint();
+    let h: MountHandle | undefined;
+    try {
+      await fsp.mkdir(join(work, 'tree', 'sub'), { recursive: true });
+      for (let i = 0; i < 20; i++) await fsp.writeFile(join(work, 'tree', 'sub', `f${i}`), `file ${i}\n`);
+      const img = join(work, 'img.sqsh');
+      await execFileP('mksquashfs', [join(work, 'tree'), img, '-no-xattrs', '-noappend', '-quiet', '-no-progress']);
+      h = await mount(img, mp);
+      const outcome = (p: Promise<unknown>) => p.then(() => 'ok', (e: { stderr?: string }) => String(e.stderr).trim().split(': ').pop());
+      for (let i = 0; i < 20; i++) {
+        const f = join(mp, 'sub', `f${i}`);
+        expect(await outcome(execFileP('getfattr', ['-h', '-n', 'trusted.overlay.opaque', f]))).toBe('Operation not supported');
+      }
+      // listxattr still answers (an empty list): tools that copy attributes see none and carry on.
+      expect(await outcome(execFileP('getfattr', ['-h', '-d', '-m', '-', join(mp, 'sub', 'f1')]))).toBe('ok');
+      const ops = h.stats().fuse.byOperation;
+      expect(ops.getxattr).toEqual({ count: 1, errors: 1 });
+      expect(ops.listxattr).toEqual({ count: 1, errors: 0 });
+      expect(await fsp.readFile(join(mp, 'sub', 'f7'), 'utf8')).toBe('file 7\n');
+    } finally {
+      await h?.unmount({ lazyIfBusy: true }).catch(() => undefined);
+      await cleanupMountpoint(mp);
+      await fsp.rm(work, { recursive: true, force: true });
+    }
+  });
+});
