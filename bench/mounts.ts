@@ -76,14 +76,18 @@ export async function startMountCommand(
   }
 }
 
-/** Pids of processes with `mountpoint` as one of their arguments (the FUSE daemon serving it). */
+/**
+ * Pids of processes with `mountpoint` as one of their arguments (the FUSE daemon serving it), or titled
+ * "squashfs-r2 mount <mountpoint>" (our background server).
+ */
 export async function pidsServing(mountpoint: string): Promise<number[]> {
   const pids: number[] = [];
   for (const name of await readdir('/proc')) {
     if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
     try {
       const args = (await readFile(`/proc/${name}/cmdline`, 'utf8')).split('\0');
-      if (args.includes(mountpoint) || args.includes(`${mountpoint}/`)) pids.push(Number(name));
+      const named = args.includes(mountpoint) || args.includes(`${mountpoint}/`) || args[0] === `squashfs-r2 mount ${mountpoint}`;
+      if (named) pids.push(Number(name));
     } catch {
       // gone
     }

@@ -30,6 +30,7 @@ interface CommandModule {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  if (argv[0] === '--serve-detached') return serveDetached();
   const [name, ...rest] = argv;
   if (!name || name === '-h' || name === '--help' || name === 'help') {
     process.stdout.write(mainUsage());
@@ -50,6 +51,25 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`squashfs-r2 ${name}: ${describeError(e)}\n`);
     return (e as { exitCode?: number }).exitCode ?? 1;
   }
+}
+
+/**
+ * A mount server started detached (bin/squashfs-r2, or `mount` from node; see src/fs/daemon.ts): its
+ * command line comes on stdin, and its report, failures included, goes to fd 3, where the starter waits.
+ */
+async function serveDetached(): Promise<number> {
+  const { READY_FD, readDetachedArgs, reportReadiness } = await import('../fs/daemon.js');
+  let code = 1;
+  try {
+    const [name, ...rest] = readDetachedArgs();
+    if (name !== 'mount') throw Object.assign(new Error(`"${name}" cannot run detached`), { exitCode: 2 });
+    const mod = (await import('./commands/mount.js')) as CommandModule;
+    code = await mod.run(['--ready-fd', String(READY_FD), ...rest]);
+  } catch (e) {
+    code = (e as { exitCode?: number }).exitCode ?? 1;
+    reportReadiness(READY_FD, { error: `squashfs-r2 mount: ${describeError(e)}`, exitCode: code });
+  }
+  return code;
 }
 
 export function setLogOptions(level?: string, file?: string): void {

@@ -1,86 +1,140 @@
-import { spawn } from 'node:child_process';
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import type { Readable } from 'node:stream';
 
 /**
- * Backgrounding a mount the way squashfuse and s3fs do, with one extra process: the command
- * starts itself again, detached, in the foreground mode, and waits on a pipe (the child's fd 3)
- * for one line: `{"ready":true}` once the kernel serves the mount, or `{"error":"..."}`. The
- * parent then exits 0 or prints the error and exits non-zero; the child keeps serving.
+ * Backgrounding a mount the way squashfuse and s3fs do. The serving process is started detached
+ * (its own session) with its arguments on stdin, so nothing given on the command line (a source URL
+ * may carry a signature) sits in its argv for as long as it serves. It reports once on fd 3 and closes
+ * it: `ready`, or `exit <code>` and a message. The starter prints the message and exits with the code;
+ * the server keeps serving.
+ *
+ * bin/squashfs-r2 speaks this protocol in sh (one node start instead of two); spawnServer below is the
+ * same thing from node (a library caller, or no setsid), and mount-backup's lower mount reports the same way.
  */
 export const READY_FD = 3;
+/**
+ * argv[2] of a server started this way (`bin/cli.js --serve-detached <blanks>`): its arguments come on
+ * stdin; the blanks only make room for its process title.
+ */
+export const DETACHED_FLAG = '--serve-detached';
 
-export type Readiness = { ready: true } | { error: string };
+export type Readiness = { ready: true } | { error: string; exitCode: number };
 
-export interface SpawnServerOptions {
-  /** Node script (the CLI entry) and its arguments for the child. */
-  script: string;
-  args: string[];
-  /** Added to the inherited environment (how the source spec travels, never in argv). */
-  env: Record<string, string>;
-  /** Where the child's stderr goes once detached (its log file), else nowhere. */
-  logFile?: string;
-  /** Give up (and kill the child) when it reports nothing for this long. */
-  timeoutMs: number;
+/** The report's bytes (bin/squashfs-r2 parses exactly this). */
+export function formatReadiness(answer: Readiness): string {
+  return 'ready' in answer ? 'ready\n' : `exit ${answer.exitCode}\n${answer.error}\n`;
 }
 
-/** Starts the detached server and resolves with what it reported (an error if it died first). */
-export function spawnServer(options: SpawnServerOptions): Promise<Readiness & { pid?: number }> {
-  const stderr = options.logFile ? openSync(options.logFile, 'a') : 'ignore';
-  const child = spawn(process.execPath, [options.script, ...options.args], {
-    detached: true,
-    stdio: ['ignore', 'ignore', stderr, 'pipe'],
-    env: { ...process.env, ...options.env },
-  });
-  if (typeof stderr === 'number') closeSync(stderr);
-  const pipe = child.stdio[READY_FD] as import('node:stream').Readable | null;
+/** Undefined when `text` is not a report (the server died before writing one). */
+export function parseReadiness(text: string): Readiness | undefined {
+  const newline = text.indexOf('\n');
+  const first = newline < 0 ? text : text.slice(0, newline);
+  if (first === 'ready') return { ready: true };
+  const exit = /^exit (\d{1,3})$/.exec(first);
+  if (!exit) return undefined;
+  const message = newline < 0 ? '' : text.slice(newline + 1).trimEnd();
+  return { error: message || 'the mount failed', exitCode: Number(exit[1]) || 1 };
+}
+
+/** The server's side: reports once and closes the fd (later reports are ignored). */
+export function reportReadiness(fd: number, answer: Readiness): void {
+  try {
+    writeSync(fd, formatReadiness(answer));
+    closeSync(fd);
+  } catch {
+    // The starter is gone (killed, or it stopped waiting): nothing left to tell.
+  }
+}
+
+/** Arguments on stdin: each one NUL-terminated (an argument cannot contain NUL). */
+export function encodeArgs(args: readonly string[]): string {
+  return args.map((a) => `${a}\0`).join('');
+}
+
+export function decodeArgs(text: string): string[] {
+  if (text === '') return [];
+  if (!text.endsWith('\0')) throw new Error('truncated argument list on stdin');
+  return text.slice(0, -1).split('\0');
+}
+
+/** The detached server's arguments: all of stdin (the starter closes it after writing them). */
+export function readDetachedArgs(): string[] {
+  return decodeArgs(readFileSync(0, 'utf8'));
+}
+
+/**
+ * Waits for the child's report on its fd-3 pipe: resolves at end of file with the report, or with why
+ * there is none (it exited first, or said nothing within `timeoutMs`, and was then sent SIGTERM).
+ */
+export function awaitReadiness(child: ChildProcess, timeoutMs: number): Promise<Readiness> {
+  const pipe = child.stdio[READY_FD] as Readable | null;
   return new Promise((resolve) => {
     let text = '';
     let settled = false;
+    let exitStatus: string | undefined;
+    let eof = false;
     const settle = (answer: Readiness): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       pipe?.removeAllListeners();
       pipe?.destroy();
-      child.removeAllListeners('exit');
-      child.unref();
-      resolve({ ...answer, pid: child.pid });
+      child.removeListener('exit', onExit);
+      resolve(answer);
+    };
+    const conclude = (): void => {
+      const parsed = parseReadiness(text);
+      if (parsed) settle(parsed);
+      // No report: say why once the exit status is known (end of file can come first).
+      else if (exitStatus !== undefined) settle({ error: `the mount process ${exitStatus} before the mount was ready`, exitCode: 1 });
+    };
+    const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
+      exitStatus = signal ? `was killed by ${signal}` : `exited with status ${code}`;
+      if (eof || !pipe) conclude();
     };
     const timer = setTimeout(() => {
       child.kill('SIGTERM');
-      settle({ error: `the mount did not become ready within ${options.timeoutMs / 1000} s` });
-    }, options.timeoutMs);
+      settle({ error: `the mount did not become ready within ${timeoutMs / 1000} s`, exitCode: 1 });
+    }, timeoutMs);
+    child.on('exit', onExit);
+    child.on('error', (e) => settle({ error: `cannot start the mount process: ${e.message}`, exitCode: 1 }));
     pipe?.setEncoding('utf8');
     pipe?.on('data', (chunk: string) => {
       text += chunk;
-      const newline = text.indexOf('\n');
-      if (newline >= 0) settle(parseReadiness(text.slice(0, newline)));
     });
     pipe?.on('error', () => undefined);
-    child.on('error', (e) => settle({ error: `cannot start the mount process: ${e.message}` }));
-    child.on('exit', (code, signal) => {
-      settle({ error: `the mount process exited before the mount was ready (${signal ?? `status ${code}`})` });
+    pipe?.on('end', () => {
+      eof = true;
+      conclude();
     });
   });
 }
 
-function parseReadiness(line: string): Readiness {
-  try {
-    const parsed = JSON.parse(line) as Partial<{ ready: boolean; error: string }>;
-    if (parsed.ready === true) return { ready: true };
-    if (typeof parsed.error === 'string') return { error: parsed.error };
-  } catch {
-    // fall through
-  }
-  return { error: `unexpected message from the mount process: ${line.slice(0, 200)}` };
+export interface SpawnServerOptions {
+  /** The CLI's node entry (bin/cli.js); it is run as `node <script> --serve-detached`. */
+  script: string;
+  /** The command line it serves (e.g. ["mount", source, mountpoint, ...]), sent on its stdin. */
+  args: string[];
+  /** Where the child's stderr goes once detached (its log file), else nowhere. */
+  logFile?: string;
+  /** Give up (and stop the child) when it reports nothing for this long. */
+  timeoutMs: number;
 }
 
-/** The child's side: reports once and closes the pipe (a second report is ignored). */
-export function reportReadiness(fd: number, answer: Readiness): void {
-  try {
-    writeSync(fd, `${JSON.stringify(answer)}\n`);
-    closeSync(fd);
-  } catch {
-    // The parent is gone (killed or timed out): nothing left to tell.
-  }
+/** Starts the detached server and resolves with its report (or why there is none). */
+export async function spawnServer(options: SpawnServerOptions): Promise<Readiness & { pid?: number }> {
+  const stderr = options.logFile ? openSync(options.logFile, 'a') : 'ignore';
+  // Room for the server's process title (see bin/squashfs-r2): blanks as long as its command line.
+  const room = ' '.repeat(options.args.join(' ').length);
+  const child = spawn(process.execPath, [options.script, DETACHED_FLAG, room], {
+    detached: true,
+    stdio: ['pipe', 'ignore', stderr, 'pipe'],
+  });
+  if (typeof stderr === 'number') closeSync(stderr);
+  child.stdin?.on('error', () => undefined);
+  child.stdin?.end(encodeArgs(options.args));
+  const answer = await awaitReadiness(child, options.timeoutMs);
+  child.unref();
+  return { ...answer, pid: child.pid };
 }

@@ -17,8 +17,8 @@ function run(
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(
-      process.execPath,
-      [bin(cmd), ...args],
+      bin(cmd),
+      args,
       { env: { ...process.env, ...env }, timeout: 90_000 },
       (err, stdout, stderr) => {
         resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });

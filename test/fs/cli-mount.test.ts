@@ -10,7 +10,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isMountpoint } from '../../src/fs/mountpoint.js';
 import { type S3TestServer, startS3Server } from '../../src/testing/s3-server.js';
 import { type Fixture, fixture } from '../helpers/fixtures.js';
-import { CLI, cleanupMountpoint, ensureBuilt, execFileP, processAlive, runCli, serverPid, tempMountpoint, waitFor } from './helpers.js';
+import {
+  CLI,
+  CLI_NODE,
+  cleanupMountpoint,
+  ensureBuilt,
+  execFileP,
+  processAlive,
+  runCli,
+  serverPid,
+  tempMountpoint,
+  waitFor,
+} from './helpers.js';
 
 let image: Fixture;
 let server: S3TestServer;
@@ -38,7 +49,11 @@ afterAll(async () => {
   await r2?.close();
 });
 
-const s3Env = () => ({ AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey, AWS_REGION: server.region });
+const s3Env = () => ({
+  AWS_ACCESS_KEY_ID: server.accessKeyId,
+  AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
+  AWS_REGION: server.region,
+});
 
 describe('background mount', () => {
   it('returns once the mount serves, keeps serving, and unmounts with "unmount"', async () => {
@@ -57,9 +72,38 @@ describe('background mount', () => {
     await waitFor('the server to exit', () => !processAlive(pid!));
   });
 
+  it('the node entry (bin/cli.js, no sh) starts the background server the same way', async () => {
+    const dir = await mountpoint();
+    const r = await runCli(
+      ['mount', image.path, dir, '--log-level', 'info', '--log-file', `${dir}.log`],
+      {},
+      60_000,
+      CLI_NODE,
+    );
+    expect(r, r.stderr).toMatchObject({ code: 0 });
+    expect(await serverPid(dir)).toBeDefined();
+    expect((await stat(join(dir, 'empty-file'))).size).toBe(0);
+    expect(await readFile(`${dir}.log`, 'utf8')).toContain('mounted');
+    expect((await runCli(['unmount', dir])).code).toBe(0);
+    await waitFor('the server to exit', async () => (await serverPid(dir)) === undefined);
+  });
+
   it('mounts from S3 with credentials only in the environment, never in the server argv', async () => {
     const dir = await mountpoint();
-    const r = await runCli(['mount', 's3://images/ok/data.sqsh', dir, '--endpoint', server.endpoint, '--region', server.region, '--cache-size', '32M'], s3Env());
+    const r = await runCli(
+      [
+        'mount',
+        's3://images/ok/data.sqsh',
+        dir,
+        '--endpoint',
+        server.endpoint,
+        '--region',
+        server.region,
+        '--cache-size',
+        '32M',
+      ],
+      s3Env(),
+    );
     expect(r, r.stderr).toMatchObject({ code: 0 });
     try {
       const pid = (await serverPid(dir))!;
@@ -117,7 +161,16 @@ describe('foreground mount', () => {
       stderr += d;
     });
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-    await waitFor('the mount', async () => isMountpoint(dir) && (await stat(join(dir, 'empty-file')).then(() => true, () => false)), 30_000);
+    await waitFor(
+      'the mount',
+      async () =>
+        isMountpoint(dir) &&
+        (await stat(join(dir, 'empty-file')).then(
+          () => true,
+          () => false,
+        )),
+      30_000,
+    );
     child.kill('SIGTERM');
     expect(await exited, stderr).toBe(0);
     expect(isMountpoint(dir)).toBe(false);
@@ -141,7 +194,11 @@ describe('failures exit non-zero with the cause and leave nothing behind', () =>
     ['mountpoint not a directory', async () => ({ dir: image.path, args: [image.path] }), /not a directory/],
     [
       'missing S3 object',
-      async () => ({ dir: await mountpoint(), args: ['s3://images/missing/data.sqsh', '--endpoint', server.endpoint], env: s3Env() }),
+      async () => ({
+        dir: await mountpoint(),
+        args: ['s3://images/missing/data.sqsh', '--endpoint', server.endpoint],
+        env: s3Env(),
+      }),
       /404|not found|NoSuchKey|does not exist/i,
     ],
     [
@@ -155,15 +212,31 @@ describe('failures exit non-zero with the cause and leave nothing behind', () =>
     ],
   ];
 
-  it.each(cases)('%s', async (_what, setup, message) => {
-    const { dir, args, env } = await setup();
-    const [source, ...rest] = args;
-    const r = await runCli(['mount', source!, dir, ...rest], env);
-    expect(r.code).not.toBe(0);
-    expect(r.stderr).toMatch(message);
-    expect(r.stderr).not.toContain('wrong-secret-value');
+  const starters = [
+    ['sh', CLI],
+    ['node', CLI_NODE],
+  ] as const;
+  it.each(cases.flatMap(([what, setup, message]) => starters.map(([how, entry]) => [what, how, setup, message, entry] as const)))(
+    '%s (started from %s)',
+    async (_what, _how, setup, message, entry) => {
+      const { dir, args, env } = await setup();
+      const [source, ...rest] = args;
+      const r = await runCli(['mount', source!, dir, ...rest], env, 60_000, entry);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr).not.toContain('wrong-secret-value');
+      expect(isMountpoint(dir)).toBe(false);
+      await waitFor('the server to exit', async () => (await serverPid(dir)) === undefined);
+    },
+  );
+
+  it.each(starters)('a bad option is a usage error, exit 2 (started from %s)', async (_how, entry) => {
+    const dir = await mountpoint();
+    const r = await runCli(['mount', image.path, dir, '--no-such-option'], {}, 60_000, entry);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/no-such-option/);
+    expect(r.stderr).toMatch(/usage: squashfs-r2 mount/);
     expect(isMountpoint(dir)).toBe(false);
-    await waitFor('the server to exit', async () => (await serverPid(dir)) === undefined);
   });
 
   it('already a mount', async () => {

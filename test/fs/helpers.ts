@@ -111,22 +111,27 @@ export interface CliRun {
   stderr: string;
 }
 
-export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 60_000): Promise<CliRun> {
+/** The CLI's node entry: what bin/squashfs-r2 runs, and a starter of background mounts of its own. */
+export const CLI_NODE = join(REPO_ROOT, 'bin', 'cli.js');
+
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 60_000, entry = CLI): Promise<CliRun> {
   return new Promise((resolve) => {
-    execFile(CLI, args, { env: { ...process.env, ...env }, timeout: timeoutMs }, (error, stdout, stderr) => {
+    const [file, argv] = entry === CLI_NODE ? [process.execPath, [CLI_NODE, ...args]] : [entry, args];
+    execFile(file, argv, { env: { ...process.env, ...env }, timeout: timeoutMs }, (error, stdout, stderr) => {
       resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });
 }
 
-/** pid of the background server serving `mountpoint` (its argv names the mountpoint last). */
+/** pid of the background server serving `mountpoint` (it is titled "squashfs-r2 mount <mountpoint>"). */
 export async function serverPid(mountpoint: string): Promise<number | undefined> {
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const { readFile } = await import('node:fs/promises');
       const argv = (await readFile(`/proc/${entry}/cmdline`, 'utf8')).split('\0').filter(Boolean);
-      if (argv.includes('--ready-fd') && argv[argv.length - 1] === mountpoint) return Number(entry);
+      // A background server names itself (process title) "squashfs-r2 mount <mountpoint>".
+      if (argv[0] === `squashfs-r2 mount ${mountpoint}`) return Number(entry);
     } catch {
       // gone meanwhile
     }

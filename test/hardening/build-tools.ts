@@ -74,6 +74,8 @@ async function build(): Promise<PrivateBuild> {
     ...tsFiles(join(REPO_ROOT, 'src')),
     ...tsFiles(join(REPO_ROOT, 'test/hardening/fuzz')),
     join(REPO_ROOT, 'bench/fuzz.ts'),
+    join(REPO_ROOT, 'bin/squashfs-r2'),
+    join(REPO_ROOT, 'bin/cli.js'),
   ].sort();
   const hash = createHash('sha256');
   for (const f of sources) hash.update(relative(REPO_ROOT, f)).update('\0').update(readFileSync(f)).update('\0');
@@ -109,8 +111,10 @@ async function build(): Promise<PrivateBuild> {
   );
   await execFileP(tsc, args, { cwd: REPO_ROOT, timeout: 300_000 });
   mkdirSync(join(work, 'bin'));
-  copyFileSync(join(REPO_ROOT, 'bin', 'squashfs-r2'), join(work, 'bin', 'squashfs-r2'));
-  chmodSync(join(work, 'bin', 'squashfs-r2'), 0o755);
+  for (const name of ['squashfs-r2', 'cli.js']) {
+    copyFileSync(join(REPO_ROOT, 'bin', name), join(work, 'bin', name));
+    chmodSync(join(work, 'bin', name), 0o755);
+  }
   writeFileSync(join(work, 'complete'), '');
   try {
     renameSync(work, root);

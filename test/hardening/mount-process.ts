@@ -47,7 +47,7 @@ export async function startMount(
   env: Record<string, string | undefined> = process.env,
   timeoutMs = 60_000,
 ): Promise<MountProcess> {
-  const child = spawn(process.execPath, [cli, 'mount', '--foreground', ...flags, source, mountpoint], {
+  const child = spawn(cli, ['mount', '--foreground', ...flags, source, mountpoint], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env,
   });

@@ -63,7 +63,7 @@ describe('squashfs-r2 mount', () => {
     const first = await startMount(build.cli, image, mp);
     try {
       const ino = statSync(mp).ino;
-      const second = await execFileP(process.execPath, [build.cli, 'mount', image, mp], { timeout: 60_000 }).then(
+      const second = await execFileP(build.cli, ['mount', image, mp], { timeout: 60_000 }).then(
         () => ({ code: 0, stderr: '' }),
         (e: { code?: number; stderr?: string }) => ({ code: e.code ?? 1, stderr: e.stderr ?? '' }),
       );
@@ -85,7 +85,7 @@ describe('squashfs-r2 mount', () => {
   test('a non-empty mountpoint is refused (its files stay visible) unless --nonempty is given', async () => {
     const mp = mkdtempSync(join(work, 'nonempty-'));
     writeFileSync(join(mp, 'precious.txt'), 'do not hide me\n');
-    const r = await execFileP(process.execPath, [build.cli, 'mount', image, mp], { timeout: 60_000 }).then(
+    const r = await execFileP(build.cli, ['mount', image, mp], { timeout: 60_000 }).then(
       () => ({ code: 0, stderr: '' }),
       (e: { code?: number; stderr?: string }) => ({ code: e.code ?? 1, stderr: e.stderr ?? '' }),
     );
@@ -153,7 +153,7 @@ describe('mount-backup', () => {
     // -f: follow the lower daemon, fuse-overlayfs and fusermount too; -y: paths for fd arguments.
     const strace = spawn(
       'strace',
-      ['-f', '-y', '-q', '-I', '1', '-s', '512', '-e', 'trace=%file,%desc', '-o', trace, process.execPath, ...args],
+      ['-f', '-y', '-q', '-I', '1', '-s', '512', '-e', 'trace=%file,%desc', '-o', trace, ...args],
       {
         cwd: sandbox,
         env,

@@ -66,7 +66,7 @@ function env(): Record<string, string | undefined> {
 
 /** Runs the CLI, keeps what it printed (it may fail). */
 async function cli(what: string, args: string[]): Promise<number> {
-  const r = await execFileP(process.execPath, [build.cli, ...args], {
+  const r = await execFileP(build.cli, args, {
     env: env(),
     timeout: 120_000,
     maxBuffer: 64 << 20,
@@ -82,13 +82,13 @@ async function cli(what: string, args: string[]): Promise<number> {
   return r.code;
 }
 
-/** Command lines of live processes that run our private build (the mount daemons among them). */
+/** Command lines of live processes that run our private build, and our titled mount servers. */
 function ourProcessCmdlines(): { pid: string; cmdline: string }[] {
   const out: { pid: string; cmdline: string }[] = [];
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
-      if (cmdline.includes(build.root)) out.push({ pid, cmdline });
+      if (cmdline.includes(build.root) || cmdline.startsWith('squashfs-r2 mount ')) out.push({ pid, cmdline });
     } catch {
       // gone
     }

@@ -58,7 +58,7 @@ const env = () => ({
   AWS_ACCESS_KEY_ID: server.accessKeyId,
   AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
 });
-const cli = (args: string[]) => execFileP(process.execPath, [build.cli, ...args], { env: env(), timeout: 300_000 });
+const cli = (args: string[]) => execFileP(build.cli, args, { env: env(), timeout: 300_000 });
 const bucketFlags = () => ['--bucket', BUCKET, '--endpoint', server.endpoint];
 
 async function readTree(dir: string): Promise<number> {

@@ -38,7 +38,7 @@ const env = () => ({
 });
 
 async function cli(args: string[]): Promise<{ stdout: string; stderr: string }> {
-  return execFileP(process.execPath, [build.cli, ...args], { env: env(), timeout: 120_000 });
+  return execFileP(build.cli, args, { env: env(), timeout: 120_000 });
 }
 
 /** mount-backup onto a fresh target; returns the target and the CLI's stderr. */

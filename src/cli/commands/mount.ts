@@ -52,11 +52,8 @@ const OPTIONS = {
   'ready-fd': { type: 'string' },
 } as const;
 
-/** The source travels to the background process in the environment, never in its argv. */
-const SOURCE_ENV = 'SQUASHFS_R2_MOUNT_SOURCE';
 /** Longest wait for the background process to report (covers slow first GETs with retries). */
 const READY_TIMEOUT_MS = 120_000;
-
 
 export async function run(argv: string[]): Promise<number> {
   let parsed: ReturnType<typeof parse>;
@@ -67,18 +64,14 @@ export async function run(argv: string[]): Promise<number> {
   }
   const { values, source, mountpoint } = parsed;
   configureLogging({ level: values['log-level'] as LogLevel | undefined, file: values['log-file'] });
-  if (values.foreground) return runServer(source, mountpoint, values);
-  return runInBackground(source, mountpoint, argv, values);
+  if (values.foreground || values['ready-fd'] !== undefined) return runServer(source, mountpoint, values);
+  return runInBackground(argv, values);
 }
 
 function parse(argv: string[]) {
   const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
-  const fromEnv = values['ready-fd'] !== undefined ? process.env[SOURCE_ENV] : undefined;
-  if (fromEnv !== undefined) delete process.env[SOURCE_ENV];
-  const expected = fromEnv !== undefined ? 1 : 2;
-  if (positionals.length !== expected) throw new Error(expected === 2 ? 'expected <source> <mountpoint>' : 'expected <mountpoint>');
-  const source = fromEnv ?? (positionals[0] as string);
-  const mountpoint = positionals[expected - 1] as string;
+  if (positionals.length !== 2) throw new Error('expected <source> <mountpoint>');
+  const [source, mountpoint] = positionals as [string, string];
   if (values['cache-size'] !== undefined) parseCacheSize(values['cache-size']);
   if (values['cache-dir-max'] !== undefined) parseSize(values['cache-dir-max']);
   return { values, source, mountpoint };
@@ -93,13 +86,23 @@ function parseCacheSize(text: string): number {
   return bytes;
 }
 
-/** Foreground: mount, serve until unmounted or signalled. With --ready-fd, report to the parent. */
+/**
+ * Foreground: mount, serve until unmounted or signalled. With --ready-fd (started detached, see
+ * src/fs/daemon.ts), report to the process waiting on that fd, and give up if not ready in time.
+ */
 async function runServer(source: string, mountpoint: string, values: Values): Promise<number> {
   const readyFd = values['ready-fd'] === undefined ? undefined : Number(values['ready-fd']);
   const { mount } = await import('../../fs/index.js');
   const { logger } = await import('../../util/log.js');
   logger('mount').debug(`server started ${(performance.now()).toFixed(1)} ms after process start`);
   const { reportReadiness } = await import('../../fs/daemon.js');
+  if (readyFd !== undefined) {
+    process.title = `squashfs-r2 mount ${resolve(mountpoint)}`;
+    setTimeout(() => {
+      reportReadiness(readyFd, { error: `squashfs-r2 mount: not ready within ${READY_TIMEOUT_MS / 1000} s`, exitCode: 1 });
+      process.exit(1);
+    }, READY_TIMEOUT_MS).unref();
+  }
   let handle: Awaited<ReturnType<typeof mount>>;
   try {
     handle = await mount(source, mountpoint, {
@@ -118,7 +121,7 @@ async function runServer(source: string, mountpoint: string, values: Values): Pr
     });
   } catch (e) {
     if (readyFd !== undefined) {
-      reportReadiness(readyFd, { error: describeError(e) });
+      reportReadiness(readyFd, { error: `squashfs-r2 mount: ${describeError(e)}`, exitCode: 1 });
       exitSoon(1);
       return 1;
     }
@@ -153,41 +156,26 @@ function exitSoon(code: number): void {
   setTimeout(() => process.exit(code), 500).unref();
 }
 
-/** Default: start the server detached and return once it reports the mount ready (or why not). */
-async function runInBackground(source: string, mountpoint: string, argv: string[], values: Values): Promise<number> {
-  const { spawnServer, READY_FD } = await import('../../fs/daemon.js');
-  const REMOTE = /^[a-z][a-z0-9+.-]*:\/\//i;
-  const forwarded = forwardedOptions(argv);
-  const logFile = values['log-file'] === undefined ? undefined : resolve(values['log-file']);
-  if (logFile) forwarded.push('--log-file', logFile);
+/**
+ * Default: start the server detached and return once it reports the mount ready (or why not). This is
+ * the node path; bin/squashfs-r2 does the same from sh without this process (one node start fewer).
+ */
+async function runInBackground(argv: string[], values: Values): Promise<number> {
+  const { spawnServer } = await import('../../fs/daemon.js');
   const answer = await spawnServer({
     script: cliEntry(),
-    args: ['mount', '--foreground', '--ready-fd', String(READY_FD), ...forwarded, resolve(mountpoint)],
-    env: { [SOURCE_ENV]: REMOTE.test(source) ? source : resolve(source) },
-    logFile,
-    timeoutMs: READY_TIMEOUT_MS,
+    args: ['mount', ...argv],
+    logFile: values['log-file'],
+    timeoutMs: READY_TIMEOUT_MS + 5_000,
   });
   if ('error' in answer) {
-    process.stderr.write(`squashfs-r2 mount: ${answer.error}\n`);
-    return 1;
+    process.stderr.write(`${answer.error}\n`);
+    return answer.exitCode;
   }
   return 0;
 }
 
-/** The options to hand on to the background process (all but positionals, -f and --log-file). */
-function forwardedOptions(argv: string[]): string[] {
-  const { tokens } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true, tokens: true });
-  const out: string[] = [];
-  for (const t of tokens ?? []) {
-    if (t.kind !== 'option' || t.name === 'foreground' || t.name === 'log-file' || t.name === 'ready-fd') continue;
-    out.push(`--${t.name}`);
-    // The background process may run elsewhere (cwd /): paths travel absolute.
-    if (t.value !== undefined) out.push(t.name === 'cache-dir' ? resolve(t.value) : t.value);
-  }
-  return out;
-}
-
-/** bin/squashfs-r2 relative to this compiled module (dist/src/cli/commands/mount.js). */
+/** bin/cli.js relative to this compiled module (dist/src/cli/commands/mount.js). */
 function cliEntry(): string {
-  return fileURLToPath(new URL('../../../../bin/squashfs-r2', import.meta.url));
+  return fileURLToPath(new URL('../../../../bin/cli.js', import.meta.url));
 }
