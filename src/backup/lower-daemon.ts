@@ -1,12 +1,16 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
+import { text } from 'node:stream/consumers';
 import { parseArgs } from 'node:util';
+import { decodeArgs, READY_FD, reportReadiness } from '../fs/daemon.js';
 import { describeError } from '../util/log.js';
 import { FAILURE_PREFIX } from './lower.js';
 import type { Recording } from './prefetch.js';
 
 /**
  * The process that serves a restore's lower mount: `node lower-daemon.js --source S --mountpoint M
- * [--stats F] [transport flags] [cache flags] [prefetch flags]`. It mounts with the FUSE library, keeps serving after mount-backup
+ * [--stats F] [transport flags] [cache flags] [record flags]`. It opens the archive at once, and mounts
+ * with the FUSE library once mount-backup writes `--go [--prefetch-list F]` to its stdin (end of stdin
+ * without it: not needed, exit); it reports on fd 3 (src/fs/daemon.ts). It keeps serving after mount-backup
  * returns, publishes its stats as JSON to F (every few seconds and on SIGUSR1) for `squashfs-r2 list`,
  * unmounts on SIGTERM/SIGINT, and exits once the mount is gone (also after an outside fusermount -u).
  * Credentials come from the environment it inherits, never from its argv.
@@ -27,8 +31,6 @@ async function main(): Promise<number> {
       'cache-dir': { type: 'string' },
       'cache-dir-max-bytes': { type: 'string' },
       hydrate: { type: 'boolean' },
-      // A prefetch list already read and checked by mount-backup (its ETag is compared here).
-      'prefetch-list': { type: 'string' },
       // Record the first reads and store them as s3://<record-bucket>/<record-key>.
       'record-bucket': { type: 'string' },
       'record-key': { type: 'string' },
@@ -36,20 +38,39 @@ async function main(): Promise<number> {
     },
   });
   if (!v.source || !v.mountpoint) throw new Error('--source and --mountpoint are required');
+  const source = v.source;
   const started = performance.now();
-  const { mount } = await import('../fs/index.js');
-  const imported = performance.now();
-  const handle = await mount(v.source, v.mountpoint, {
-    cacheBytes: v['cache-bytes'] ? Number(v['cache-bytes']) : undefined,
-    cacheDir: v['cache-dir'],
-    cacheDirMaxBytes: v['cache-dir-max-bytes'] ? Number(v['cache-dir-max-bytes']) : undefined,
-    hydrate: v.hydrate,
-    source: { endpoint: v.endpoint, accountId: v['account-id'], pathStyle: v['path-style'], region: v.region },
+  const opening = import('../fs/index.js').then(({ prepareMount }) =>
+    prepareMount(source, {
+      cacheBytes: v['cache-bytes'] ? Number(v['cache-bytes']) : undefined,
+      cacheDir: v['cache-dir'],
+      cacheDirMaxBytes: v['cache-dir-max-bytes'] ? Number(v['cache-dir-max-bytes']) : undefined,
+      hydrate: v.hydrate,
+      source: { endpoint: v.endpoint, accountId: v['account-id'], pathStyle: v['path-style'], region: v.region },
+    }),
+  );
+  opening.catch(() => undefined); // its failure is reported after the go, not before
+  const { values: go } = parseArgs({
+    args: decodeArgs(await text(process.stdin)),
+    options: {
+      go: { type: 'boolean' },
+      // A prefetch list already read and checked by mount-backup (its ETag is compared here).
+      'prefetch-list': { type: 'string' },
+    },
+  });
+  if (!go.go) process.exit(0); // mount-backup stopped before mounting (e.g. the backup expired)
+  const told = performance.now();
+  const prepared = await opening;
+  const opened = performance.now();
+  const handle = await prepared.mountAt(v.mountpoint).catch(async (e: unknown) => {
+    await prepared.close();
+    throw e;
   });
   const ready = performance.now();
+  reportReadiness(READY_FD, { ready: true });
   const ms = (a: number, b: number) => `${Math.round(b - a)} ms`;
   process.stderr.write(
-    `${new Date().toISOString()} lower mount ready: ${v.source} on ${v.mountpoint} (process start ${Math.round(started)} ms, import ${ms(started, imported)}, mount ${ms(imported, ready)})\n`,
+    `${new Date().toISOString()} lower mount ready: ${v.source} on ${v.mountpoint} (process start ${Math.round(started)} ms, told to mount after ${ms(started, told)}, opened after ${ms(started, opened)}, mount ${ms(Math.max(told, opened), ready)})\n`,
   );
 
   const say = (level: string) => (message: string) =>
@@ -72,13 +93,13 @@ async function main(): Promise<number> {
       (list) => uploadPrefetchList(bucket, key, list),
       prefetchLog,
     );
-  } else if (handle.source && v['prefetch-list']) {
+  } else if (handle.source && go['prefetch-list']) {
     const [{ applyPrefetchList }, { parsePrefetchList }] = await Promise.all([
       import('./prefetch.js'),
       import('../r2/prefetch-record.js'),
     ]);
     // Already checked by mount-backup; still, a bad list must never take the mount down.
-    void readFile(v['prefetch-list'], 'utf8')
+    void readFile(go['prefetch-list'], 'utf8')
       .then((text) => applyPrefetchList(handle.source!, parsePrefetchList(text), prefetchLog))
       .catch((e: unknown) => prefetchLog.warn(`prefetch list ignored: ${describeError(e)}`));
   }
@@ -118,6 +139,7 @@ main().then(
   (code) => process.exit(code),
   (e: unknown) => {
     process.stderr.write(`${FAILURE_PREFIX}${describeError(e)}\n`);
+    reportReadiness(READY_FD, { error: describeError(e), exitCode: 1 });
     process.exit(1);
   },
 );

@@ -1,10 +1,11 @@
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { awaitReadiness, encodeArgs } from '../fs/daemon.js';
 import { parseSize as parseBytes } from '../util/size.js';
 import { BackupError, BackupInputError } from './layout.js';
-import { isMountPoint, sleep, waitFor } from './mounts.js';
+import { sleep, waitFor } from './mounts.js';
 
 /**
  * The lower (read-only squashfs) mount of a restore runs in its own long-lived process, because
@@ -12,6 +13,10 @@ import { isMountPoint, sleep, waitFor } from './mounts.js';
  * ourselves (rather than letting `squashfs-r2 mount` daemonize) so that we know the serving process's
  * pid for `list` and `unmount`, its output goes to a log in the restore's dir, and it can publish its
  * cache stats there (lower-daemon.ts, which uses the FUSE library directly).
+ *
+ * It is started before mount-backup has read meta.json: its node start and the archive's first GETs
+ * overlap that round trip. It mounts only when told to go (on its stdin, once the backup checks out),
+ * and reports on fd 3 as a background mount does (src/fs/daemon.ts); told nothing, it exits.
  */
 export interface LowerMountRequest {
   source: string;
@@ -26,17 +31,18 @@ export interface LowerMountRequest {
   cacheDir?: string;
   cacheDirMax?: string;
   hydrate?: boolean;
-  /** A checked prefetch list (prefetch.json) to fetch right after mounting. */
-  prefetchListFile?: string;
   /** Record the first reads for `seconds` and store the list as s3://bucket/key. */
   recordPrefetch?: { bucket: string; key: string; seconds: number };
 }
 
-/** Builds the argv of the process that serves the lower mount in the foreground. */
+/** What mount-backup learnt after starting the process, handed over with the go. */
+export interface LowerGo {
+  /** A checked prefetch list (prefetch.json) to fetch right after mounting. */
+  prefetchListFile?: string;
+}
+
 /** What lower-daemon.ts prints before its error, so the cause can be told from other log lines. */
 export const FAILURE_PREFIX = 'lower mount failed: ';
-
-export type LowerCommand = (req: LowerMountRequest) => string[];
 
 /**
  * The compiled lower-daemon.js beside this module (dist/src/backup), or in dist/ when this module runs
@@ -61,22 +67,21 @@ export function parseSize(text: string): number {
   }
 }
 
-/** Our own FUSE mount (src/fs) in a lower-daemon process; it publishes stats to `statsFile`. */
-export const ourMountCommand: LowerCommand = (req) => {
-  const argv = [process.execPath, daemonScript(), '--source', req.source, '--mountpoint', req.mountpoint];
+/** The daemon's argv: nothing secret (credentials come from the environment it inherits). */
+function lowerArgv(req: LowerMountRequest): string[] {
+  const argv = [daemonScript(), '--source', req.source, '--mountpoint', req.mountpoint];
   if (req.statsFile) argv.push('--stats', req.statsFile);
   if (req.cacheSize) argv.push('--cache-bytes', String(parseSize(req.cacheSize)));
   if (req.cacheDir) argv.push('--cache-dir', req.cacheDir);
   if (req.cacheDirMax) argv.push('--cache-dir-max-bytes', String(parseSize(req.cacheDirMax)));
   if (req.hydrate) argv.push('--hydrate');
-  if (req.prefetchListFile) argv.push('--prefetch-list', req.prefetchListFile);
   if (req.recordPrefetch) {
     const r = req.recordPrefetch;
     argv.push('--record-bucket', r.bucket, '--record-key', r.key, '--record-seconds', String(r.seconds));
   }
   argv.push(...req.flags);
   return argv;
-};
+}
 
 /** The process's own failure line when it wrote one, else the last lines of its log. */
 function failureFrom(file: string, lines = 3): string {
@@ -89,38 +94,68 @@ function failureFrom(file: string, lines = 3): string {
   }
 }
 
-/** Starts the lower mount process and resolves with its pid once `mountpoint` is mounted. */
-export async function startLowerMount(
-  req: LowerMountRequest,
-  command: LowerCommand,
-  timeoutMs = 30_000,
-): Promise<number> {
-  const argv = command(req);
+/** A lower mount process, started and opening the archive, waiting for go() or abort(). */
+export interface LowerProcess {
+  readonly pid: number;
+  /** Mounts; resolves once the mount serves. On failure the process is stopped and a BackupError thrown. */
+  go(what?: LowerGo, timeoutMs?: number): Promise<void>;
+  /** Not needed after all: the process exits without mounting (stopped if it does not). */
+  abort(): Promise<void>;
+}
+
+/** Longest life of a process that is never told to go or abort (mount-backup itself died). */
+const UNTOLD_LIMIT_MS = 10 * 60_000;
+
+export function startLowerProcess(req: LowerMountRequest): LowerProcess {
+  const argv = lowerArgv(req);
   const log = openSync(req.logFile, 'a', 0o600);
-  let exited: string | undefined;
-  let pid: number | undefined;
+  let child: ChildProcess;
   try {
     // The SDK's Node-version notice would otherwise be the first thing in every restore's log.
     const env = { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env };
-    const child = spawn(argv[0], argv.slice(1), { detached: true, stdio: ['ignore', log, log], env });
-    pid = child.pid;
-    child.on('error', (e) => {
-      exited = e.message;
-    });
-    child.on('exit', (code, signal) => {
-      exited = signal ? `killed by ${signal}` : `exited with code ${code}`;
-    });
-    child.unref();
+    child = spawn(process.execPath, argv, { detached: true, stdio: ['pipe', log, log, 'pipe'], env });
   } finally {
     closeSync(log);
   }
-  const ready = await waitFor(() => exited !== undefined || isMountPoint(req.mountpoint), timeoutMs);
-  if (ready && exited === undefined && pid !== undefined) return pid;
-  if (exited === undefined && pid !== undefined) await stopProcess(pid, req.mountpoint);
-  const why = failureFrom(req.logFile) || exited || 'no output';
-  throw new BackupError(
-    `lower mount of ${req.source} failed: ${ready ? why : `not ready after ${timeoutMs / 1000} s (${why})`}`,
-  );
+  child.stdin?.on('error', () => undefined);
+  const report = awaitReadiness(child, UNTOLD_LIMIT_MS);
+  let exited = false;
+  child.once('exit', () => {
+    exited = true;
+  });
+  const pid = child.pid ?? -1;
+  const settled = (): void => {
+    child.stdin?.destroy();
+    child.unref();
+  };
+  return {
+    pid,
+    async go(what = {}, timeoutMs = 30_000) {
+      const extra = ['--go', ...(what.prefetchListFile ? ['--prefetch-list', what.prefetchListFile] : [])];
+      child.stdin?.end(encodeArgs(extra));
+      let timer: NodeJS.Timeout | undefined;
+      const answer = await Promise.race([
+        report,
+        new Promise<undefined>((done) => {
+          timer = setTimeout(() => done(undefined), timeoutMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      settled();
+      if (answer && 'ready' in answer) return;
+      if (!exited) await stopProcess(pid, req.mountpoint);
+      const why = failureFrom(req.logFile) || answer?.error || 'no output';
+      throw new BackupError(
+        `lower mount of ${req.source} failed: ${answer ? why : `not ready after ${timeoutMs / 1000} s (${why})`}`,
+      );
+    },
+    async abort() {
+      child.stdin?.end();
+      await waitFor(() => exited, 3_000);
+      settled();
+      if (!exited) await stopProcess(pid, req.mountpoint, { graceMs: 1_000 });
+    },
+  };
 }
 
 /** True when `pid` is alive and its command line names `mountpoint` (so a reused pid is never signalled). */

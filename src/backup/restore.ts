@@ -1,4 +1,4 @@
-import { chmod, chown, mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import {
   assertBackupId,
@@ -10,7 +10,7 @@ import {
   DEFAULT_PREFIX,
 } from './layout.js';
 import { STATS_FILE } from './list.js';
-import { type LowerCommand, ourMountCommand, parseSize, startLowerMount } from './lower.js';
+import { type LowerProcess, parseSize, startLowerProcess } from './lower.js';
 import { isMountPoint } from './mounts.js';
 import { mountOverlay, requireOverlayTool } from './overlay.js';
 import { fetchPrefetchList, type PrefetchFetch } from './prefetch.js';
@@ -36,8 +36,6 @@ export interface MountBackupOptions extends Partial<BucketOptions> {
   stateDir?: string;
   /** When restoring over an earlier restore of `dir`: delete its writes instead of saving them aside. */
   discardWrites?: boolean;
-  /** The lower mount process (tools may substitute; default: lower-daemon.js, our FUSE mount). */
-  lowerCommand?: LowerCommand;
   /** Persistent chunk cache of the lower mount (survives restores; keyed by bucket/key/ETag). */
   cacheDir?: string;
   /** Size limit of `cacheDir`, e.g. "10G". */
@@ -62,6 +60,7 @@ export interface MountBackupResult {
   record: RestoreRecord;
   /** Teardown of the restore this one replaced, if any. */
   replaced: TeardownResult[];
+  /** meta: until meta.json checked out; lower: then until the lower mount served (its process was started at 0). */
   timingsMs: { meta: number; lower: number; overlay: number; total: number };
   /** What became of the recorded prefetch list: handed to the lower mount, absent, unusable, or recording now. */
   prefetch: 'list' | 'missing' | 'invalid' | 'recording';
@@ -79,6 +78,9 @@ async function assertDirectory(dir: string): Promise<void> {
  * Restores backup `id` onto `dir`: meta.json (TTL checked) → our FUSE mount of data.sqsh on a fresh
  * `<state>/<id>_<restoreId>/lower` → fuse-overlayfs on `dir`. Returns once `dir` answers. On failure
  * everything this call mounted or created is undone before the error is thrown.
+ *
+ * The lower mount's process is started first, alongside the meta.json request: its start-up and the
+ * archive's first GETs overlap that round trip; it mounts only once the backup checks out.
  */
 export async function mountBackup(
   id: string,
@@ -109,18 +111,49 @@ export async function mountBackup(
   const prefetchFetch: Promise<PrefetchFetch | undefined> = options.recordPrefetch
     ? Promise.resolve(undefined)
     : fetchPrefetchList(bucketOptions, keys.prefetch);
-  const meta = await fetchMetaFast(bucketOptions, prefix, id);
-  assertNotExpired(meta, options.now?.() ?? Date.now());
+  prefetchFetch.catch(() => undefined);
+  await ensureStateDir(stateDir);
+  const restoreId = newRestoreId();
+  const paths = restorePaths(stateDir, id, restoreId);
+  const { source, flags } = sourceSpec(bucketOptions, keys.archive);
+  await mkdir(paths.base, { mode: 0o700 });
+  let lower: LowerProcess | undefined;
+  /** Before anything is recorded: stop the lower process (it has not mounted) and drop its dir. */
+  const discard = async (e: unknown): Promise<never> => {
+    await lower?.abort();
+    await rm(paths.base, { recursive: true, force: true });
+    throw e;
+  };
+  let meta: BackupMeta;
+  try {
+    lower = startLowerProcess({
+      source,
+      flags,
+      mountpoint: paths.lower,
+      cacheSize: options.cacheSize,
+      logFile: paths.lowerLog,
+      statsFile: join(paths.base, STATS_FILE),
+      cacheDir: options.cacheDir === undefined ? undefined : resolve(options.cacheDir),
+      cacheDirMax: options.cacheDirMax,
+      hydrate: options.hydrate,
+      recordPrefetch: options.recordPrefetch
+        ? { bucket: bucketOptions.bucket, key: keys.prefetch, seconds: recordSeconds }
+        : undefined,
+    });
+    meta = await fetchMetaFast(bucketOptions, prefix, id);
+    assertNotExpired(meta, options.now?.() ?? Date.now());
+  } catch (e) {
+    return discard(e);
+  }
   const tMeta = Date.now();
 
-  await ensureStateDir(stateDir);
-  const unlock = await lockDir(stateDir, target);
+  const unlock = await lockDir(stateDir, target).catch(discard);
   try {
     return await restoreLocked(
       id,
       target,
       meta,
-      { stateDir, bucketOptions, archiveKey: keys.archive, prefetchKey: keys.prefetch, overlayTool, prefetchFetch },
+      { stateDir, bucketOptions, overlayTool, prefetchFetch, restoreId, paths, source, lower, discard },
       options,
       t0,
       tMeta,
@@ -137,32 +170,37 @@ async function restoreLocked(
   where: {
     stateDir: string;
     bucketOptions: BucketOptions;
-    archiveKey: string;
-    prefetchKey: string;
     overlayTool: string;
     prefetchFetch: Promise<PrefetchFetch | undefined>;
+    restoreId: string;
+    paths: ReturnType<typeof restorePaths>;
+    source: string;
+    /** Started, opening the archive, not yet mounted. */
+    lower: LowerProcess;
+    discard: (e: unknown) => Promise<never>;
   },
   options: MountBackupOptions,
   t0: number,
   tMeta: number,
 ): Promise<MountBackupResult> {
   const say = options.onStep ?? (() => undefined);
-  const { stateDir, bucketOptions, archiveKey, overlayTool } = where;
+  const { stateDir, overlayTool, restoreId, paths, source, lower, discard } = where;
   const warn = options.onWarning ?? (() => undefined);
-  await sweepDetached(stateDir).catch(() => undefined);
-  const previous = await recordsForDir(stateDir, target);
   const replaced: TeardownResult[] = [];
-  for (const rec of previous.reverse()) {
-    say(`tearing down the previous restore of ${target} (backup ${rec.backupId})`);
-    replaced.push(await teardownRecord(stateDir, rec, !!options.discardWrites));
-  }
-  if (isMountPoint(target)) {
-    throw new BackupError(`${target} is already a mount point that squashfs-r2 did not create; unmount it first`);
+  try {
+    await sweepDetached(stateDir).catch(() => undefined);
+    const previous = await recordsForDir(stateDir, target);
+    for (const rec of previous.reverse()) {
+      say(`tearing down the previous restore of ${target} (backup ${rec.backupId})`);
+      replaced.push(await teardownRecord(stateDir, rec, !!options.discardWrites));
+    }
+    if (isMountPoint(target)) {
+      throw new BackupError(`${target} is already a mount point that squashfs-r2 did not create; unmount it first`);
+    }
+  } catch (e) {
+    return discard(e);
   }
 
-  const restoreId = newRestoreId();
-  const paths = restorePaths(stateDir, id, restoreId);
-  const { source, flags } = sourceSpec(bucketOptions, archiveKey);
   const record: RestoreRecord = {
     version: 1,
     backupId: id,
@@ -173,8 +211,8 @@ async function restoreLocked(
     ...paths,
     status: 'mounting',
     createdAt: new Date().toISOString(),
+    lowerPid: lower.pid,
   };
-  await mkdir(paths.base, { mode: 0o700 });
   let tLower = tMeta;
   let prefetch: MountBackupResult['prefetch'] = 'missing';
   try {
@@ -191,29 +229,7 @@ async function restoreLocked(
     }
     prefetch = fetched ? fetched.kind : 'recording';
     say(`mounting ${source} read-only at ${paths.lower}`);
-    record.lowerPid = await startLowerMount(
-      {
-        source,
-        flags,
-        mountpoint: paths.lower,
-        cacheSize: options.cacheSize,
-        logFile: paths.lowerLog,
-        statsFile: join(paths.base, STATS_FILE),
-        cacheDir: options.cacheDir === undefined ? undefined : resolve(options.cacheDir),
-        cacheDirMax: options.cacheDirMax,
-        hydrate: options.hydrate,
-        prefetchListFile,
-        recordPrefetch: options.recordPrefetch
-          ? {
-              bucket: bucketOptions.bucket,
-              key: where.prefetchKey,
-              seconds: options.recordSeconds ?? DEFAULT_RECORD_SECONDS,
-            }
-          : undefined,
-      },
-      options.lowerCommand ?? ourMountCommand,
-    );
-    await writeRecord(record);
+    await lower.go({ prefetchListFile });
     // The overlay's root takes its owner and mode from upper: give it the backup's root attributes.
     const root = await stat(paths.lower);
     await chown(paths.upper, root.uid, root.gid);
