@@ -1,7 +1,6 @@
-import { Sha256 } from '@aws-crypto/sha256-js';
-import { SignatureV4 } from '@smithy/signature-v4';
 import { registerSecret } from '../util/log.js';
 import { RangedObject, type RequestAuthorizer, type TransportOptions } from './ranged-object.js';
+import { signRequest } from './sigv4.js';
 
 export interface S3Credentials {
   accessKeyId: string;
@@ -65,41 +64,31 @@ export function encodeS3Key(key: string): string {
 /** Hop-by-hop headers a proxy may rewrite: sent, not signed (the SDK does not sign them either). */
 const UNSIGNED_HEADERS = new Set(['accept-encoding']);
 
-/** Signs each GET with SigV4 (header auth, unsigned payload); the signing key is cached per day by the signer. */
+/** Signs each GET with SigV4 (header auth, unsigned payload; src/r2/sigv4.ts). */
 export class SigV4Authorizer implements RequestAuthorizer {
-  private readonly signer: SignatureV4;
   private readonly url: URL;
-  private readonly host: string;
 
-  constructor(url: URL, region: string, credentials: CredentialProvider) {
+  constructor(
+    url: URL,
+    private readonly region: string,
+    private readonly credentials: CredentialProvider,
+  ) {
     this.url = url;
-    this.host = url.host;
-    this.signer = new SignatureV4({
-      credentials: async () => {
-        const c = await credentials();
-        registerSecret(c.secretAccessKey);
-        registerSecret(c.sessionToken);
-        return c;
-      },
-      region,
-      service: 's3',
-      sha256: Sha256,
-      // S3 signs the path as sent (already escaped once), unlike other services.
-      uriEscapePath: false,
-      applyChecksum: false,
-    });
   }
 
   async authorize(method: 'GET', headers: Record<string, string>): Promise<Record<string, string>> {
-    const signed = await this.signer.sign({
+    const c = await this.credentials();
+    registerSecret(c.secretAccessKey);
+    registerSecret(c.sessionToken);
+    return signRequest({
       method,
-      protocol: this.url.protocol,
-      hostname: this.url.hostname,
-      port: this.url.port ? Number(this.url.port) : undefined,
+      host: this.url.host,
       path: this.url.pathname,
-      query: {},
-      headers: { ...headers, host: this.host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' },
-    }, { unsignableHeaders: UNSIGNED_HEADERS });
-    return signed.headers as Record<string, string>;
+      headers,
+      credentials: c,
+      region: this.region,
+      service: 's3',
+      unsigned: UNSIGNED_HEADERS,
+    });
   }
 }
