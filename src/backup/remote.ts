@@ -46,7 +46,7 @@ export async function deleteQuietly(client: S3Client, o: BucketOptions, key: str
 const META_MAX_BYTES = 64 * 1024;
 
 /**
- * Reads a small object (meta.json, prefetch.json) through the mount's own transport (undici +
+ * Reads a small object (meta.json, prefetch.json) through the mount's own transport (node:http +
  * SigV4) in one GET, instead of the AWS SDK: with static credentials no SDK is loaded at all, which
  * is most of mount-backup's own start-up time. Transport errors (SourceError, with S3's code) pass
  * through; an object over `maxBytes` is reported by its size, not read.

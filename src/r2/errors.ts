@@ -94,12 +94,13 @@ const NETWORK_CODES = new Set([
   'EHOSTUNREACH',
   'ENETUNREACH',
   'EAI_AGAIN',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CLOSED',
+  'ERR_STREAM_PREMATURE_CLOSE',
+  'HPE_INVALID_CONSTANT',
 ]);
-const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+/** http-get.ts's own timeouts. */
+const TIMEOUT_CODES = new Set(['CONNECT_TIMEOUT', 'HEADERS_TIMEOUT', 'BODY_TIMEOUT']);
 
-/** Classifies a thrown transport error (undici or node:net) as timeout, network or other. */
+/** Classifies a thrown transport error (node:http, node:net) as timeout, network or other. */
 export function classifyTransportError(e: unknown): 'Timeout' | 'Network' | 'Aborted' | undefined {
   let cur: unknown = e;
   for (let i = 0; cur && i < 4; i++) {

@@ -43,7 +43,7 @@ export async function openSource(spec: string, options: SourceOptions = {}): Pro
 
 /**
  * The remote object alone, without the cache (open() not yet called): for benchmarks and tools.
- * The transport (undici, the signer) is imported here, not at start-up: a local mount never pays for it.
+ * The transport (node:http pool, the signer) is imported here, not at start-up: a local mount never pays for it.
  */
 export async function openRemoteObject(spec: string, options: SourceOptions = {}): Promise<RangedObject> {
   const parsed = parseSourceSpec(spec, options);

@@ -1,8 +1,8 @@
-import { Pool } from 'undici';
-import type { Dispatcher } from 'undici';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { logger } from '../util/log.js';
 import { type ByteRange, expectedSpan, parseContentRange, rangeHeader } from './content-range.js';
 import { classifyTransportError, isRetryableStatus, parseS3ErrorBody, SourceError } from './errors.js';
+import { bodyIdleTimer, GetPool } from './http-get.js';
 import { type AttemptContext, type RetryPolicy, retryPolicy, withRetry } from './retry.js';
 import { TransportCounters } from './stats.js';
 import type { ObjectInfo, OpenResult, RemoteObject, TransportStats } from './types.js';
@@ -47,14 +47,14 @@ interface Exchange {
 const ERROR_BODY_LIMIT = 64 * 1024;
 
 /**
- * One object read by ranged GETs on a keep-alive undici Pool. Every response is checked (status,
+ * One object read by ranged GETs on a keep-alive connection pool (http-get.ts). Every response is checked (status,
  * Content-Range, length, ETag) before a byte of it is returned; the first response's identity (size, ETag,
  * Last-Modified) is pinned and every later request carries If-Match.
  */
 export class RangedObject implements RemoteObject {
   readonly name: string;
   private readonly target: RangedObjectTarget;
-  private readonly pool: Pool;
+  private readonly pool: GetPool;
   private readonly policy: RetryPolicy;
   private readonly headersTimeoutMs: number;
   private readonly idleTimeoutMs: number;
@@ -70,13 +70,11 @@ export class RangedObject implements RemoteObject {
     this.idleTimeoutMs = options.idleTimeoutMs ?? 20_000;
     const connections = options.connections ?? 16;
     if (!Number.isSafeInteger(connections) || connections < 1) throw new RangeError(`connections must be >= 1`);
-    this.pool = new Pool(target.origin, {
+    this.pool = new GetPool(target.origin, {
       connections,
-      pipelining: 1,
-      connect: { timeout: options.connectTimeoutMs ?? 10_000 },
-      keepAliveTimeout: 30_000,
-      headersTimeout: this.headersTimeoutMs,
-      bodyTimeout: this.idleTimeoutMs,
+      connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+      headersTimeoutMs: this.headersTimeoutMs,
+      idleTimeoutMs: this.idleTimeoutMs,
     });
   }
 
@@ -147,8 +145,8 @@ export class RangedObject implements RemoteObject {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    // destroy, not close: a stalled request must not keep the process alive.
-    await this.pool.destroy();
+    // Every connection goes, idle or not: a stalled request must not keep the process alive.
+    this.pool.destroy();
   }
 
   private pinIdentity(seen: ObjectInfo, start: number | undefined): void {
@@ -221,23 +219,16 @@ export class RangedObject implements RemoteObject {
     const started = performance.now();
     this.counters.requests++;
     this.counters.inFlight++;
-    let body: Dispatcher.ResponseData['body'] | undefined;
+    let body: IncomingMessage | undefined;
     try {
-      let res: Dispatcher.ResponseData;
+      let res: IncomingMessage;
       try {
-        res = await this.pool.request({
-          path: this.target.path,
-          method: 'GET',
-          headers,
-          signal: abort.signal,
-          headersTimeout: this.headersTimeoutMs,
-          bodyTimeout: this.idleTimeoutMs,
-        });
+        res = await this.pool.get(this.target.path, headers, abort.signal);
       } catch (e) {
         throw this.transportFailure(e, signal, fail);
       }
-      body = res.body;
-      const status = res.statusCode;
+      body = res;
+      const status = res.statusCode ?? 0;
       const h = res.headers;
 
       if (status === 412) {
@@ -255,7 +246,7 @@ export class RangedObject implements RemoteObject {
           throw fail('ObjectChanged', `object changed since it was opened (416: range now unsatisfiable)`, { status });
       }
       if (status < 200 || status >= 300) {
-        const text = await readText(res.body, ERROR_BODY_LIMIT).catch(() => '');
+        const text = await readText(res, ERROR_BODY_LIMIT).catch(() => '');
         const s3 = parseS3ErrorBody(text);
         throw fail(s3.code ?? 'HttpError', s3.message ?? `HTTP ${status}`, {
           status,
@@ -313,7 +304,7 @@ export class RangedObject implements RemoteObject {
       if (declared !== undefined && Number(declared) !== expected) {
         throw fail('BadResponse', `Content-Length ${declared} but the range holds ${expected} bytes`, { status });
       }
-      const bytes = await this.readExact(res.body, expected, signal, fail);
+      const bytes = await this.readExact(res, expected, signal, fail);
       body = undefined;
       this.counters.bytes += expected;
       return { bytes, start, info };
@@ -328,17 +319,19 @@ export class RangedObject implements RemoteObject {
   }
 
   private async readExact(
-    body: Dispatcher.ResponseData['body'],
+    body: IncomingMessage,
     expected: number,
     signal: AbortSignal | undefined,
     fail: (code: string, message: string, extra?: { retryable?: boolean; cause?: unknown }) => SourceError,
   ): Promise<Uint8Array> {
     const out = Buffer.allocUnsafe(expected);
     let filled = 0;
+    const idle = bodyIdleTimer(body, this.idleTimeoutMs);
     try {
       // 'data' events, not an async iterator: measured ~6% less CPU per 4 KiB GET and ~20% per 1 MiB.
       await new Promise<void>((resolve, reject) => {
         body.on('data', (chunk: Buffer) => {
+          idle.touch();
           if (filled + chunk.length > expected) {
             reject(fail('BadResponse', `body longer than the ${expected} bytes asked`));
             return;
@@ -352,10 +345,12 @@ export class RangedObject implements RemoteObject {
     } catch (e) {
       if (e instanceof SourceError) throw e;
       const failure = this.transportFailure(e, signal, fail);
-      if (failure.code === 'Network' || isLengthMismatch(e)) {
+      if (failure.code === 'Network') {
         throw fail('Truncated', `body ended after ${filled} of ${expected} bytes`, { retryable: true, cause: e });
       }
       throw failure;
+    } finally {
+      idle.stop();
     }
     if (filled < expected) {
       throw fail('Truncated', `body ended after ${filled} of ${expected} bytes`, { retryable: true });
@@ -377,7 +372,7 @@ export class RangedObject implements RemoteObject {
       // Aborted without a caller abort means our own deadline fired: a timeout.
       return fail('Timeout', `request timed out (${detail})`, { retryable: true, cause: e });
     }
-    if (kind === 'Network' || isLengthMismatch(e)) {
+    if (kind === 'Network') {
       return fail('Network', `connection failed (${detail})`, { retryable: true, cause: e });
     }
     return fail('Network', `request failed (${detail}: ${(e as Error)?.message ?? String(e)})`, {
@@ -388,13 +383,9 @@ export class RangedObject implements RemoteObject {
 }
 
 /** Drops a body and its connection; the resulting abort error has nowhere useful to go. */
-function discard(body: Dispatcher.ResponseData['body']): void {
+function discard(body: IncomingMessage): void {
   body.on('error', () => undefined);
   body.destroy();
-}
-
-function isLengthMismatch(e: unknown): boolean {
-  return (e as { code?: string })?.code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH';
 }
 
 /** A tail answer that is wrong in shape (not an error of the object): worth the explicit-range fallback. */
@@ -402,12 +393,12 @@ function isRangeFault(e: unknown): boolean {
   return e instanceof SourceError && (e.code === 'BadResponse' || e.code === 'RangeIgnored');
 }
 
-function header(h: Dispatcher.ResponseData['headers'], name: string): string | undefined {
+function header(h: IncomingHttpHeaders, name: string): string | undefined {
   const v = h[name];
   return Array.isArray(v) ? v[0] : v;
 }
 
-function identityOf(h: Dispatcher.ResponseData['headers'], size: number): ObjectInfo {
+function identityOf(h: IncomingHttpHeaders, size: number): ObjectInfo {
   return { size, etag: header(h, 'etag'), lastModified: header(h, 'last-modified') };
 }
 
@@ -431,7 +422,7 @@ function describeRange(r: ByteRange): string {
   return r.kind === 'span' ? `[${r.start}-${r.end}]` : `[last ${r.length} bytes]`;
 }
 
-async function readText(body: Dispatcher.ResponseData['body'], limit: number): Promise<string> {
+async function readText(body: IncomingMessage, limit: number): Promise<string> {
   const parts: Buffer[] = [];
   let n = 0;
   for await (const chunk of body as AsyncIterable<Buffer>) {

@@ -26,7 +26,7 @@ export interface S3Location {
   name: string;
 }
 
-/** The hot path: SigV4-signed ranged GETs on an undici Pool (≈40 µs CPU each vs ≈500 µs through the SDK). */
+/** The hot path: SigV4-signed ranged GETs on a keep-alive pool (a fraction of the SDK's CPU per request). */
 export function createS3Object(
   location: S3Location,
   credentials: S3Credentials | CredentialProvider,

@@ -204,7 +204,7 @@ describe.each(['s3rver', 'r2'] as S3ServerMode[])('RemoteObject over SigV4 again
     expect(Buffer.compare(Buffer.from(await obj.fetch(0, 10)), data.subarray(0, 10))).toBe(0);
   });
 
-  // undici's header and body timers tick every ~0.5 s, so a 300 ms timeout fires within 0.3-1.5 s.
+  // A 300 ms timeout fires within 0.3-1.5 s on a loaded machine.
   const timeouts = { headersTimeoutMs: 300, idleTimeoutMs: 300 };
 
   test('a response stalled before its headers or mid-body times out and is retried transparently', async () => {
