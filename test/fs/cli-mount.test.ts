@@ -191,6 +191,11 @@ describe('failures exit non-zero with the cause and leave nothing behind', () =>
       /superblock|magic|corrupt/i,
     ],
     ['mountpoint missing', async () => ({ dir: '/nonexistent-mountpoint-dir', args: [image.path] }), /does not exist/],
+    [
+      'log file cannot be opened',
+      async () => ({ dir: await mountpoint(), args: [image.path, '--log-file', '/nonexistent-dir/mount.log'] }),
+      /log file|no such file/i,
+    ],
     ['mountpoint not a directory', async () => ({ dir: image.path, args: [image.path] }), /not a directory/],
     [
       'missing S3 object',
