@@ -175,6 +175,29 @@ describe('foreground mount', () => {
     expect(await exited, stderr).toBe(0);
     expect(isMountpoint(dir)).toBe(false);
   });
+
+  it('a SIGTERM while it is still mounting ends it cleanly too (exit 0, nothing left mounted)', async () => {
+    const dir = await mountpoint();
+    // The image's first GETs stall for 2 s: the signal lands while the server is opening it.
+    r2.injectFault({ fault: { kind: 'stall', ms: 2_000 }, match: { key: 'ok/data.sqsh' }, times: 2 });
+    const env = { ...process.env, AWS_ACCESS_KEY_ID: r2.accessKeyId, AWS_SECRET_ACCESS_KEY: r2.secretAccessKey, AWS_REGION: r2.region };
+    const args = ['mount', '-f', 's3://images/ok/data.sqsh', dir, '--endpoint', r2.endpoint, '--log-level', 'debug'];
+    const child = spawn(CLI, args, {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env,
+    });
+    let stderr = '';
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    // Logged just before it starts mounting; the stalled GETs keep it mounting for 2 s after that.
+    await waitFor('the server to start mounting', () => stderr.includes('server started'), 20_000);
+    await new Promise((r) => setTimeout(r, 300));
+    child.kill('SIGTERM');
+    expect(await exited, stderr).toBe(0);
+    expect(isMountpoint(dir)).toBe(false);
+  });
 });
 
 describe('failures exit non-zero with the cause and leave nothing behind', () => {

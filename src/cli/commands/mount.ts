@@ -103,7 +103,26 @@ async function runServer(source: string, mountpoint: string, values: Values): Pr
       process.exit(1);
     }, READY_TIMEOUT_MS).unref();
   }
-  let handle: Awaited<ReturnType<typeof mount>>;
+  let handle: Awaited<ReturnType<typeof mount>> | undefined;
+  // Signals are ours from before the mount: one that lands while the kernel already serves but mount()
+  // has not returned must unmount cleanly, not kill the process with the default action.
+  let stopping: NodeJS.Signals | undefined;
+  const unmountOn = (mounted: NonNullable<typeof handle>, signal: NodeJS.Signals): void => {
+    // Leaving anyway: a busy mount is detached lazily (as libfuse does on SIGTERM).
+    mounted.unmount({ lazyIfBusy: true }).catch((e) => {
+      process.stderr.write(`squashfs-r2 mount: unmount on ${signal}: ${describeError(e)}\n`);
+      process.exit(1);
+    });
+  };
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      process.stderr.write(`squashfs-r2 mount: ${signal} again, exiting without waiting\n`);
+      process.exit(1);
+    }
+    stopping = signal;
+    if (handle) unmountOn(handle, signal); // else: as soon as the mount is up
+  };
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, stop);
   try {
     handle = await mount(source, mountpoint, {
       cacheBytes: values['cache-size'] === undefined ? undefined : parseCacheSize(values['cache-size']),
@@ -127,21 +146,14 @@ async function runServer(source: string, mountpoint: string, values: Values): Pr
     }
     throw e;
   }
-  let stopping = false;
-  const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      process.stderr.write(`squashfs-r2 mount: ${signal} again, exiting without waiting\n`);
-      process.exit(1);
+  if (stopping) {
+    if (readyFd !== undefined) {
+      reportReadiness(readyFd, { error: `squashfs-r2 mount: stopped by ${stopping} while mounting`, exitCode: 1 });
     }
-    stopping = true;
-    // Leaving anyway: a busy mount is detached lazily (as libfuse does on SIGTERM).
-    handle.unmount({ lazyIfBusy: true }).catch((e) => {
-      process.stderr.write(`squashfs-r2 mount: unmount on ${signal}: ${describeError(e)}\n`);
-      process.exit(1);
-    });
-  };
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, stop);
-  if (readyFd !== undefined) reportReadiness(readyFd, { ready: true });
+    unmountOn(handle, stopping);
+  } else if (readyFd !== undefined) {
+    reportReadiness(readyFd, { ready: true });
+  }
   await handle.closed;
   exitSoon(0);
   return 0;
