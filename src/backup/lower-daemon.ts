@@ -59,6 +59,16 @@ async function main(): Promise<number> {
     },
   });
   if (!go.go) process.exit(0); // mount-backup stopped before mounting (e.g. the backup expired)
+  // From here a SIGTERM/SIGINT (a teardown) must not kill the process half-way through mounting: it is
+  // remembered and acted on once the mount is up.
+  let stopNow: ((signal: string) => void) | undefined;
+  let stopAsked: string | undefined;
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(signal, () => {
+      if (stopNow) stopNow(signal);
+      else stopAsked ??= signal;
+    });
+  }
   const told = performance.now();
   const prepared = await opening;
   const opened = performance.now();
@@ -67,7 +77,8 @@ async function main(): Promise<number> {
     throw e;
   });
   const ready = performance.now();
-  reportReadiness(READY_FD, { ready: true });
+  if (stopAsked) reportReadiness(READY_FD, { error: `stopped by ${stopAsked} while mounting`, exitCode: 1 });
+  else reportReadiness(READY_FD, { ready: true });
   const ms = (a: number, b: number) => `${Math.round(b - a)} ms`;
   process.stderr.write(
     `${new Date().toISOString()} lower mount ready: ${v.source} on ${v.mountpoint} (process start ${Math.round(started)} ms, told to mount after ${ms(started, told)}, opened after ${ms(started, opened)}, mount ${ms(Math.max(told, opened), ready)})\n`,
@@ -125,8 +136,8 @@ async function main(): Promise<number> {
       .unmount({ lazyIfBusy: true })
       .catch((e: unknown) => process.stderr.write(`unmount failed: ${describeError(e)}\n`));
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  stopNow = stop;
+  if (stopAsked) stop(stopAsked);
 
   await handle.closed;
   clearInterval(timer);
