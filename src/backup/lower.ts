@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { awaitReadiness, encodeArgs } from '../fs/daemon.js';
+import { awaitReadiness, encodeArgs, SERVER_NODE_FLAGS } from '../fs/daemon.js';
 import { parseSize as parseBytes } from '../util/size.js';
 import { BackupError, BackupInputError } from './layout.js';
 import { sleep, waitFor } from './mounts.js';
@@ -113,7 +113,11 @@ export function startLowerProcess(req: LowerMountRequest): LowerProcess {
   try {
     // The SDK's Node-version notice would otherwise be the first thing in every restore's log.
     const env = { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env };
-    child = spawn(process.execPath, argv, { detached: true, stdio: ['pipe', log, log, 'pipe'], env });
+    child = spawn(process.execPath, [...SERVER_NODE_FLAGS, ...argv], {
+      detached: true,
+      stdio: ['pipe', log, log, 'pipe'],
+      env,
+    });
   } finally {
     closeSync(log);
   }

@@ -18,6 +18,14 @@ export const READY_FD = 3;
  * stdin; the blanks only make room for its process title.
  */
 export const DETACHED_FLAG = '--serve-detached';
+/**
+ * Node flags of every process that serves a mount (bin/squashfs-r2 repeats them for the processes it
+ * starts; a test checks that it does). A semi-space of 1 MiB instead of up to 16: the young
+ * generation is then collected every few MiB of allocation, which frees the socket buffers a GET
+ * leaves behind while they are still young. Measured with test/hardening/memory.test.ts (4 GiB read
+ * through a 64 MiB cache): peak RSS 176 MiB without it, 152 MiB with it, no slower.
+ */
+export const SERVER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1'];
 
 export type Readiness = { ready: true } | { error: string; exitCode: number };
 
@@ -127,7 +135,7 @@ export async function spawnServer(options: SpawnServerOptions): Promise<Readines
   const stderr = options.logFile ? openSync(options.logFile, 'a') : 'ignore';
   // Room for the server's process title (see bin/squashfs-r2): blanks as long as its command line.
   const room = ' '.repeat(options.args.join(' ').length);
-  const child = spawn(process.execPath, [options.script, DETACHED_FLAG, room], {
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, options.script, DETACHED_FLAG, room], {
     detached: true,
     stdio: ['pipe', 'ignore', stderr, 'pipe'],
   });

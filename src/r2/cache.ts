@@ -1,5 +1,6 @@
 import type { ByteSource } from '../squashfs/source.js';
 import { logger } from '../util/log.js';
+import { Chunk, ChunkArena } from './chunk-arena.js';
 import { ChunkLru } from './chunk-lru.js';
 import { DiskChunkStore, type DiskCacheStats } from './disk-cache.js';
 import { FetchScheduler, type FetchPriority, type SchedulerTask } from './fetch-scheduler.js';
@@ -111,6 +112,8 @@ export interface ChunkCacheStats extends CacheStats {
   peakDataBytes: number;
   failedFetches: number;
   backgroundFetches: number;
+  /** Chunk buffers allocated and reused (none with a disk cache, see chunk-arena.ts). */
+  chunkBuffers: { allocated: number; reused: number; free: number };
   disk?: DiskCacheStats;
   hydration?: HydrationStats;
 }
@@ -118,6 +121,7 @@ export interface ChunkCacheStats extends CacheStats {
 export interface CachedSource extends ByteSource {
   readonly etag: string | undefined;
   read(offset: number, length: number): Promise<Uint8Array>;
+  readInto(offset: number, target: Uint8Array): Promise<void>;
   retain(offset: number, length: number): Promise<void>;
   /**
    * Starts (once) fetching every chunk not yet held, at background priority, and resolves when done
@@ -272,15 +276,15 @@ export async function openCachedSource(remote: RemoteObject, options: CacheOptio
 }
 
 interface Deferred {
-  promise: Promise<Uint8Array>;
-  resolve(bytes: Uint8Array): void;
+  promise: Promise<Chunk>;
+  resolve(chunk: Chunk): void;
   reject(error: unknown): void;
 }
 
 function deferred(): Deferred {
-  let resolve!: (b: Uint8Array) => void;
+  let resolve!: (c: Chunk) => void;
   let reject!: (e: unknown) => void;
-  const promise = new Promise<Uint8Array>((res, rej) => {
+  const promise = new Promise<Chunk>((res, rej) => {
     resolve = res;
     reject = rej;
   });
@@ -330,6 +334,10 @@ class ChunkCachedSource implements CachedSource {
   readonly etag: string | undefined;
   private readonly log = logger('cache');
   private readonly lru: ChunkLru;
+  /** Reused chunk buffers (see chunk-arena.ts); without a disk cache only, whose writes keep chunk buffers. */
+  private readonly arena: ChunkArena | undefined;
+  /** Where bridged chunks (re-fetched while cached) are received: written, never read. */
+  private bridgeScratch: Buffer | undefined;
   private readonly pinned = new PinnedExtents();
   /** Spans the reader asked to retain; undefined until the first retain (the tail is pinned until then). */
   private retainedSpans: Array<[number, number]> | undefined;
@@ -372,7 +380,8 @@ class ChunkCachedSource implements CachedSource {
     this.name = remote.name;
     this.size = info.size;
     this.etag = info.etag;
-    this.lru = new ChunkLru(opts.cacheBytes);
+    if (!disk) this.arena = new ChunkArena(opts.chunkBytes, Math.ceil(opts.cacheBytes / opts.chunkBytes));
+    this.lru = new ChunkLru(opts.cacheBytes, (chunk) => this.arena?.give(chunk));
     this.scheduler = new FetchScheduler({
       maxConcurrent: opts.maxConcurrentFetches,
       maxReadahead: opts.maxReadaheadFetches,
@@ -446,16 +455,22 @@ class ChunkCachedSource implements CachedSource {
       if (cs < offset || ce > end) break;
       if (this.lru.has(c) || this.inFlight.has(c)) continue;
       this.lru.makeRoom(ce - cs, this.reservedBytes);
-      this.lru.set(c, bytes.slice(cs - offset, ce - offset), false);
+      this.lru.set(c, new Chunk(bytes.slice(cs - offset, ce - offset)), false);
     }
     this.notePeak();
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
+    const out = Buffer.allocUnsafe(length);
+    await this.readInto(offset, out);
+    return out;
+  }
+
+  async readInto(offset: number, out: Uint8Array): Promise<void> {
+    const length = out.length;
     this.checkRange(offset, length, 'read');
     this.readObserver?.(offset, length);
-    const out = Buffer.allocUnsafe(length);
-    if (length === 0) return out;
+    if (length === 0) return;
     const end = offset + length;
     const pending: Array<Promise<void>> = [];
     let pos = offset;
@@ -475,7 +490,6 @@ class ChunkCachedSource implements CachedSource {
     }
     if (touchedData) this.maybeReadahead(offset, length); // metadata walks are not data streams
     await Promise.all(pending);
-    return out;
   }
 
   /** Fills out[start-base, end-base) from chunks: cached, joined in flight, or fetched now. */
@@ -488,13 +502,13 @@ class ChunkCachedSource implements CachedSource {
     }
     const first = this.chunkOf(start);
     const last = this.chunkOf(end - 1);
-    const waits: Array<[number, Promise<Uint8Array>]> = [];
+    const waits: Array<[number, Promise<Chunk>]> = [];
     const missing: number[] = [];
     for (let c = first; c <= last; c++) {
-      const bytes = this.lru.get(c);
-      if (bytes) {
+      const chunk = this.lru.get(c);
+      if (chunk) {
         this.counters.hits++;
-        this.copyChunk(c, bytes, start, end, out, base);
+        this.copyChunk(c, chunk.bytes, start, end, out, base);
         continue;
       }
       let flight = this.inFlight.get(c);
@@ -517,8 +531,17 @@ class ChunkCachedSource implements CachedSource {
       for (const [c, w] of fetch.waiters) if (c >= first && c <= last) waits.push([c, w.promise]); // not the widened neighbours
       this.scheduler.submit(fetch);
     }
-    for (const [c, promise] of waits) this.copyChunk(c, await promise, start, end, out, base);
-    // Awaiting in order is fine: all fetches were issued before the first await.
+    // Each chunk is copied out as soon as it arrives, while its buffer surely still holds it; one
+    // evicted and reused before that (possible only under extreme cache pressure) is read again.
+    await Promise.all(
+      waits.map(([c, promise]) =>
+        promise.then((chunk) => {
+          if (chunk.valid) return this.copyChunk(c, chunk.bytes, start, end, out, base);
+          const from = Math.max(start, this.chunkStart(c));
+          return this.readChunks(from, Math.min(end, this.chunkEnd(c)), out, base);
+        }),
+      ),
+    );
   }
 
   /**
@@ -685,30 +708,25 @@ class ChunkCachedSource implements CachedSource {
         const last = needed[needed.length - 1]!;
         const from = this.chunkStart(first);
         const length = this.chunkEnd(last) - from;
-        const data = await this.remote.fetch(from, length, fetch.controller.signal);
-        if (data.length !== length)
-          throw new Error(`${this.name}: fetch [${from}, +${length}) returned ${data.length} bytes`);
+        if (this.arena) await this.fetchIntoArena(fetch, first, last, chunks);
+        else await this.fetchToDisk(fetch, first, last, chunks);
         this.counters.fetchedBytes += length;
         if (kind === 'readahead') this.counters.readaheadBytes += length;
         if (kind === 'background' && this.hydration) this.hydration.stats.fetchedBytes += length;
-        for (let c = first; c <= last; c++) {
-          const bytes = data.slice(this.chunkStart(c) - from, this.chunkEnd(c) - from);
-          if (fetch.waiters.has(c) && !chunks.has(c)) chunks.set(c, bytes);
-          this.disk?.write(c, bytes);
-        }
       }
       this.reservedBytes -= fetch.bytes;
       for (const [c, waiter] of fetch.waiters) {
-        const bytes = chunks.get(c)!;
+        const chunk = chunks.get(c)!;
         const entry = this.inFlight.get(c);
         const joined = entry?.joined ?? false;
         this.forgetInFlight(c);
-        if (kind === 'readahead' && joined) this.counters.readaheadJoinedBytes += bytes.length;
+        if (kind === 'readahead' && joined) this.counters.readaheadJoinedBytes += chunk.bytes.length;
         // Hydration into a disk cache leaves the memory working set alone.
         const keep = !(kind === 'background' && this.disk) || joined;
         const early = kind !== 'foreground' && !joined;
-        if (!this.closed && keep) this.lru.set(c, bytes, early, early && entry?.ahead ? fetch.streamId : undefined);
-        waiter.resolve(bytes);
+        if (!this.closed && keep) this.lru.set(c, chunk, early, early && entry?.ahead ? fetch.streamId : undefined);
+        else this.arena?.give(chunk);
+        waiter.resolve(chunk);
       }
       this.notePeak();
     } catch (error) {
@@ -722,9 +740,70 @@ class ChunkCachedSource implements CachedSource {
     }
   }
 
+  /**
+   * Chunks [first, last] fetched in one GET straight into arena slots: one slot per chunk a waiter
+   * wants (the rest, bridged gaps, land in a scratch buffer nobody reads). The slots go back to the
+   * arena when the fetch fails.
+   */
+  private async fetchIntoArena(
+    fetch: RangeFetch,
+    first: number,
+    last: number,
+    into: Map<number, Chunk>,
+  ): Promise<void> {
+    const arena = this.arena!;
+    const taken = new Map<number, Chunk>();
+    const targets: Uint8Array[] = [];
+    for (let c = first; c <= last; c++) {
+      const length = this.chunkEnd(c) - this.chunkStart(c);
+      if (fetch.waiters.has(c)) {
+        const chunk = arena.take(length);
+        taken.set(c, chunk);
+        targets.push(chunk.bytes);
+      } else {
+        this.bridgeScratch ??= Buffer.allocUnsafeSlow(this.opts.chunkBytes);
+        targets.push(this.bridgeScratch.subarray(0, length));
+      }
+    }
+    try {
+      await this.receive(this.chunkStart(first), targets, fetch.controller.signal);
+    } catch (e) {
+      for (const chunk of taken.values()) arena.give(chunk);
+      throw e;
+    }
+    for (const [c, chunk] of taken) into.set(c, chunk);
+  }
+
+  /** Chunks [first, last] fetched in one GET into buffers of their own, each also written to the disk cache. */
+  private async fetchToDisk(fetch: RangeFetch, first: number, last: number, into: Map<number, Chunk>): Promise<void> {
+    const from = this.chunkStart(first);
+    const targets: Uint8Array[] = [];
+    for (let c = first; c <= last; c++) targets.push(Buffer.allocUnsafe(this.chunkEnd(c) - this.chunkStart(c)));
+    await this.receive(from, targets, fetch.controller.signal);
+    for (let c = first; c <= last; c++) {
+      const bytes = targets[c - first]!;
+      if (fetch.waiters.has(c) && !into.has(c)) into.set(c, new Chunk(bytes));
+      this.disk?.write(c, bytes);
+    }
+  }
+
+  /** The object's bytes from `offset` into `targets`, one after another (fetchInto, or fetch and copy). */
+  private async receive(offset: number, targets: Uint8Array[], signal: AbortSignal): Promise<void> {
+    const length = targets.reduce((sum, t) => sum + t.length, 0);
+    if (this.remote.fetchInto) return this.remote.fetchInto(offset, targets, signal);
+    const data = await this.remote.fetch(offset, length, signal);
+    if (data.length !== length)
+      throw new Error(`${this.name}: fetch [${offset}, +${length}) returned ${data.length} bytes`);
+    let at = 0;
+    for (const t of targets) {
+      t.set(data.subarray(at, at + t.length));
+      at += t.length;
+    }
+  }
+
   /** Chunks the disk cache holds intact, read in parallel (a bad checksum is simply absent). */
-  private async loadFromDisk(chunks: number[]): Promise<Map<number, Uint8Array>> {
-    const found = new Map<number, Uint8Array>();
+  private async loadFromDisk(chunks: number[]): Promise<Map<number, Chunk>> {
+    const found = new Map<number, Chunk>();
     const disk = this.disk;
     if (!disk) return found;
     await Promise.all(
@@ -732,7 +811,7 @@ class ChunkCachedSource implements CachedSource {
         .filter((c) => disk.has(c))
         .map(async (c) => {
           const bytes = await disk.read(c, this.chunkEnd(c) - this.chunkStart(c));
-          if (bytes) found.set(c, bytes);
+          if (bytes) found.set(c, new Chunk(bytes));
         }),
     );
     return found;
@@ -748,7 +827,7 @@ class ChunkCachedSource implements CachedSource {
         const chunks = await this.loadFromDisk(wanted);
         if (chunks.size === wanted.length) {
           const out = Buffer.allocUnsafe(to - from);
-          for (const [c, bytes] of chunks) this.copyChunk(c, bytes, from, to, out, from);
+          for (const [c, chunk] of chunks) this.copyChunk(c, chunk.bytes, from, to, out, from);
           return out;
         }
       }
@@ -838,7 +917,7 @@ class ChunkCachedSource implements CachedSource {
       }
       const c = this.chunkOf(pos);
       // Evicted while the gap fetch was in flight (rare: heavy data reads during open): fetch it again.
-      const chunk = this.lru.get(c) ?? (await this.readRange(this.chunkStart(c), this.chunkEnd(c)));
+      const chunk = this.lru.get(c)?.bytes ?? (await this.readRange(this.chunkStart(c), this.chunkEnd(c)));
       const to = Math.min(end, this.chunkEnd(c));
       this.copyChunk(c, chunk, pos, to, bytes, offset);
       pos = to;
@@ -905,7 +984,7 @@ class ChunkCachedSource implements CachedSource {
 
   async prefetch(offset: number, length: number): Promise<boolean> {
     this.checkRange(offset, length, 'prefetch');
-    const waits: Array<Promise<Uint8Array>> = [];
+    const waits: Array<Promise<Chunk>> = [];
     const missing: number[] = [];
     for (let c = this.chunkOf(offset); length > 0 && this.chunkStart(c) < offset + length; c++) {
       const flight = this.inFlight.get(c);
@@ -965,7 +1044,7 @@ class ChunkCachedSource implements CachedSource {
     for (let first = 0; first < chunkCount; first += pieceChunks)
       pieces.push([first, Math.min(chunkCount, first + pieceChunks) - 1]);
     const runPiece = async ([first, last]: [number, number]): Promise<boolean> => {
-      const waits: Array<Promise<Uint8Array>> = [];
+      const waits: Array<Promise<Chunk>> = [];
       const missing: number[] = [];
       for (let c = first; c <= last; c++) {
         const flight = this.inFlight.get(c);
@@ -977,7 +1056,7 @@ class ChunkCachedSource implements CachedSource {
         this.scheduler.submit(fetch);
       }
       const results = await Promise.allSettled(waits);
-      for (const r of results) if (r.status === 'fulfilled') stats.doneBytes += r.value.length;
+      for (const r of results) if (r.status === 'fulfilled') stats.doneBytes += r.value.bytes.length;
       const ok = results.every((r) => r.status === 'fulfilled');
       if (!ok) stats.failedRequests++;
       return ok;
@@ -1033,6 +1112,11 @@ class ChunkCachedSource implements CachedSource {
         peakDataBytes: this.counters.peakDataBytes,
         failedFetches: this.counters.failedFetches,
         backgroundFetches: this.counters.backgroundFetches,
+        chunkBuffers: {
+          allocated: this.arena?.allocated ?? 0,
+          reused: this.arena?.reused ?? 0,
+          free: this.arena?.freeSlots ?? 0,
+        },
         disk: this.disk?.stats(),
         hydration: this.hydration ? { ...this.hydration.stats } : undefined,
       },
@@ -1047,6 +1131,7 @@ class ChunkCachedSource implements CachedSource {
     for (const { fetch } of this.inFlight.values()) fetch.controller.abort(reason);
     if (this.hydration?.stats.state === 'running') this.hydration.stats.state = 'closed';
     this.lru.clear();
+    this.arena?.clear();
     this.pinned.clear();
     try {
       await this.disk?.close();

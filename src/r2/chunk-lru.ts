@@ -1,7 +1,8 @@
 import { LRUCache } from 'lru-cache';
+import type { Chunk } from './chunk-arena.js';
 
 /**
- * Aligned chunks of one remote object, bounded by bytes. Each chunk owns its buffer (never a view into
+ * Aligned chunks of one remote object, bounded by bytes. Each chunk has its own buffer (never a view into
  * a larger response), so the byte count here is the memory actually held.
  *
  * Two tiers share the bound:
@@ -12,16 +13,19 @@ import { LRUCache } from 'lru-cache';
  *   LRU), or, last resort, when a foreground fetch finds the LRU empty.
  * - the LRU: everything else (read chunks, head/tail data, recorded prefetch, hydration).
  * The cache bounds the ahead tier by its readahead budget, so it never starves the LRU.
+ *
+ * A chunk that leaves both tiers (evicted, replaced, cleared) is handed to `release`, which gives an
+ * arena slot back for reuse (chunk-arena.ts).
  */
 
 interface ChunkEntry {
-  bytes: Uint8Array;
+  chunk: Chunk;
   /** Fetched ahead of any reader and not yet read: counts toward readahead waste until read. */
   prefetched: boolean;
 }
 
 interface AheadEntry {
-  bytes: Uint8Array;
+  chunk: Chunk;
   streamId: number;
 }
 
@@ -36,14 +40,20 @@ export class ChunkLru {
   /** Bytes fetched ahead (readahead, prefetch, hydration) that were evicted before any reader used them. */
   prefetchedBytesEvictedUnused = 0;
 
-  constructor(readonly capacityBytes: number) {
+  constructor(
+    readonly capacityBytes: number,
+    private readonly release: (chunk: Chunk) => void = () => {},
+  ) {
     this.lru = new LRUCache<number, ChunkEntry>({
       maxSize: capacityBytes,
-      sizeCalculation: (entry) => Math.max(1, entry.bytes.length),
+      sizeCalculation: (entry) => Math.max(1, entry.chunk.bytes.length),
       dispose: (entry, _key, reason) => {
-        if (reason !== 'evict') return;
-        this.evictions++;
-        if (entry.prefetched) this.prefetchedBytesEvictedUnused += entry.bytes.length;
+        if (reason === 'evict') {
+          this.evictions++;
+          if (entry.prefetched) this.prefetchedBytesEvictedUnused += entry.chunk.bytes.length;
+        }
+        // The tiers are disjoint and set() never replaces a chunk by itself: the chunk is gone.
+        this.release(entry.chunk);
       },
     });
   }
@@ -61,22 +71,22 @@ export class ChunkLru {
     return this.lru.size + this.ahead.size;
   }
 
-  /** Chunk bytes, marking the chunk most recently used. */
-  get(index: number): Uint8Array | undefined {
+  /** The chunk, marking it most recently used. Valid until the next call that may evict. */
+  get(index: number): Chunk | undefined {
     const early = this.ahead.get(index);
     if (early) {
       this.removeAhead(index, early);
-      this.prefetchedBytesUsed += early.bytes.length;
-      this.lru.set(index, { bytes: early.bytes, prefetched: false });
-      return early.bytes;
+      this.prefetchedBytesUsed += early.chunk.bytes.length;
+      this.lru.set(index, { chunk: early.chunk, prefetched: false });
+      return early.chunk;
     }
     const entry = this.lru.get(index);
     if (!entry) return undefined;
     if (entry.prefetched) {
       entry.prefetched = false;
-      this.prefetchedBytesUsed += entry.bytes.length;
+      this.prefetchedBytesUsed += entry.chunk.bytes.length;
     }
-    return entry.bytes;
+    return entry.chunk;
   }
 
   /** Presence without touching recency (readahead planning must not keep chunks alive). */
@@ -85,16 +95,27 @@ export class ChunkLru {
   }
 
   /** Stores a chunk; `aheadOf` = the readahead stream that fetched it (it then waits in the ahead tier). */
-  set(index: number, bytes: Uint8Array, prefetched: boolean, aheadOf?: number): void {
-    if (bytes.length > this.capacityBytes) return;
-    const early = this.ahead.get(index);
-    if (early) this.removeAhead(index, early);
-    if (prefetched && aheadOf !== undefined && !this.lru.has(index)) {
-      this.ahead.set(index, { bytes, streamId: aheadOf });
-      this.aheadHeld += bytes.length;
+  set(index: number, chunk: Chunk, prefetched: boolean, aheadOf?: number): void {
+    if (chunk.bytes.length > this.capacityBytes) {
+      this.release(chunk);
       return;
     }
-    this.lru.set(index, { bytes, prefetched });
+    const early = this.ahead.get(index);
+    if (early) {
+      this.removeAhead(index, early);
+      if (early.chunk !== chunk) this.release(early.chunk);
+    }
+    if (prefetched && aheadOf !== undefined && !this.lru.has(index)) {
+      this.ahead.set(index, { chunk, streamId: aheadOf });
+      this.aheadHeld += chunk.bytes.length;
+      return;
+    }
+    const held = this.lru.get(index);
+    if (held?.chunk === chunk) {
+      held.prefetched = prefetched;
+      return;
+    }
+    this.lru.set(index, { chunk, prefetched });
   }
 
   /**
@@ -106,8 +127,8 @@ export class ChunkLru {
     for (const [index, entry] of this.ahead) {
       if (!unwanted(index, entry.streamId)) continue;
       this.removeAhead(index, entry);
-      this.lru.set(index, { bytes: entry.bytes, prefetched: true });
-      moved += entry.bytes.length;
+      this.lru.set(index, { chunk: entry.chunk, prefetched: true });
+      moved += entry.chunk.bytes.length;
     }
     return moved;
   }
@@ -125,7 +146,8 @@ export class ChunkLru {
         if (fits()) break;
         this.removeAhead(index, entry);
         this.evictions++;
-        this.prefetchedBytesEvictedUnused += entry.bytes.length;
+        this.prefetchedBytesEvictedUnused += entry.chunk.bytes.length;
+        this.release(entry.chunk);
       }
     }
     return fits();
@@ -133,12 +155,13 @@ export class ChunkLru {
 
   clear(): void {
     this.lru.clear();
+    for (const entry of this.ahead.values()) this.release(entry.chunk);
     this.ahead.clear();
     this.aheadHeld = 0;
   }
 
   private removeAhead(index: number, entry: AheadEntry): void {
     this.ahead.delete(index);
-    this.aheadHeld -= entry.bytes.length;
+    this.aheadHeld -= entry.chunk.bytes.length;
   }
 }

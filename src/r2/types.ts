@@ -43,6 +43,12 @@ export interface RemoteObject {
   open(headBytes: number, tailBytes: number): Promise<OpenResult>;
   /** Exactly `length` bytes at `offset` (validated: status, Content-Range, length, ETag). Retries inside. */
   fetch(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array>;
+  /**
+   * Optional: the bytes from `offset` written straight into `targets`, one after another (the range is
+   * their total length), so no buffer of the whole response is made. Same checks and retries as
+   * `fetch`; after a failure the targets hold undefined bytes.
+   */
+  fetchInto?(offset: number, targets: readonly Uint8Array[], signal?: AbortSignal): Promise<void>;
   stats(): TransportStats;
   close(): Promise<void>;
 }

@@ -8,14 +8,14 @@ import { SquashfsError, corrupt } from './errors.js';
 export class ImageIO {
   limit: number;
   /**
-   * Set when the source fills a caller's buffer itself (a local file, whose page cache is already a
-   * cache): uncompressed data blocks then go straight into FUSE's buffer, bypassing the block cache.
+   * Set when the source fills a caller's buffer itself (ByteSource.readInto: a local file or the
+   * chunk cache, each already a cache): uncompressed data blocks then skip the block cache.
    */
   readonly direct: boolean;
 
   constructor(readonly source: ByteSource) {
     this.limit = source.size;
-    this.direct = typeof (source as Partial<DirectSource>).readInto === 'function';
+    this.direct = typeof source.readInto === 'function';
   }
 
   async read(offset: number, length: number, structure: string): Promise<Uint8Array> {
@@ -36,7 +36,7 @@ export class ImageIO {
   async readInto(offset: number, target: Uint8Array, structure: string): Promise<void> {
     this.check(offset, target.length, structure);
     try {
-      await (this.source as unknown as DirectSource).readInto(offset, target);
+      await this.source.readInto!(offset, target);
     } catch (e) {
       throw this.failure(e, offset, target.length, structure);
     }
@@ -58,7 +58,3 @@ export class ImageIO {
   }
 }
 
-/** A source that can fill a caller's buffer (FileSource): exactly `target.length` bytes or a throw. */
-interface DirectSource {
-  readInto(offset: number, target: Uint8Array): Promise<void>;
-}

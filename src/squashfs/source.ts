@@ -20,6 +20,13 @@ export interface ByteSource {
    * of it is missing now, in as few requests as possible. Reads of that span never go remote again.
    */
   retain?(offset: number, length: number): Promise<void>;
+  /**
+   * Optional: fills `target` with exactly `target.length` bytes from `offset`, or throws. A source
+   * that has it is a cache in itself (a local file's page cache, the chunk cache), so uncompressed
+   * data blocks are copied from it straight into the caller's buffer instead of through the
+   * reader's block cache.
+   */
+  readInto?(offset: number, target: Uint8Array): Promise<void>;
   /** Releases connections, file handles and timers. */
   close?(): Promise<void>;
 }

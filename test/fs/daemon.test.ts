@@ -3,8 +3,18 @@
  * on stdin, one report on fd 3. The end-to-end paths are in cli-mount.test.ts; here, its edges.
  */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { awaitReadiness, decodeArgs, encodeArgs, formatReadiness, parseReadiness, READY_FD } from '../../src/fs/daemon.js';
+import {
+  awaitReadiness,
+  decodeArgs,
+  encodeArgs,
+  formatReadiness,
+  parseReadiness,
+  READY_FD,
+  SERVER_NODE_FLAGS,
+} from '../../src/fs/daemon.js';
+import { REPO_ROOT } from '../helpers/fixtures.js';
 
 describe('readiness report', () => {
   it('round-trips ready and failures with multi-line messages and their exit code', () => {
@@ -27,6 +37,16 @@ describe('arguments on stdin', () => {
     expect(decodeArgs(encodeArgs(args))).toEqual(args);
     expect(decodeArgs('')).toEqual([]);
     expect(() => decodeArgs('mount\0trunc')).toThrow(/truncated/);
+  });
+});
+
+describe('server node flags', () => {
+  it('bin/squashfs-r2 starts its node processes with the same flags as the node paths', () => {
+    const script = readFileSync(`${REPO_ROOT}/bin/squashfs-r2`, 'utf8');
+    expect(script).toMatch(/^flags=/m);
+    expect(script.match(/^flags=(.*)$/m)![1]).toBe(SERVER_NODE_FLAGS.join(' '));
+    expect(script).toContain('exec node $flags "$cli"');
+    expect(script).toContain('setsid -f node $flags "$cli" --serve-detached');
   });
 });
 

@@ -274,6 +274,10 @@ describe('memory and eviction', () => {
     await Promise.all([sequential, random]);
     const stats = source.stats().cache;
     expect(stats.evictions).toBeGreaterThan(0);
+    // Evicted chunks' buffers were filled again with other chunks (chunk-arena.ts), and there were never
+    // more buffers than the cache held at its peak: the bytes checked above came through reused memory.
+    expect(stats.chunkBuffers.reused).toBeGreaterThan(100);
+    expect(stats.chunkBuffers.allocated * 64 * KiB).toBeLessThanOrEqual(stats.peakDataBytes + 64 * KiB);
     // The data budget holds (only a foreground fetch may overshoot, by less than one read's size).
     expect(stats.peakDataBytes).toBeLessThanOrEqual(cacheBytes + 600 * KiB);
     expect(stats.cachedBytes).toBeLessThanOrEqual(cacheBytes + stats.pinnedBytes);
@@ -281,6 +285,22 @@ describe('memory and eviction', () => {
     remote.resetRequests();
     expect(Buffer.from(await source.read(metaStart, 256 * KiB)).equals(data.subarray(metaStart))).toBe(true);
     expect(remote.requests).toHaveLength(0);
+    await source.close();
+  });
+
+  it('a chunk evicted (and its buffer given back) before its reader copied it is fetched again, not copied', async () => {
+    // 2 chunks of cache; a 100-byte read brings its whole 4-chunk miss unit, so storing chunks 2 and 3
+    // evicts 0 and 1 in the same step that hands them to their readers.
+    const { remote, source } = await open({ cacheBytes: 128 * KiB, chunkBytes: 64 * KiB, missUnitBytes: 256 * KiB });
+    remote.resetRequests();
+    const at = 4 * MiB; // away from the head and tail fetched at open
+    const [first, second] = await Promise.all([source.read(at + 10, 100), source.read(at + 64 * KiB + 10, 100)]);
+    expectBytes(first!, at + 10, at + 110);
+    expectBytes(second!, at + 64 * KiB + 10, at + 64 * KiB + 110);
+    const got = fetches(remote);
+    expect(got[0]).toMatchObject({ offset: at, length: 256 * KiB });
+    expect(got.length).toBeGreaterThan(1); // the re-read
+    expect(got.slice(1).every((r) => r.offset >= at && r.offset < at + 128 * KiB)).toBe(true);
     await source.close();
   });
 

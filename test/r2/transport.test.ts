@@ -112,6 +112,35 @@ describe.each(['s3rver', 'r2'] as S3ServerMode[])('RemoteObject over SigV4 again
     expect(s.inFlight).toBe(0);
   });
 
+  test('fetchInto writes one GET straight into several buffers, across their boundaries', async () => {
+    const obj = track(s3Object(server, KEY));
+    await obj.open(1, 1);
+    server.requests.length = 0;
+    const sizes = [65_536, 1, 0, 70_000, 3, 65_536];
+    const total = sizes.reduce((a, b) => a + b, 0);
+    const targets = sizes.map((n) => Buffer.alloc(n, 0xee));
+    await obj.fetchInto(1000, targets);
+    expect(Buffer.compare(Buffer.concat(targets), data.subarray(1000, 1000 + total))).toBe(0);
+    expect(server.objectGets(KEY).map((r) => r.range)).toEqual([`bytes=1000-${1000 + total - 1}`]);
+    // One byte in all (the widened single-byte path), and nothing at all.
+    const one = [Buffer.alloc(0), Buffer.alloc(1)];
+    await obj.fetchInto(SIZE - 1, one);
+    expect(one[1]![0]).toBe(data[SIZE - 1]);
+    await obj.fetchInto(5, [Buffer.alloc(0)]);
+    await expect(obj.fetchInto(SIZE - 1, [Buffer.alloc(2)])).rejects.toThrow(RangeError);
+  });
+
+  test('fetchInto after a truncated body and a reset retries and leaves the right bytes in every buffer', async () => {
+    const obj = track(s3Object(server, KEY, { retry: { baseDelayMs: 5 } }));
+    await obj.open(4096, 4096);
+    server.injectFault({ fault: { kind: 'truncate', bytes: 70_000 }, match: { key: KEY } });
+    server.injectFault({ fault: { kind: 'reset' }, match: { key: KEY } });
+    const targets = [Buffer.alloc(65_536), Buffer.alloc(65_536), Buffer.alloc(10_000)];
+    await obj.fetchInto(20_000, targets);
+    expect(Buffer.compare(Buffer.concat(targets), data.subarray(20_000, 20_000 + 141_072))).toBe(0);
+    expect(obj.stats().retries).toBe(2);
+  });
+
   test('a missing object fails at once with 404 NoSuchKey', async () => {
     const obj = track(s3Object(server, 'no/such/key'));
     const e = await caught(obj.open(4096, 4096));

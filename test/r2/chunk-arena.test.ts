@@ -1,0 +1,109 @@
+import { describe, expect, it } from 'vitest';
+import { Chunk, ChunkArena } from '../../src/r2/chunk-arena.js';
+import { ChunkLru } from '../../src/r2/chunk-lru.js';
+
+const CHUNK = 1024;
+
+describe('ChunkArena', () => {
+  it('reuses a given-back buffer, and the old handle turns invalid before the buffer is written again', () => {
+    const arena = new ChunkArena(CHUNK, 4);
+    const a = arena.take(CHUNK);
+    a.bytes.fill(1);
+    expect(a.valid).toBe(true);
+    arena.give(a);
+    expect(a.valid).toBe(false);
+    const b = arena.take(100);
+    expect(b.bytes.buffer).toBe(a.bytes.buffer); // the same memory, now another chunk's
+    expect(b.bytes.length).toBe(100);
+    expect(a.valid).toBe(false);
+    expect(b.valid).toBe(true);
+    expect(arena.allocated).toBe(1);
+    expect(arena.reused).toBe(1);
+  });
+
+  it('ignores a second give of the same handle and owned chunks', () => {
+    const arena = new ChunkArena(CHUNK, 4);
+    const a = arena.take(CHUNK);
+    arena.give(a);
+    arena.give(a); // stale: must not put the slot on the free list twice
+    expect(arena.freeSlots).toBe(1);
+    const b = arena.take(CHUNK);
+    const c = arena.take(CHUNK);
+    expect(c.bytes.buffer).not.toBe(b.bytes.buffer);
+    arena.give(new Chunk(new Uint8Array(CHUNK)));
+    expect(arena.freeSlots).toBe(0);
+    expect(new Chunk(new Uint8Array(1)).valid).toBe(true);
+  });
+
+  it('keeps at most maxFreeSlots and refuses chunks larger than a slot', () => {
+    const arena = new ChunkArena(CHUNK, 2);
+    const chunks = [arena.take(CHUNK), arena.take(CHUNK), arena.take(CHUNK)];
+    for (const c of chunks) arena.give(c);
+    expect(arena.freeSlots).toBe(2);
+    expect(() => arena.take(CHUNK + 1)).toThrow(RangeError);
+  });
+});
+
+describe('ChunkLru with an arena', () => {
+  function setup(capacityChunks: number) {
+    const arena = new ChunkArena(CHUNK, capacityChunks);
+    const released: Chunk[] = [];
+    const lru = new ChunkLru(capacityChunks * CHUNK, (c) => {
+      released.push(c);
+      arena.give(c);
+    });
+    return { arena, lru, released };
+  }
+
+  it('gives back evicted chunks, and only them', () => {
+    const { arena, lru, released } = setup(2);
+    const c0 = arena.take(CHUNK);
+    const c1 = arena.take(CHUNK);
+    const c2 = arena.take(CHUNK);
+    lru.set(0, c0, false);
+    lru.set(1, c1, false);
+    lru.get(0); // 1 is now the least recently used
+    lru.set(2, c2, false); // over capacity: 1 goes
+    expect(released).toEqual([c1]);
+    expect(c1.valid).toBe(false);
+    expect(lru.get(0)).toBe(c0);
+    expect(c0.valid && c2.valid).toBe(true);
+    expect(lru.makeRoom(CHUNK, 0)).toBe(true);
+    expect(released).toHaveLength(2);
+    expect(lru.heldBytes).toBe(CHUNK);
+  });
+
+  it('moving a chunk from the readahead tier to the LRU keeps it; replacing or clearing releases', () => {
+    const { arena, lru, released } = setup(4);
+    const a = arena.take(CHUNK);
+    const b = arena.take(CHUNK);
+    lru.set(5, a, true, 1); // unused readahead of stream 1
+    expect(lru.aheadBytes).toBe(CHUNK);
+    expect(lru.get(5)).toBe(a); // read: into the LRU
+    lru.set(6, b, true, 1);
+    lru.demote(() => true);
+    expect(released).toEqual([]);
+    lru.set(5, a, false); // the same chunk again: still held
+    expect(released).toEqual([]);
+    const a2 = arena.take(CHUNK);
+    lru.set(5, a2, false); // a new chunk for the same index: the old one goes
+    expect(released).toEqual([a]);
+    const c = arena.take(CHUNK);
+    lru.set(7, c, true, 2);
+    lru.clear();
+    expect(new Set(released)).toEqual(new Set([a, a2, b, c]));
+    expect([a2, b, c].every((x) => !x.valid)).toBe(true);
+  });
+
+  it('gives back readahead pushed out by a foreground makeRoom', () => {
+    const { arena, lru, released } = setup(2);
+    const a = arena.take(CHUNK);
+    const b = arena.take(CHUNK);
+    lru.set(1, a, true, 1);
+    lru.set(2, b, true, 1);
+    expect(lru.makeRoom(CHUNK, 0, false)).toBe(false); // readahead never evicts readahead
+    expect(released).toEqual([]);
+    expect(lru.makeRoom(CHUNK, 0, true)).toBe(true);
+    expect(released).toEqual([a]);
+  });
+});
