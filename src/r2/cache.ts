@@ -1,6 +1,6 @@
 import type { ByteSource } from '../squashfs/source.js';
 import { logger } from '../util/log.js';
-import { Chunk, ChunkArena } from './chunk-arena.js';
+import { Lease, Arena } from '../util/arena.js';
 import { ChunkLru } from './chunk-lru.js';
 import { DiskChunkStore, type DiskCacheStats } from './disk-cache.js';
 import { FetchScheduler, type FetchPriority, type SchedulerTask } from './fetch-scheduler.js';
@@ -112,7 +112,7 @@ export interface ChunkCacheStats extends CacheStats {
   peakDataBytes: number;
   failedFetches: number;
   backgroundFetches: number;
-  /** Chunk buffers allocated and reused (none with a disk cache, see chunk-arena.ts). */
+  /** Chunk buffers allocated and reused (none with a disk cache, see util/arena.ts). */
   chunkBuffers: { allocated: number; reused: number; free: number };
   disk?: DiskCacheStats;
   hydration?: HydrationStats;
@@ -276,15 +276,15 @@ export async function openCachedSource(remote: RemoteObject, options: CacheOptio
 }
 
 interface Deferred {
-  promise: Promise<Chunk>;
-  resolve(chunk: Chunk): void;
+  promise: Promise<Lease>;
+  resolve(chunk: Lease): void;
   reject(error: unknown): void;
 }
 
 function deferred(): Deferred {
-  let resolve!: (c: Chunk) => void;
+  let resolve!: (c: Lease) => void;
   let reject!: (e: unknown) => void;
-  const promise = new Promise<Chunk>((res, rej) => {
+  const promise = new Promise<Lease>((res, rej) => {
     resolve = res;
     reject = rej;
   });
@@ -334,8 +334,8 @@ class ChunkCachedSource implements CachedSource {
   readonly etag: string | undefined;
   private readonly log = logger('cache');
   private readonly lru: ChunkLru;
-  /** Reused chunk buffers (see chunk-arena.ts); without a disk cache only, whose writes keep chunk buffers. */
-  private readonly arena: ChunkArena | undefined;
+  /** Reused chunk buffers (see util/arena.ts); without a disk cache only, whose writes keep chunk buffers. */
+  private readonly arena: Arena | undefined;
   /** Where bridged chunks (re-fetched while cached) are received: written, never read. */
   private bridgeScratch: Buffer | undefined;
   private readonly pinned = new PinnedExtents();
@@ -380,7 +380,7 @@ class ChunkCachedSource implements CachedSource {
     this.name = remote.name;
     this.size = info.size;
     this.etag = info.etag;
-    if (!disk) this.arena = new ChunkArena(opts.chunkBytes, Math.ceil(opts.cacheBytes / opts.chunkBytes));
+    if (!disk) this.arena = new Arena(opts.chunkBytes, Math.ceil(opts.cacheBytes / opts.chunkBytes));
     this.lru = new ChunkLru(opts.cacheBytes, (chunk) => this.arena?.give(chunk));
     this.scheduler = new FetchScheduler({
       maxConcurrent: opts.maxConcurrentFetches,
@@ -455,7 +455,7 @@ class ChunkCachedSource implements CachedSource {
       if (cs < offset || ce > end) break;
       if (this.lru.has(c) || this.inFlight.has(c)) continue;
       this.lru.makeRoom(ce - cs, this.reservedBytes);
-      this.lru.set(c, new Chunk(bytes.slice(cs - offset, ce - offset)), false);
+      this.lru.set(c, new Lease(bytes.slice(cs - offset, ce - offset)), false);
     }
     this.notePeak();
   }
@@ -502,7 +502,7 @@ class ChunkCachedSource implements CachedSource {
     }
     const first = this.chunkOf(start);
     const last = this.chunkOf(end - 1);
-    const waits: Array<[number, Promise<Chunk>]> = [];
+    const waits: Array<[number, Promise<Lease>]> = [];
     const missing: number[] = [];
     for (let c = first; c <= last; c++) {
       const chunk = this.lru.get(c);
@@ -749,10 +749,10 @@ class ChunkCachedSource implements CachedSource {
     fetch: RangeFetch,
     first: number,
     last: number,
-    into: Map<number, Chunk>,
+    into: Map<number, Lease>,
   ): Promise<void> {
     const arena = this.arena!;
-    const taken = new Map<number, Chunk>();
+    const taken = new Map<number, Lease>();
     const targets: Uint8Array[] = [];
     for (let c = first; c <= last; c++) {
       const length = this.chunkEnd(c) - this.chunkStart(c);
@@ -775,14 +775,14 @@ class ChunkCachedSource implements CachedSource {
   }
 
   /** Chunks [first, last] fetched in one GET into buffers of their own, each also written to the disk cache. */
-  private async fetchToDisk(fetch: RangeFetch, first: number, last: number, into: Map<number, Chunk>): Promise<void> {
+  private async fetchToDisk(fetch: RangeFetch, first: number, last: number, into: Map<number, Lease>): Promise<void> {
     const from = this.chunkStart(first);
     const targets: Uint8Array[] = [];
     for (let c = first; c <= last; c++) targets.push(Buffer.allocUnsafe(this.chunkEnd(c) - this.chunkStart(c)));
     await this.receive(from, targets, fetch.controller.signal);
     for (let c = first; c <= last; c++) {
       const bytes = targets[c - first]!;
-      if (fetch.waiters.has(c) && !into.has(c)) into.set(c, new Chunk(bytes));
+      if (fetch.waiters.has(c) && !into.has(c)) into.set(c, new Lease(bytes));
       this.disk?.write(c, bytes);
     }
   }
@@ -802,8 +802,8 @@ class ChunkCachedSource implements CachedSource {
   }
 
   /** Chunks the disk cache holds intact, read in parallel (a bad checksum is simply absent). */
-  private async loadFromDisk(chunks: number[]): Promise<Map<number, Chunk>> {
-    const found = new Map<number, Chunk>();
+  private async loadFromDisk(chunks: number[]): Promise<Map<number, Lease>> {
+    const found = new Map<number, Lease>();
     const disk = this.disk;
     if (!disk) return found;
     await Promise.all(
@@ -811,7 +811,7 @@ class ChunkCachedSource implements CachedSource {
         .filter((c) => disk.has(c))
         .map(async (c) => {
           const bytes = await disk.read(c, this.chunkEnd(c) - this.chunkStart(c));
-          if (bytes) found.set(c, new Chunk(bytes));
+          if (bytes) found.set(c, new Lease(bytes));
         }),
     );
     return found;
@@ -984,7 +984,7 @@ class ChunkCachedSource implements CachedSource {
 
   async prefetch(offset: number, length: number): Promise<boolean> {
     this.checkRange(offset, length, 'prefetch');
-    const waits: Array<Promise<Chunk>> = [];
+    const waits: Array<Promise<Lease>> = [];
     const missing: number[] = [];
     for (let c = this.chunkOf(offset); length > 0 && this.chunkStart(c) < offset + length; c++) {
       const flight = this.inFlight.get(c);
@@ -1044,7 +1044,7 @@ class ChunkCachedSource implements CachedSource {
     for (let first = 0; first < chunkCount; first += pieceChunks)
       pieces.push([first, Math.min(chunkCount, first + pieceChunks) - 1]);
     const runPiece = async ([first, last]: [number, number]): Promise<boolean> => {
-      const waits: Array<Promise<Chunk>> = [];
+      const waits: Array<Promise<Lease>> = [];
       const missing: number[] = [];
       for (let c = first; c <= last; c++) {
         const flight = this.inFlight.get(c);

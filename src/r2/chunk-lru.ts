@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import type { Chunk } from './chunk-arena.js';
+import type { Lease } from '../util/arena.js';
 
 /**
  * Aligned chunks of one remote object, bounded by bytes. Each chunk has its own buffer (never a view into
@@ -15,17 +15,17 @@ import type { Chunk } from './chunk-arena.js';
  * The cache bounds the ahead tier by its readahead budget, so it never starves the LRU.
  *
  * A chunk that leaves both tiers (evicted, replaced, cleared) is handed to `release`, which gives an
- * arena slot back for reuse (chunk-arena.ts).
+ * arena slot back for reuse (util/arena.ts).
  */
 
 interface ChunkEntry {
-  chunk: Chunk;
+  chunk: Lease;
   /** Fetched ahead of any reader and not yet read: counts toward readahead waste until read. */
   prefetched: boolean;
 }
 
 interface AheadEntry {
-  chunk: Chunk;
+  chunk: Lease;
   streamId: number;
 }
 
@@ -42,7 +42,7 @@ export class ChunkLru {
 
   constructor(
     readonly capacityBytes: number,
-    private readonly release: (chunk: Chunk) => void = () => {},
+    private readonly release: (chunk: Lease) => void = () => {},
   ) {
     this.lru = new LRUCache<number, ChunkEntry>({
       maxSize: capacityBytes,
@@ -72,7 +72,7 @@ export class ChunkLru {
   }
 
   /** The chunk, marking it most recently used. Valid until the next call that may evict. */
-  get(index: number): Chunk | undefined {
+  get(index: number): Lease | undefined {
     const early = this.ahead.get(index);
     if (early) {
       this.removeAhead(index, early);
@@ -95,7 +95,7 @@ export class ChunkLru {
   }
 
   /** Stores a chunk; `aheadOf` = the readahead stream that fetched it (it then waits in the ahead tier). */
-  set(index: number, chunk: Chunk, prefetched: boolean, aheadOf?: number): void {
+  set(index: number, chunk: Lease, prefetched: boolean, aheadOf?: number): void {
     if (chunk.bytes.length > this.capacityBytes) {
       this.release(chunk);
       return;

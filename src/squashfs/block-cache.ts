@@ -11,10 +11,12 @@ export class BlockCache<V extends object> {
   hits = 0;
   misses = 0;
 
-  constructor(maxBytes: number, sizeOf: (v: V) => number) {
+  /** `release`: called with every value that leaves the cache (evicted, replaced, cleared). */
+  constructor(maxBytes: number, sizeOf: (v: V) => number, release?: (v: V) => void) {
     this.lru = new LRUCache<number, V>({
       maxSize: Math.max(1, maxBytes),
       sizeCalculation: (v) => Math.max(1, sizeOf(v)),
+      ...(release ? { dispose: (v: V) => release(v) } : {}),
     });
   }
 

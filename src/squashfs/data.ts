@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import { Arena, Lease } from '../util/arena.js';
 import { corrupt, SquashfsError } from './errors.js';
 import { u32, u64 } from './bytes.js';
 import { BlockCache } from './block-cache.js';
@@ -31,8 +32,6 @@ function observed<T>(p: Promise<T>): Promise<T> {
   return p;
 }
 
-/** Marks a piece already copied into the target. */
-const DIRECT = new Uint8Array(0);
 /** Scratch buffers kept for direct reads (one per concurrent read; more are allocated and dropped). */
 const SCRATCH_KEPT = 16;
 
@@ -45,7 +44,14 @@ function checkRange(offset: number, length: number): void {
 export interface DataBlock {
   /** The size word it was decoded with: a cached block is reused only for the same word. */
   word: number;
-  data: Uint8Array;
+  /** Decoded bytes; a block of the cache may sit in a reused buffer (util/arena.ts): check `valid` when copying. */
+  data: Lease;
+}
+
+/** A file block's bytes: they begin at `start` in the lease (a fragment tail inside its fragment block). */
+interface BlockView {
+  lease: Lease;
+  start: number;
 }
 
 /** Decoded block-list chunk: size words and absolute start of each block. */
@@ -66,16 +72,22 @@ interface Checkpoint {
  * caller's buffer (direct), or none of these (sparse: zeros).
  */
 interface Piece {
+  /** Index of the block in the file (blockCount = the fragment tail). */
+  block: number;
   /** File offset of the block's first byte. */
   fileStart: number;
-  promise: Promise<Uint8Array> | undefined;
-  data: Uint8Array | undefined;
+  promise: Promise<BlockView> | undefined;
+  data: BlockView | undefined;
   /** Image position of an uncompressed block read from the source without the block cache (ImageIO.direct). */
   direct: number | undefined;
 }
 
 export class FileData {
   readonly cache: BlockCache<DataBlock>;
+  /** Blocks decoded again because their cached buffer was reused before a read copied it. */
+  redecoded = 0;
+  /** Buffers of decoded blocks, reused as the cache turns over (util/arena.ts says why). */
+  private readonly arena: Arena;
   private readonly chunks = new LRUCache<string, BlockChunk>({ max: 1024 });
   private readonly checkpoints = new LRUCache<number, Checkpoint[]>({ max: 4096 });
   /** Where the last read of each recently read file ended: a read starting there is sequential. */
@@ -89,7 +101,13 @@ export class FileData {
     /** Bytes fetched ahead of a sequential reader (0 disables). */
     private readonly readaheadBytes: number,
   ) {
-    this.cache = new BlockCache<DataBlock>(cacheBytes, (b) => b.data.length + 64);
+    const bs = ctx.sb.blockSize;
+    this.arena = new Arena(bs, Math.ceil(cacheBytes / bs));
+    this.cache = new BlockCache<DataBlock>(
+      cacheBytes,
+      (b) => b.data.footprint + 64,
+      (b) => this.arena.give(b.data),
+    );
   }
 
   /** Bytes [offset, offset + length) of a file, short only at its end. */
@@ -98,7 +116,8 @@ export class FileData {
     checkRange(offset, length);
     const end = Math.min(f.size, offset + length);
     if (end <= offset) return new Uint8Array(0);
-    if (end - offset > MAX_READ_BYTES) throw new SquashfsError('EINVAL', `read of ${end - offset} bytes is larger than ${MAX_READ_BYTES}: use a stream`);
+    if (end - offset > MAX_READ_BYTES)
+      throw new SquashfsError('EINVAL', `read of ${end - offset} bytes is larger than ${MAX_READ_BYTES}: use a stream`);
     const out = Buffer.allocUnsafe(end - offset);
     await this.readInto(inode, offset, out);
     return out;
@@ -123,32 +142,55 @@ export class FileData {
     const sequential = this.lastEnd.get(inode.ref) === offset;
     this.lastEnd.set(inode.ref, end);
     if (sequential && this.readaheadBytes > 0 && last + 1 < f.blockCount) {
-      const ahead = Math.min(f.blockCount - 1, last + Math.max(1, Math.ceil(Math.max(this.readaheadBytes, end - offset) / bs)));
+      const ahead = Math.min(
+        f.blockCount - 1,
+        last + Math.max(1, Math.ceil(Math.max(this.readaheadBytes, end - offset) / bs)),
+      );
       this.plan(inode, last + 1, ahead, true).catch(() => undefined);
     }
 
-    const datas = await Promise.all(
+    // Every block is copied the moment it is at hand, after checking that its buffer still holds it.
+    const copy = (p: Piece, view: BlockView): void => {
+      const from = Math.max(offset, p.fileStart);
+      const to = Math.min(end, p.fileStart + bs, f.size);
+      const at = view.start - p.fileStart;
+      out.set(view.lease.bytes.subarray(at + from, at + to), from - offset);
+    };
+    const settle = async (p: Piece, view: BlockView): Promise<void> => {
+      if (view.lease.valid) return copy(p, view);
+      // Evicted and its buffer reused before this read got to it: decode it again, outside the cache.
+      this.redecoded++;
+      copy(p, await this.blockUncached(inode, p.block));
+    };
+    await Promise.all(
       pieces.map((p) => {
-        if (p.direct === undefined) return p.promise ?? p.data;
         const from = Math.max(offset, p.fileStart);
         const to = Math.min(end, p.fileStart + bs, f.size);
-        return this.readDirect(p.direct + (from - p.fileStart), out, from - offset, to - from);
+        if (p.direct !== undefined)
+          return this.readDirect(p.direct + (from - p.fileStart), out, from - offset, to - from);
+        if (p.data !== undefined) return settle(p, p.data);
+        if (p.promise !== undefined) return p.promise.then((view) => settle(p, view));
+        out.fill(0, from - offset, to - offset); // sparse
+        return undefined;
       }),
     );
-    for (let i = 0; i < pieces.length; i++) {
-      const p = pieces[i]!;
-      const data = datas[i];
-      if (data === DIRECT) continue;
-      const blockEnd = Math.min(p.fileStart + bs, f.size);
-      const from = Math.max(offset, p.fileStart);
-      const to = Math.min(end, blockEnd);
-      if (data === undefined) {
-        out.fill(0, from - offset, to - offset);
-      } else {
-        out.set(data.subarray(from - p.fileStart, to - p.fileStart), from - offset);
-      }
-    }
     return end - offset;
+  }
+
+  /** Block `b` of a file decoded afresh into a buffer of its own (nothing cached). */
+  private async blockUncached(inode: SquashfsInode, b: number): Promise<BlockView> {
+    const f = inode.file!;
+    if (b >= f.blockCount) return this.fragmentTail(f, false);
+    const k = Math.floor(b / CHUNK_WORDS);
+    const chunk = await this.chunk(inode.ref, f, k);
+    const word = chunk.words[b - k * CHUNK_WORDS]!;
+    const pos = chunk.starts[b - k * CHUNK_WORDS]!;
+    const expected =
+      b === f.blockCount - 1 && f.fragmentIndex === undefined
+        ? f.size - b * this.ctx.sb.blockSize
+        : this.ctx.sb.blockSize;
+    const blk = await this.decode(await this.ctx.io.read(pos, word & WORD_LENGTH_MASK, 'file data'), word, pos, false);
+    return { lease: this.checkBlock(blk, word, expected, pos), start: 0 };
   }
 
   /**
@@ -156,13 +198,12 @@ export class FileData {
    * straight into `out`: that may be FUSE's request memory, which libfuse frees once a timed-out
    * request is answered while the read could still be writing to it; a copy on this thread cannot.
    */
-  private async readDirect(pos: number, out: Uint8Array, at: number, length: number): Promise<Uint8Array> {
+  private async readDirect(pos: number, out: Uint8Array, at: number, length: number): Promise<void> {
     const scratch = this.scratch.pop() ?? Buffer.allocUnsafe(this.ctx.sb.blockSize);
     try {
       const view = scratch.subarray(0, length);
       await this.ctx.io.readInto(pos, view, 'file data');
       out.set(view, at);
-      return DIRECT;
     } finally {
       if (this.scratch.length < SCRATCH_KEPT) this.scratch.push(scratch);
     }
@@ -179,7 +220,13 @@ export class FileData {
     return pieces;
   }
 
-  private async planInto(inode: SquashfsInode, first: number, last: number, prefetch: boolean, pieces: Piece[]): Promise<void> {
+  private async planInto(
+    inode: SquashfsInode,
+    first: number,
+    last: number,
+    prefetch: boolean,
+    pieces: Piece[],
+  ): Promise<void> {
     const f = inode.file!;
     const bs = this.ctx.sb.blockSize;
     // Pending run of contiguous uncached blocks, fetched with one source read.
@@ -200,7 +247,7 @@ export class FileData {
         blk.piece.promise = observed(
           this.cache
             .load(pos, () => fetched.then((buf) => this.decode(buf.subarray(rel, rel + len), blk.word, pos)))
-            .then((b) => this.checkBlock(b, blk.word, blk.expected, pos)),
+            .then((b) => ({ lease: this.checkBlock(b, blk.word, blk.expected, pos), start: 0 })),
         );
       }
     };
@@ -209,7 +256,7 @@ export class FileData {
     let chunkIndex = -1;
     try {
       for (let b = first; b <= last; b++) {
-        const piece: Piece = { fileStart: b * bs, promise: undefined, data: undefined, direct: undefined };
+        const piece: Piece = { block: b, fileStart: b * bs, promise: undefined, data: undefined, direct: undefined };
         pieces.push(piece);
         if (b >= f.blockCount) {
           flush();
@@ -232,16 +279,19 @@ export class FileData {
         const hit = this.cache.get(pos);
         if (hit !== undefined && hit.word === word) {
           flush();
-          if (!prefetch) piece.data = this.checkBlock(hit, word, expected, pos);
+          if (!prefetch) piece.data = { lease: this.checkBlock(hit, word, expected, pos), start: 0 };
           continue;
         }
         const pending = hit === undefined ? this.cache.pending(pos) : undefined;
         if (pending !== undefined) {
           flush();
-          piece.promise = observed(pending.then((blk) => this.checkBlock(blk, word, expected, pos)));
+          piece.promise = observed(
+            pending.then((blk) => ({ lease: this.checkBlock(blk, word, expected, pos), start: 0 })),
+          );
           continue;
         }
-        if (pos + len > this.ctx.sb.bytesUsed) throw corrupt('file data', `block ${b} runs past bytes_used (inode ${inode.stat.ino})`, pos);
+        if (pos + len > this.ctx.sb.bytesUsed)
+          throw corrupt('file data', `block ${b} runs past bytes_used (inode ${inode.stat.ino})`, pos);
         if (hit !== undefined) {
           // Same position, different word (hostile image): decode on its own, uncached.
           flush();
@@ -249,8 +299,8 @@ export class FileData {
           piece.promise = observed(
             this.ctx.io
               .read(pos, len, 'file data')
-              .then((buf) => this.decode(buf, word, pos))
-              .then((blk) => this.checkBlock(blk, word, expected, pos)),
+              .then((buf) => this.decode(buf, word, pos, false))
+              .then((blk) => ({ lease: this.checkBlock(blk, word, expected, pos), start: 0 })),
           );
           continue;
         }
@@ -258,7 +308,8 @@ export class FileData {
           // Stored as is and the source copies into the caller's buffer: no block cache, no extra
           // copy (the source's own cache holds it); readahead leaves it to the source too.
           flush();
-          if (len !== expected) throw corrupt('data block', `uncompressed block ${b} holds ${len} bytes, expected ${expected}`, pos);
+          if (len !== expected)
+            throw corrupt('data block', `uncompressed block ${b} holds ${len} bytes, expected ${expected}`, pos);
           if (!prefetch) piece.direct = pos;
           continue;
         }
@@ -272,29 +323,46 @@ export class FileData {
     }
   }
 
-  private async decode(stored: Uint8Array, word: number, pos: number): Promise<DataBlock> {
-    if (word & WORD_UNCOMPRESSED) {
-      // A view would pin the whole multi-block source read in the cache beyond its byte budget.
-      return { word, data: stored.length * 2 < stored.buffer.byteLength ? stored.slice() : stored };
-    }
+  /** `pooled`: the block goes into the cache, so it may take a reused buffer (arena). */
+  private async decode(stored: Uint8Array, word: number, pos: number, pooled = true): Promise<DataBlock> {
+    if (word & WORD_UNCOMPRESSED) return { word, data: this.keep(stored, pooled) };
     let data: Uint8Array;
     try {
       data = await this.ctx.decompressor.decompress(stored, this.ctx.sb.blockSize);
     } catch (e) {
       throw wrapDecodeError(e, 'data block', pos);
     }
-    if (data.length > this.ctx.sb.blockSize) throw corrupt('data block', `decodes to ${data.length} bytes, more than the block size`, pos);
-    return { word, data };
+    if (data.length > this.ctx.sb.blockSize)
+      throw corrupt('data block', `decodes to ${data.length} bytes, more than the block size`, pos);
+    return { word, data: this.keep(data, pooled) };
   }
 
-  private checkBlock(b: DataBlock, word: number, expected: number, pos: number): Uint8Array {
+  /**
+   * Decoded bytes as a cache entry: copied into a reused buffer when pooled and at least half a
+   * block (a short tail would waste most of a slot), else kept as they are. A view into a larger
+   * buffer (a multi-block source read) is copied, so the cache never pins more than it counts.
+   */
+  private keep(bytes: Uint8Array, pooled: boolean): Lease {
+    if (pooled && bytes.length * 2 >= this.arena.slotBytes) {
+      const lease = this.arena.take(bytes.length);
+      lease.bytes.set(bytes);
+      return lease;
+    }
+    return new Lease(bytes.length * 2 < bytes.buffer.byteLength ? bytes.slice() : bytes);
+  }
+
+  private checkBlock(b: DataBlock, word: number, expected: number, pos: number): Lease {
     if (b.word !== word) throw corrupt('data block', 'block shared with a different size word', pos);
-    if (b.data.length !== expected) throw corrupt('data block', `decodes to ${b.data.length} bytes, expected ${expected}`, pos);
+    const n = b.data.bytes.length;
+    if (n !== expected) throw corrupt('data block', `decodes to ${n} bytes, expected ${expected}`, pos);
     return b.data;
   }
 
-  /** The file's tail from its fragment block (checked: offset + tail <= decoded fragment length). */
-  private async fragmentTail(f: FileLayout): Promise<Uint8Array> {
+  /**
+   * The file's tail from its fragment block (checked: offset + tail <= decoded fragment length).
+   * `cached` false: decoded into a buffer of its own, the block cache untouched.
+   */
+  private async fragmentTail(f: FileLayout, cached = true): Promise<BlockView> {
     const table = this.ctx.fragments;
     if (table === undefined || f.fragmentIndex === undefined) throw corrupt('file', 'tail without a fragment');
     const e = await table.entry(f.fragmentIndex);
@@ -302,16 +370,26 @@ export class FileData {
     const word = u32(e, 8);
     const len = word & WORD_LENGTH_MASK;
     const S = 'fragment table';
-    if (word & WORD_RESERVED) throw corrupt(S, `fragment ${f.fragmentIndex} size word 0x${word.toString(16)} has reserved bits set`);
-    if (len === 0 || len > this.ctx.sb.blockSize) throw corrupt(S, `fragment ${f.fragmentIndex} stored length ${len} not in 1..block size`);
-    if (start + len > this.ctx.sb.bytesUsed) throw corrupt(S, `fragment ${f.fragmentIndex} runs past bytes_used`, start);
-    let blk = await this.cache.load(start, async () => this.decode(await this.ctx.io.read(start, len, 'fragment block'), word, start));
-    if (blk.word !== word) blk = await this.decode(await this.ctx.io.read(start, len, 'fragment block'), word, start);
+    if (word & WORD_RESERVED)
+      throw corrupt(S, `fragment ${f.fragmentIndex} size word 0x${word.toString(16)} has reserved bits set`);
+    if (len === 0 || len > this.ctx.sb.blockSize)
+      throw corrupt(S, `fragment ${f.fragmentIndex} stored length ${len} not in 1..block size`);
+    if (start + len > this.ctx.sb.bytesUsed)
+      throw corrupt(S, `fragment ${f.fragmentIndex} runs past bytes_used`, start);
+    const uncached = async (): Promise<DataBlock> =>
+      this.decode(await this.ctx.io.read(start, len, 'fragment block'), word, start, false);
+    let blk = cached
+      ? await this.cache.load(start, async () =>
+          this.decode(await this.ctx.io.read(start, len, 'fragment block'), word, start),
+        )
+      : await uncached();
+    if (blk.word !== word) blk = await uncached();
     const tail = f.size % this.ctx.sb.blockSize;
-    if (f.fragmentOffset + tail > blk.data.length) {
-      throw corrupt('fragment block', `tail [${f.fragmentOffset}, +${tail}) beyond the fragment's ${blk.data.length} bytes`, start);
+    const n = blk.data.bytes.length;
+    if (f.fragmentOffset + tail > n) {
+      throw corrupt('fragment block', `tail [${f.fragmentOffset}, +${tail}) beyond the fragment's ${n} bytes`, start);
     }
-    return blk.data.subarray(f.fragmentOffset, f.fragmentOffset + tail);
+    return { lease: blk.data, start: f.fragmentOffset };
   }
 
   /** Block-list chunk k of a file, decoding the list up to it once (checkpoints per chunk). */
@@ -349,7 +427,11 @@ export class FileData {
       const w = u32(raw, i * 4);
       const len = w & WORD_LENGTH_MASK;
       if (w & WORD_RESERVED || len > bs) {
-        throw corrupt('block list', `block ${k * CHUNK_WORDS + i} size word 0x${w.toString(16)} invalid (block size ${bs})`, cp.block);
+        throw corrupt(
+          'block list',
+          `block ${k * CHUNK_WORDS + i} size word 0x${w.toString(16)} invalid (block size ${bs})`,
+          cp.block,
+        );
       }
       words[i] = w;
       starts[i] = pos;

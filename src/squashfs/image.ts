@@ -38,6 +38,8 @@ export interface CacheStats {
   dataHits: number;
   dataMisses: number;
   dataBytes: number;
+  /** Decoded blocks evicted (their buffer reused) before a read copied them, so decoded again. */
+  dataRedecoded: number;
 }
 
 /**
@@ -344,6 +346,7 @@ export class SquashfsImage implements SquashfsReader {
       dataHits: this.data.cache.hits,
       dataMisses: this.data.cache.misses,
       dataBytes: this.data.cache.size,
+      dataRedecoded: this.data.redecoded,
     };
   }
 

@@ -274,7 +274,7 @@ describe('memory and eviction', () => {
     await Promise.all([sequential, random]);
     const stats = source.stats().cache;
     expect(stats.evictions).toBeGreaterThan(0);
-    // Evicted chunks' buffers were filled again with other chunks (chunk-arena.ts), and there were never
+    // Evicted chunks' buffers were filled again with other chunks (util/arena.ts), and there were never
     // more buffers than the cache held at its peak: the bytes checked above came through reused memory.
     expect(stats.chunkBuffers.reused).toBeGreaterThan(100);
     expect(stats.chunkBuffers.allocated * 64 * KiB).toBeLessThanOrEqual(stats.peakDataBytes + 64 * KiB);

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { Chunk, ChunkArena } from '../../src/r2/chunk-arena.js';
+import { Lease, Arena } from '../../src/util/arena.js';
 import { ChunkLru } from '../../src/r2/chunk-lru.js';
 
 const CHUNK = 1024;
 
-describe('ChunkArena', () => {
+describe('Arena', () => {
   it('reuses a given-back buffer, and the old handle turns invalid before the buffer is written again', () => {
-    const arena = new ChunkArena(CHUNK, 4);
+    const arena = new Arena(CHUNK, 4);
     const a = arena.take(CHUNK);
     a.bytes.fill(1);
     expect(a.valid).toBe(true);
@@ -22,7 +22,7 @@ describe('ChunkArena', () => {
   });
 
   it('ignores a second give of the same handle and owned chunks', () => {
-    const arena = new ChunkArena(CHUNK, 4);
+    const arena = new Arena(CHUNK, 4);
     const a = arena.take(CHUNK);
     arena.give(a);
     arena.give(a); // stale: must not put the slot on the free list twice
@@ -30,13 +30,13 @@ describe('ChunkArena', () => {
     const b = arena.take(CHUNK);
     const c = arena.take(CHUNK);
     expect(c.bytes.buffer).not.toBe(b.bytes.buffer);
-    arena.give(new Chunk(new Uint8Array(CHUNK)));
+    arena.give(new Lease(new Uint8Array(CHUNK)));
     expect(arena.freeSlots).toBe(0);
-    expect(new Chunk(new Uint8Array(1)).valid).toBe(true);
+    expect(new Lease(new Uint8Array(1)).valid).toBe(true);
   });
 
   it('keeps at most maxFreeSlots and refuses chunks larger than a slot', () => {
-    const arena = new ChunkArena(CHUNK, 2);
+    const arena = new Arena(CHUNK, 2);
     const chunks = [arena.take(CHUNK), arena.take(CHUNK), arena.take(CHUNK)];
     for (const c of chunks) arena.give(c);
     expect(arena.freeSlots).toBe(2);
@@ -46,8 +46,8 @@ describe('ChunkArena', () => {
 
 describe('ChunkLru with an arena', () => {
   function setup(capacityChunks: number) {
-    const arena = new ChunkArena(CHUNK, capacityChunks);
-    const released: Chunk[] = [];
+    const arena = new Arena(CHUNK, capacityChunks);
+    const released: Lease[] = [];
     const lru = new ChunkLru(capacityChunks * CHUNK, (c) => {
       released.push(c);
       arena.give(c);
