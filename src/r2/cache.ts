@@ -1,4 +1,4 @@
-import type { ByteSource } from '../squashfs/source.js';
+import type { ByteSource, ReadOptions } from '../squashfs/source.js';
 import { logger } from '../util/log.js';
 import { Lease, Arena } from '../util/arena.js';
 import { ChunkLru } from './chunk-lru.js';
@@ -121,7 +121,7 @@ export interface ChunkCacheStats extends CacheStats {
 export interface CachedSource extends ByteSource {
   readonly etag: string | undefined;
   read(offset: number, length: number): Promise<Uint8Array>;
-  readInto(offset: number, target: Uint8Array): Promise<void>;
+  readInto(offset: number, target: Uint8Array, options?: ReadOptions): Promise<void>;
   retain(offset: number, length: number): Promise<void>;
   /**
    * Starts (once) fetching every chunk not yet held, at background priority, and resolves when done
@@ -466,7 +466,7 @@ class ChunkCachedSource implements CachedSource {
     return out;
   }
 
-  async readInto(offset: number, out: Uint8Array): Promise<void> {
+  async readInto(offset: number, out: Uint8Array, options?: ReadOptions): Promise<void> {
     const length = out.length;
     this.checkRange(offset, length, 'read');
     this.readObserver?.(offset, length);
@@ -484,7 +484,7 @@ class ChunkCachedSource implements CachedSource {
         continue;
       }
       const segEnd = Math.min(end, this.pinned.nextStartAfter(pos));
-      pending.push(this.readChunks(pos, segEnd, out, offset));
+      pending.push(this.readChunks(pos, segEnd, out, offset, options?.exact ?? false));
       touchedData = true;
       pos = segEnd;
     }
@@ -493,7 +493,8 @@ class ChunkCachedSource implements CachedSource {
   }
 
   /** Fills out[start-base, end-base) from chunks: cached, joined in flight, or fetched now. */
-  private async readChunks(start: number, end: number, out: Uint8Array, base: number): Promise<void> {
+  /** `exact`: fetch only the chunks [start, end) covers, even for a small read (ReadOptions.exact). */
+  private async readChunks(start: number, end: number, out: Uint8Array, base: number, exact = false): Promise<void> {
     if (end - start > this.opts.cacheBytes / 2) {
       // Larger than the cache could sensibly hold: not kept in memory (from the disk cache if it has it all).
       this.counters.misses++;
@@ -526,7 +527,7 @@ class ChunkCachedSource implements CachedSource {
       this.counters.misses++;
       missing.push(c);
     }
-    if (missing.length > 0 && end - start < this.opts.missUnitBytes / 2) this.widenToUnits(missing);
+    if (missing.length > 0 && !exact && end - start < this.opts.missUnitBytes / 2) this.widenToUnits(missing);
     for (const fetch of this.planFetches(missing, 'foreground', undefined)) {
       for (const [c, w] of fetch.waiters) if (c >= first && c <= last) waits.push([c, w.promise]); // not the widened neighbours
       this.scheduler.submit(fetch);
@@ -538,7 +539,7 @@ class ChunkCachedSource implements CachedSource {
         promise.then((chunk) => {
           if (chunk.valid) return this.copyChunk(c, chunk.bytes, start, end, out, base);
           const from = Math.max(start, this.chunkStart(c));
-          return this.readChunks(from, Math.min(end, this.chunkEnd(c)), out, base);
+          return this.readChunks(from, Math.min(end, this.chunkEnd(c)), out, base, exact);
         }),
       ),
     );

@@ -166,8 +166,11 @@ export class FileData {
       pieces.map((p) => {
         const from = Math.max(offset, p.fileStart);
         const to = Math.min(end, p.fileStart + bs, f.size);
-        if (p.direct !== undefined)
-          return this.readDirect(p.direct + (from - p.fileStart), out, from - offset, to - from);
+        if (p.direct !== undefined) {
+          // Part of a stored block: read just that part, nothing around it.
+          const partial = to - from < Math.min(bs, f.size - p.fileStart);
+          return this.readDirect(p.direct + (from - p.fileStart), out, from - offset, to - from, partial);
+        }
         if (p.data !== undefined) return settle(p, p.data);
         if (p.promise !== undefined) return p.promise.then((view) => settle(p, view));
         out.fill(0, from - offset, to - offset); // sparse
@@ -198,11 +201,11 @@ export class FileData {
    * straight into `out`: that may be FUSE's request memory, which libfuse frees once a timed-out
    * request is answered while the read could still be writing to it; a copy on this thread cannot.
    */
-  private async readDirect(pos: number, out: Uint8Array, at: number, length: number): Promise<void> {
+  private async readDirect(pos: number, out: Uint8Array, at: number, length: number, exact: boolean): Promise<void> {
     const scratch = this.scratch.pop() ?? Buffer.allocUnsafe(this.ctx.sb.blockSize);
     try {
       const view = scratch.subarray(0, length);
-      await this.ctx.io.readInto(pos, view, 'file data');
+      await this.ctx.io.readInto(pos, view, 'file data', exact ? { exact } : undefined);
       out.set(view, at);
     } finally {
       if (this.scratch.length < SCRATCH_KEPT) this.scratch.push(scratch);

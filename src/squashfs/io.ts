@@ -1,4 +1,4 @@
-import type { ByteSource } from './source.js';
+import type { ByteSource, ReadOptions } from './source.js';
 import { SquashfsError, corrupt } from './errors.js';
 
 /**
@@ -27,34 +27,47 @@ export class ImageIO {
       throw this.failure(e, offset, length, structure);
     }
     if (!(bytes instanceof Uint8Array) || bytes.length !== length) {
-      throw new SquashfsError('EIO', `${this.source.name}: short read at ${offset} (${bytes?.length} of ${length} bytes)`, { structure, offset });
+      throw new SquashfsError(
+        'EIO',
+        `${this.source.name}: short read at ${offset} (${bytes?.length} of ${length} bytes)`,
+        { structure, offset },
+      );
     }
     return bytes;
   }
 
   /** Fills `target` from `offset`; only when `direct` is set. */
-  async readInto(offset: number, target: Uint8Array, structure: string): Promise<void> {
+  async readInto(offset: number, target: Uint8Array, structure: string, options?: ReadOptions): Promise<void> {
     this.check(offset, target.length, structure);
     try {
-      await this.source.readInto!(offset, target);
+      await this.source.readInto!(offset, target, options);
     } catch (e) {
       throw this.failure(e, offset, target.length, structure);
     }
   }
 
   private check(offset: number, length: number, structure: string): void {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.limit) {
+    if (
+      !Number.isSafeInteger(offset) ||
+      !Number.isSafeInteger(length) ||
+      offset < 0 ||
+      length < 0 ||
+      offset + length > this.limit
+    ) {
       throw corrupt(structure, `read of ${length} bytes beyond the end of the image (${this.limit})`, offset);
     }
   }
 
   private failure(e: unknown, offset: number, length: number, structure: string): SquashfsError {
     if (e instanceof SquashfsError) return e;
-    return new SquashfsError('EIO', `${this.source.name}: read of ${length} bytes at ${offset} failed: ${(e as Error)?.message ?? String(e)}`, {
-      structure,
-      offset,
-      cause: e,
-    });
+    return new SquashfsError(
+      'EIO',
+      `${this.source.name}: read of ${length} bytes at ${offset} failed: ${(e as Error)?.message ?? String(e)}`,
+      {
+        structure,
+        offset,
+        cause: e,
+      },
+    );
   }
 }
-

@@ -5,6 +5,15 @@
  * transport. Sources in `src/r2` (local file, HTTP, S3/R2, and the chunk cache wrapping them)
  * satisfy it structurally.
  */
+/** How a read may be served. */
+export interface ReadOptions {
+  /**
+   * Only these bytes are wanted (a slice of a large stored block read at random): a cache fetches
+   * what covers them and not the neighbours it would bring for a small read (small files read next).
+   */
+  exact?: boolean;
+}
+
 export interface ByteSource {
   /** Total size of the object in bytes. */
   readonly size: number;
@@ -26,7 +35,7 @@ export interface ByteSource {
    * data blocks are copied from it straight into the caller's buffer instead of through the
    * reader's block cache.
    */
-  readInto?(offset: number, target: Uint8Array): Promise<void>;
+  readInto?(offset: number, target: Uint8Array, options?: ReadOptions): Promise<void>;
   /** Releases connections, file handles and timers. */
   close?(): Promise<void>;
 }

@@ -288,6 +288,22 @@ describe('memory and eviction', () => {
     await source.close();
   });
 
+  it('an exact small read fetches only the chunk it covers; a plain one brings its whole miss unit', async () => {
+    const { remote, source } = await open({ chunkBytes: 64 * KiB, missUnitBytes: 256 * KiB });
+    remote.resetRequests();
+    const at = 8 * MiB + 70 * KiB; // inside chunk 129 of unit [8 MiB, 8 MiB + 256 KiB)
+    const exact = Buffer.alloc(4096);
+    await source.readInto(at, exact, { exact: true });
+    expectBytes(exact, at, at + 4096);
+    expect(fetches(remote).map((r) => [r.offset, r.length])).toEqual([[8 * MiB + 64 * KiB, 64 * KiB]]);
+    remote.resetRequests();
+    const plain = Buffer.alloc(4096);
+    await source.readInto(at + 2 * MiB, plain);
+    expectBytes(plain, at + 2 * MiB, at + 2 * MiB + 4096);
+    expect(fetches(remote).map((r) => [r.offset, r.length])).toEqual([[10 * MiB, 256 * KiB]]);
+    await source.close();
+  });
+
   it('a chunk evicted (and its buffer given back) before its reader copied it is fetched again, not copied', async () => {
     // 2 chunks of cache; a 100-byte read brings its whole 4-chunk miss unit, so storing chunks 2 and 3
     // evicts 0 and 1 in the same step that hands them to their readers.
