@@ -87,6 +87,22 @@ function finish(entries: ManifestEntry[], identity: Map<string, string>): Manife
   return entries.sort(byPath);
 }
 
+/** Runs at most `n` of the functions given to it at once. */
+function limiter(n: number): <T>(f: () => Promise<T>) => Promise<T> {
+  let running = 0;
+  const waiting: Array<() => void> = [];
+  return async (f) => {
+    if (running >= n) await new Promise<void>((go) => waiting.push(go));
+    running++;
+    try {
+      return await f();
+    } finally {
+      running--;
+      waiting.shift()?.();
+    }
+  };
+}
+
 async function sha256OfFile(file: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
@@ -151,7 +167,16 @@ export async function manifestFromTree(dir: string, options: ManifestOptions = {
   const entries: ManifestEntry[] = [];
   const identity = new Map<string, string>();
 
+  // Entries are read 2 at a time (the manifest is sorted at the end), not one by one: a FUSE mount
+  // served by this very process (the library's mount()) needs free libuv threads to answer, and
+  // libuv has 4; with 16 at a time the walk held all of them and the mount deadlocked.
+  const slots = limiter(2);
   const visit = async (abs: string, rel: string): Promise<void> => {
+    const children = await slots(() => describe(abs, rel));
+    await Promise.all(children.map((name) => visit(join(abs, name), rel === '/' ? `/${name}` : `${rel}/${name}`)));
+  };
+  /** Records one entry; returns a directory's child names. */
+  const describe = async (abs: string, rel: string): Promise<string[]> => {
     const st = await lstat(abs, { bigint: true });
     const type = TYPE_OF_MODE[Number(st.mode) & 0o170000];
     if (!type) throw new Error(`${abs}: unknown file type ${st.mode}`);
@@ -171,11 +196,7 @@ export async function manifestFromTree(dir: string, options: ManifestOptions = {
     if (type === 'file') entry.sha256 = hash ? await sha256OfFile(abs) : undefined;
     identity.set(rel, `${st.dev}:${st.ino}`);
     entries.push(entry);
-    if (type === 'directory') {
-      for (const name of (await readdir(abs)).sort()) {
-        await visit(join(abs, name), rel === '/' ? `/${name}` : `${rel}/${name}`);
-      }
-    }
+    return type === 'directory' ? readdir(abs) : [];
   };
   await visit(root, '/');
   return finish(entries, identity);
