@@ -1,5 +1,6 @@
 import type { ByteSource, ReadOptions } from '../squashfs/source.js';
 import { logger } from '../util/log.js';
+import { rangeInside } from '../util/range.js';
 import { Lease, Arena } from '../util/arena.js';
 import { ChunkLru } from './chunk-lru.js';
 import { DiskChunkStore, type DiskCacheStats } from './disk-cache.js';
@@ -968,13 +969,7 @@ class ChunkCachedSource implements CachedSource {
 
   private checkRange(offset: number, length: number, what: string): void {
     if (this.closed) throw new Error(`${this.name}: source is closed`);
-    if (
-      !Number.isSafeInteger(offset) ||
-      !Number.isSafeInteger(length) ||
-      offset < 0 ||
-      length < 0 ||
-      offset + length > this.size
-    ) {
+    if (!rangeInside(offset, length, this.size)) {
       throw new RangeError(`${this.name}: ${what} [${offset}, +${length}) outside the object (${this.size} bytes)`);
     }
   }

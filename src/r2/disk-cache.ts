@@ -96,23 +96,15 @@ export class DiskChunkStore {
   }
 
   /** Opens (or creates) the store of one object version; undefined when the object has no ETag. */
-  static async open(
-    options: DiskCacheOptions,
-    object: ObjectIdentity,
-    chunkBytes: number,
-  ): Promise<DiskChunkStore | undefined> {
+  static async open(options: DiskCacheOptions, object: ObjectIdentity, chunkBytes: number): Promise<DiskChunkStore | undefined> {
     if (!object.etag) {
       logger('disk-cache').warn(`${object.name}: no ETag, not cached on disk`);
       return undefined;
     }
     const maxBytes = options.maxBytes ?? 10 * 1024 ** 3;
-    if (!Number.isSafeInteger(maxBytes) || maxBytes < 0)
-      throw new RangeError(`disk cache maxBytes must be >= 0, got ${maxBytes}`);
+    if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw new RangeError(`disk cache maxBytes must be >= 0, got ${maxBytes}`);
     const header: Header = { name: object.name, etag: object.etag, size: object.size, chunkBytes };
-    const key = createHash('sha256')
-      .update(`${object.name}\n${object.etag}\n${object.size}`)
-      .digest('hex')
-      .slice(0, 32);
+    const key = createHash('sha256').update(`${object.name}\n${object.etag}\n${object.size}`).digest('hex').slice(0, 32);
     const objectDir = join(options.dir, 'objects', key);
     await mkdir(objectDir, { recursive: true });
     const chunkCount = Math.ceil(object.size / chunkBytes);
@@ -143,11 +135,7 @@ export class DiskChunkStore {
     return store;
   }
 
-  private static async loadIndex(
-    path: string,
-    header: Header,
-    chunkCount: number,
-  ): Promise<Array<number | undefined> | undefined> {
+  private static async loadIndex(path: string, header: Header, chunkCount: number): Promise<Array<number | undefined> | undefined> {
     let bytes: Buffer;
     try {
       bytes = await readFile(path);
@@ -159,12 +147,7 @@ export class DiskChunkStore {
     if (!text.startsWith(MAGIC)) return undefined;
     try {
       const stored = JSON.parse(text.slice(MAGIC.length, text.indexOf('\n', MAGIC.length))) as Header;
-      if (
-        stored.name !== header.name ||
-        stored.etag !== header.etag ||
-        stored.size !== header.size ||
-        stored.chunkBytes !== header.chunkBytes
-      ) {
+      if (stored.name !== header.name || stored.etag !== header.etag || stored.size !== header.size || stored.chunkBytes !== header.chunkBytes) {
         return undefined;
       }
     } catch {
@@ -199,12 +182,7 @@ export class DiskChunkStore {
     }
     this.counters.badChunks++;
     this.checksums[chunk] = undefined;
-    this.track(
-      this.writeRecord(chunk, undefined).then(
-        () => undefined,
-        () => undefined,
-      ),
-    );
+    this.track(this.writeRecord(chunk, undefined).then(() => undefined, () => undefined));
     return undefined;
   }
 
@@ -264,14 +242,7 @@ export class DiskChunkStore {
       presentChunks++;
       presentBytes += Math.min(this.header.chunkBytes, this.header.size - c * this.header.chunkBytes);
     }
-    return {
-      dir: this.root,
-      presentChunks,
-      presentBytes,
-      ...this.counters,
-      pendingWriteBytes: this.pendingBytes,
-      writable: this.writable,
-    };
+    return { dir: this.root, presentChunks, presentBytes, ...this.counters, pendingWriteBytes: this.pendingBytes, writable: this.writable };
   }
 
   async close(): Promise<void> {

@@ -80,21 +80,11 @@ export class FetchScheduler {
       this.start(task, 'foreground');
     }
     this.pumpLowPriority(readahead, 'readahead', this.options.maxReadahead, foreground.length === 0);
-    this.pumpLowPriority(
-      background,
-      'background',
-      this.options.maxBackground,
-      foreground.length === 0 && readahead.length === 0,
-    );
+    this.pumpLowPriority(background, 'background', this.options.maxBackground, foreground.length === 0 && readahead.length === 0);
   }
 
   private pumpLowPriority(queue: SchedulerTask[], slot: FetchPriority, limit: number, higherIdle: boolean): void {
-    while (
-      higherIdle &&
-      queue.length > 0 &&
-      this.runningBy[slot] < limit &&
-      this.running < this.options.maxConcurrent
-    ) {
+    while (higherIdle && queue.length > 0 && this.runningBy[slot] < limit && this.running < this.options.maxConcurrent) {
       const task = queue.shift()!;
       if (!task.wanted()) {
         task.skip(new Error(`${slot} fetch no longer wanted`));

@@ -29,11 +29,7 @@ export interface RequestRecord {
 }
 
 /** Decides whether a request fails: return an Error to fail it, undefined to serve it. */
-export type FailureRule = (request: {
-  offset: number;
-  length: number;
-  kind: RequestRecord['kind'];
-}) => Error | undefined;
+export type FailureRule = (request: { offset: number; length: number; kind: RequestRecord['kind'] }) => Error | undefined;
 
 const LATENCY_BUCKETS_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];
 
@@ -109,16 +105,8 @@ export class FileObject implements RemoteObject {
   }
 
   fetch(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
-    if (
-      !Number.isSafeInteger(offset) ||
-      !Number.isSafeInteger(length) ||
-      offset < 0 ||
-      length <= 0 ||
-      offset + length > this.size
-    ) {
-      return Promise.reject(
-        new RangeError(`${this.name}: fetch [${offset}, +${length}) outside the object (${this.size} bytes)`),
-      );
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length <= 0 || offset + length > this.size) {
+      return Promise.reject(new RangeError(`${this.name}: fetch [${offset}, +${length}) outside the object (${this.size} bytes)`));
     }
     return this.request('fetch', offset, length, signal);
   }
@@ -140,21 +128,14 @@ export class FileObject implements RemoteObject {
     await this.handle.close();
   }
 
-  private async request(
-    kind: RequestRecord['kind'],
-    offset: number,
-    length: number,
-    signal?: AbortSignal,
-  ): Promise<Uint8Array> {
+  private async request(kind: RequestRecord['kind'], offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
     if (this.closed) throw new Error(`${this.name}: closed`);
     this.inFlight++;
     this.maxConcurrent = Math.max(this.maxConcurrent, this.inFlight);
     const record: RequestRecord = { kind, offset, length, startedAt: performance.now(), concurrent: this.inFlight };
     this.requests.push(record);
     try {
-      const delay =
-        (this.options.latencyMs ?? 0) +
-        (this.options.bytesPerSecond ? (length / this.options.bytesPerSecond) * 1000 : 0);
+      const delay = (this.options.latencyMs ?? 0) + (this.options.bytesPerSecond ? (length / this.options.bytesPerSecond) * 1000 : 0);
       if (delay > 0) await sleep(delay, signal);
       signal?.throwIfAborted();
       const injected = this.failureRule?.({ offset, length, kind });

@@ -58,9 +58,7 @@ export class GetPool {
       const req = send({ host: this.host, port: this.port, path, method: 'GET', headers, agent: this.agent, signal });
       let connectTimer: NodeJS.Timeout | undefined;
       const headersTimer = setTimeout(() => {
-        req.destroy(
-          new HttpTimeoutError('HEADERS_TIMEOUT', `no response headers within ${this.options.headersTimeoutMs} ms`),
-        );
+        req.destroy(new HttpTimeoutError('HEADERS_TIMEOUT', `no response headers within ${this.options.headersTimeoutMs} ms`));
       }, this.options.headersTimeoutMs);
       const done = (): void => {
         clearTimeout(headersTimer);
@@ -69,9 +67,7 @@ export class GetPool {
       req.once('socket', (socket) => {
         if (!socket.connecting) return;
         connectTimer = setTimeout(() => {
-          req.destroy(
-            new HttpTimeoutError('CONNECT_TIMEOUT', `no connection within ${this.options.connectTimeoutMs} ms`),
-          );
+          req.destroy(new HttpTimeoutError('CONNECT_TIMEOUT', `no connection within ${this.options.connectTimeoutMs} ms`));
         }, this.options.connectTimeoutMs);
         socket.once('connect', () => clearTimeout(connectTimer));
       });

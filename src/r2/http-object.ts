@@ -19,10 +19,7 @@ export function createHttpObject(url: string | URL, options: TransportOptions = 
     registerSecret(basic.slice(6));
     authorizer = { authorize: async (_method, headers) => ({ ...headers, authorization: basic }) };
   }
-  return new RangedObject(
-    { origin: u.origin, path: u.pathname + u.search, name: httpDisplayName(u), authorizer },
-    options,
-  );
+  return new RangedObject({ origin: u.origin, path: u.pathname + u.search, name: httpDisplayName(u), authorizer }, options);
 }
 
 function parseHttpUrl(url: string | URL): URL {

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { logger } from '../util/log.js';
+import { rangeInside } from '../util/range.js';
 import { type ByteRange, expectedSpan, parseContentRange, rangeHeader } from './content-range.js';
 import { classifyTransportError, isRetryableStatus, parseS3ErrorBody, SourceError } from './errors.js';
 import { bodyIdleTimer, GetPool } from './http-get.js';
@@ -145,13 +146,7 @@ export class RangedObject implements RemoteObject {
     if (this.closed) throw new Error(`${this.name}: source is closed`);
     const info = this.info;
     if (!info) throw new Error(`${this.name}: fetch before open`);
-    if (
-      !Number.isSafeInteger(offset) ||
-      !Number.isSafeInteger(length) ||
-      offset < 0 ||
-      length < 0 ||
-      offset + length > info.size
-    ) {
+    if (!rangeInside(offset, length, info.size)) {
       throw new RangeError(`${this.name}: read [${offset}, +${length}) outside the object (${info.size} bytes)`);
     }
   }

@@ -23,12 +23,7 @@ export async function resolveS3Access(
         const c = await chain();
         registerSecret(c.secretAccessKey);
         registerSecret(c.sessionToken);
-        return {
-          accessKeyId: c.accessKeyId,
-          secretAccessKey: c.secretAccessKey,
-          sessionToken: c.sessionToken,
-          expiration: c.expiration,
-        };
+        return { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey, sessionToken: c.sessionToken, expiration: c.expiration };
       };
       try {
         await provider(); // fail at open with a clear message, not at the first read

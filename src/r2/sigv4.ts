@@ -32,10 +32,7 @@ const ALGORITHM = 'AWS4-HMAC-SHA256';
 
 /** The headers to send: the given ones plus host, x-amz-date, x-amz-content-sha256, the token and authorization. */
 export function signRequest(req: SignRequest): Record<string, string> {
-  const amzDate = (req.now ?? new Date())
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d{3}/, '');
+  const amzDate = (req.now ?? new Date()).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
   const day = amzDate.slice(0, 8);
   const headers: Record<string, string> = {
     ...req.headers,

@@ -149,9 +149,7 @@ export function httpDisplayName(url: string | URL): string {
 
 function staticCredentials(id?: string, secret?: string, token?: string): S3Credentials | undefined {
   if (!id || !secret) return undefined;
-  return token
-    ? { accessKeyId: id, secretAccessKey: secret, sessionToken: token }
-    : { accessKeyId: id, secretAccessKey: secret };
+  return token ? { accessKeyId: id, secretAccessKey: secret, sessionToken: token } : { accessKeyId: id, secretAccessKey: secret };
 }
 
 function checkEndpoint(endpoint: string): string {
@@ -161,8 +159,7 @@ function checkEndpoint(endpoint: string): string {
   } catch {
     throw new Error(`invalid endpoint URL "${endpoint}"`);
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:')
-    throw new Error(`endpoint must be http(s)://, got "${endpoint}"`);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error(`endpoint must be http(s)://, got "${endpoint}"`);
   if (u.search || u.username || u.password) throw new Error('endpoint must not carry a query or user info');
   return u.toString().replace(/\/$/, '');
 }

@@ -44,13 +44,7 @@ export function checkName(name: Uint8Array, where: number): void {
  * Walks a listing from `cursor` (at listing byte `pos`) to its end, checking every header and
  * entry against the listing size, the inode table and the inode count.
  */
-async function scan(
-  ctx: ImageContext,
-  dir: DirectoryLayout,
-  cursor: MetadataCursor,
-  pos: number,
-  visit: Visit,
-): Promise<void> {
+async function scan(ctx: ImageContext, dir: DirectoryLayout, cursor: MetadataCursor, pos: number, visit: Visit): Promise<void> {
   const end = dir.listingSize;
   const inodeTableSize = ctx.inodeRegion.end - ctx.inodeRegion.start;
   while (pos < end) {
@@ -62,8 +56,7 @@ async function scan(
     const inodeBlock = u32(h, 4);
     const base = u32(h, 8);
     if (count > MAX_RUN) throw corrupt(S, `header announces ${count} entries (max 256)`, where);
-    if (inodeBlock >= inodeTableSize)
-      throw corrupt(S, `header inode block ${inodeBlock} outside the inode table`, where);
+    if (inodeBlock >= inodeTableSize) throw corrupt(S, `header inode block ${inodeBlock} outside the inode table`, where);
     for (let i = 0; i < count; i++) {
       if (end - pos < ENTRY_SIZE) throw corrupt(S, 'listing ends inside an entry', cursor.block);
       const e = await cursor.read(ENTRY_SIZE);
@@ -77,10 +70,8 @@ async function scan(
       const name = await cursor.read(nameSize);
       pos += nameSize;
       checkName(name, cursor.block);
-      if (inodeOffset >= METADATA_BLOCK_SIZE)
-        throw corrupt(S, `entry inode offset ${inodeOffset} beyond 8192`, cursor.block);
-      if (ino < 1 || ino > ctx.sb.inodeCount)
-        throw corrupt(S, `entry inode number ${ino} outside 1..${ctx.sb.inodeCount}`, cursor.block);
+      if (inodeOffset >= METADATA_BLOCK_SIZE) throw corrupt(S, `entry inode offset ${inodeOffset} beyond 8192`, cursor.block);
+      if (ino < 1 || ino > ctx.sb.inodeCount) throw corrupt(S, `entry inode number ${ino} outside 1..${ctx.sb.inodeCount}`, cursor.block);
       if (type < 1 || type > 7) throw corrupt(S, `entry type ${type} is not a basic inode type`, cursor.block);
       if (visit({ name, ref: inodeBlock * 65536 + inodeOffset, ino, type })) return;
     }
@@ -96,8 +87,7 @@ export async function readEntries(ctx: ImageContext, dir: DirectoryLayout): Prom
   const out: RawDirEntry[] = [];
   if (dir.listingSize === 0) return out;
   await scan(ctx, dir, listingCursor(ctx, dir), 0, (e) => {
-    if (out.length >= MAX_DIRECTORY_ENTRIES)
-      throw corrupt(S, `listing holds more than ${MAX_DIRECTORY_ENTRIES} entries`);
+    if (out.length >= MAX_DIRECTORY_ENTRIES) throw corrupt(S, `listing holds more than ${MAX_DIRECTORY_ENTRIES} entries`);
     out.push({ ...e, name: e.name.slice() });
     return false;
   });
@@ -109,11 +99,7 @@ export async function readEntries(ctx: ImageContext, dir: DirectoryLayout): Prom
  * last indexed header whose first name <= `name`, then scan; entries are sorted bytewise, so the
  * scan stops at the first greater name. A malformed index is ignored (it is only an accelerator).
  */
-export async function findEntry(
-  ctx: ImageContext,
-  dir: DirectoryLayout,
-  name: Uint8Array,
-): Promise<RawDirEntry | undefined> {
+export async function findEntry(ctx: ImageContext, dir: DirectoryLayout, name: Uint8Array): Promise<RawDirEntry | undefined> {
   if (dir.listingSize === 0) return undefined;
   let start: { cursor: MetadataCursor; pos: number } | undefined;
   if (dir.indexCount > 0) {
@@ -134,11 +120,7 @@ export async function findEntry(
   return found;
 }
 
-async function seekIndex(
-  ctx: ImageContext,
-  dir: DirectoryLayout,
-  name: Uint8Array,
-): Promise<{ cursor: MetadataCursor; pos: number } | undefined> {
+async function seekIndex(ctx: ImageContext, dir: DirectoryLayout, name: Uint8Array): Promise<{ cursor: MetadataCursor; pos: number } | undefined> {
   const idx = new MetadataCursor(ctx.meta, ctx.inodeRegion, dir.indexBlock, dir.indexOffset);
   const tableSize = ctx.directoryRegion.end - ctx.directoryRegion.start;
   let best: { index: number; start: number } | undefined;
@@ -156,8 +138,7 @@ async function seekIndex(
     if (index <= prevIndex || index >= dir.listingSize || start < prevStart || start >= tableSize) {
       throw corrupt('directory index', `entry ${i} (${index}, ${start}) out of order or range`);
     }
-    if (prevName !== undefined && compareBytes(entryName, prevName) <= 0)
-      throw corrupt('directory index', `entry ${i} names out of order`);
+    if (prevName !== undefined && compareBytes(entryName, prevName) <= 0) throw corrupt('directory index', `entry ${i} names out of order`);
     if (compareBytes(entryName, name) > 0) break;
     best = { index, start };
     prevIndex = index;

@@ -5,16 +5,9 @@ import type { ImageContext } from './context.js';
 import { METADATA_BLOCK_SIZE, NONE32 } from './superblock.js';
 import { S_IFMT_OF, type FileType, type Inode, type InodeRef, type Stat } from './types.js';
 
+
 /** Inode type numbers (1..7 basic, 8..14 extended = basic + 7). */
-const BASIC_TYPES: readonly FileType[] = [
-  'directory',
-  'file',
-  'symlink',
-  'block-device',
-  'char-device',
-  'fifo',
-  'socket',
-];
+const BASIC_TYPES: readonly FileType[] = ['directory', 'file', 'symlink', 'block-device', 'char-device', 'fifo', 'socket'];
 export const INODE_HEADER_SIZE = 16;
 /** The kernel refuses symlink targets longer than a page (PATH_MAX). */
 export const MAX_SYMLINK_TARGET = 4096;
@@ -97,8 +90,7 @@ export async function readInode(ctx: ImageContext, ref: InodeRef): Promise<Squas
   const gidIndex = u16(h, 6);
   const mtime = u32(h, 8);
   const ino = u32(h, 12);
-  if (ino === 0 || ino > ctx.sb.inodeCount)
-    throw corrupt(S, `inode number ${ino} outside 1..${ctx.sb.inodeCount} (ref ${ref})`, where);
+  if (ino === 0 || ino > ctx.sb.inodeCount) throw corrupt(S, `inode number ${ino} outside 1..${ctx.sb.inodeCount} (ref ${ref})`, where);
   const [uid, gid] = await Promise.all([ctx.id(uidIndex), ctx.id(gidIndex)]);
 
   let nlink = 1;
@@ -150,48 +142,27 @@ export async function readInode(ctx: ImageContext, ref: InodeRef): Promise<Squas
         xattrRaw = u32(b, 36);
       }
       if (!Number.isSafeInteger(size)) throw corrupt(S, `file size beyond 2^53 (ref ${ref})`, where);
-      if (blocksStart > ctx.sb.bytesUsed)
-        throw corrupt(S, `file data start ${blocksStart} beyond bytes_used (ref ${ref})`, where);
+      if (blocksStart > ctx.sb.bytesUsed) throw corrupt(S, `file data start ${blocksStart} beyond bytes_used (ref ${ref})`, where);
       const bs = ctx.sb.blockSize;
       let fragmentIndex: number | undefined;
       if (fragment !== NONE32 && size % bs !== 0) {
-        if (fragment >= ctx.sb.fragmentCount)
-          throw corrupt(
-            S,
-            `fragment index ${fragment} out of range (${ctx.sb.fragmentCount} fragments, ref ${ref})`,
-            where,
-          );
-        if (fragmentOffset >= ctx.sb.blockSize)
-          throw corrupt(S, `fragment offset ${fragmentOffset} beyond the block size (ref ${ref})`, where);
+        if (fragment >= ctx.sb.fragmentCount) throw corrupt(S, `fragment index ${fragment} out of range (${ctx.sb.fragmentCount} fragments, ref ${ref})`, where);
+        if (fragmentOffset >= ctx.sb.blockSize) throw corrupt(S, `fragment offset ${fragmentOffset} beyond the block size (ref ${ref})`, where);
         fragmentIndex = fragment;
       }
       const blockCount = fragmentIndex === undefined ? Math.ceil(size / bs) : Math.floor(size / bs);
       // The block list (4 bytes per block) must fit in what the rest of the inode table can decode to.
       const maxListBytes = Math.ceil((ctx.inodeRegion.end - cur.block) / 3) * METADATA_BLOCK_SIZE;
-      if (blockCount * 4 > maxListBytes)
-        throw corrupt(S, `file of ${size} bytes needs a block list longer than the inode table (ref ${ref})`, where);
-      file = {
-        blocksStart,
-        size,
-        fragmentIndex,
-        fragmentOffset,
-        blockCount,
-        listBlock: cur.block,
-        listOffset: cur.offset,
-      };
-      blocks = extended
-        ? Math.max(0, Math.floor((size - sparse + 511) / 512))
-        : size === 0
-          ? 0
-          : Math.floor((size - 1) / 512) + 1;
+      if (blockCount * 4 > maxListBytes) throw corrupt(S, `file of ${size} bytes needs a block list longer than the inode table (ref ${ref})`, where);
+      file = { blocksStart, size, fragmentIndex, fragmentOffset, blockCount, listBlock: cur.block, listOffset: cur.offset };
+      blocks = extended ? Math.max(0, Math.floor((size - sparse + 511) / 512)) : size === 0 ? 0 : Math.floor((size - 1) / 512) + 1;
       break;
     }
     case 'symlink': {
       const b = await cur.read(8);
       nlink = u32(b, 0);
       size = u32(b, 4);
-      if (size > MAX_SYMLINK_TARGET)
-        throw corrupt(S, `symlink target of ${size} bytes exceeds ${MAX_SYMLINK_TARGET} (ref ${ref})`, where);
+      if (size > MAX_SYMLINK_TARGET) throw corrupt(S, `symlink target of ${size} bytes exceeds ${MAX_SYMLINK_TARGET} (ref ${ref})`, where);
       target = (await cur.read(size)).slice();
       if (extended) xattrRaw = u32(await cur.read(4), 0);
       break;
@@ -220,19 +191,7 @@ export async function readInode(ctx: ImageContext, ref: InodeRef): Promise<Squas
   }
 
   // Frozen: decoded inodes are cached and shared by every caller.
-  const stat: Stat = Object.freeze({
-    ino,
-    type,
-    mode,
-    uid,
-    gid,
-    size,
-    nlink,
-    mtime,
-    rdev,
-    blocks,
-    blksize: ctx.sb.blockSize,
-  });
+  const stat: Stat = Object.freeze({ ino, type, mode, uid, gid, size, nlink, mtime, rdev, blocks, blksize: ctx.sb.blockSize });
   return new SquashfsInode(ref, stat, xattrIndex, dir, file, target);
 }
 
@@ -252,25 +211,10 @@ function checkDir(
     if (blockStart >= ctx.directoryRegion.end - ctx.directoryRegion.start) {
       throw corrupt('inode', `directory listing block ${blockStart} outside the directory table (ref ${ref})`, where);
     }
-    if (blockOffset >= METADATA_BLOCK_SIZE)
-      throw corrupt('inode', `directory block offset ${blockOffset} beyond 8192 (ref ${ref})`, where);
+    if (blockOffset >= METADATA_BLOCK_SIZE) throw corrupt('inode', `directory block offset ${blockOffset} beyond 8192 (ref ${ref})`, where);
     // A listing decodes from at most (table bytes / 3) blocks of 8192 bytes.
-    const maxListing =
-      Math.ceil((ctx.directoryRegion.end - ctx.directoryRegion.start - blockStart) / 3) * METADATA_BLOCK_SIZE;
-    if (listingSize > maxListing)
-      throw corrupt(
-        'inode',
-        `directory listing of ${listingSize} bytes larger than the directory table (ref ${ref})`,
-        where,
-      );
+    const maxListing = Math.ceil((ctx.directoryRegion.end - ctx.directoryRegion.start - blockStart) / 3) * METADATA_BLOCK_SIZE;
+    if (listingSize > maxListing) throw corrupt('inode', `directory listing of ${listingSize} bytes larger than the directory table (ref ${ref})`, where);
   }
-  return {
-    blockStart,
-    blockOffset,
-    listingSize,
-    parentIno,
-    indexCount,
-    indexBlock: cur.block,
-    indexOffset: cur.offset,
-  };
+  return { blockStart, blockOffset, listingSize, parentIno, indexCount, indexBlock: cur.block, indexOffset: cur.offset };
 }

@@ -1,3 +1,4 @@
+import { rangeInside } from '../util/range.js';
 import type { ByteSource, ReadOptions } from './source.js';
 import { SquashfsError, corrupt } from './errors.js';
 
@@ -27,11 +28,7 @@ export class ImageIO {
       throw this.failure(e, offset, length, structure);
     }
     if (!(bytes instanceof Uint8Array) || bytes.length !== length) {
-      throw new SquashfsError(
-        'EIO',
-        `${this.source.name}: short read at ${offset} (${bytes?.length} of ${length} bytes)`,
-        { structure, offset },
-      );
+      throw new SquashfsError('EIO', `${this.source.name}: short read at ${offset} (${bytes?.length} of ${length} bytes)`, { structure, offset });
     }
     return bytes;
   }
@@ -47,27 +44,17 @@ export class ImageIO {
   }
 
   private check(offset: number, length: number, structure: string): void {
-    if (
-      !Number.isSafeInteger(offset) ||
-      !Number.isSafeInteger(length) ||
-      offset < 0 ||
-      length < 0 ||
-      offset + length > this.limit
-    ) {
+    if (!rangeInside(offset, length, this.limit)) {
       throw corrupt(structure, `read of ${length} bytes beyond the end of the image (${this.limit})`, offset);
     }
   }
 
   private failure(e: unknown, offset: number, length: number, structure: string): SquashfsError {
     if (e instanceof SquashfsError) return e;
-    return new SquashfsError(
-      'EIO',
-      `${this.source.name}: read of ${length} bytes at ${offset} failed: ${(e as Error)?.message ?? String(e)}`,
-      {
-        structure,
-        offset,
-        cause: e,
-      },
-    );
+    return new SquashfsError('EIO', `${this.source.name}: read of ${length} bytes at ${offset} failed: ${(e as Error)?.message ?? String(e)}`, {
+      structure,
+      offset,
+      cause: e,
+    });
   }
 }

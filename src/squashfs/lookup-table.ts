@@ -31,14 +31,7 @@ export class LookupTable {
     name: string,
     io: ImageIO,
     reader: MetadataReader,
-    opts: {
-      listStart: number;
-      listEnd: number;
-      count: number;
-      entrySize: number;
-      blocksFloor: number;
-      blocksEnd?: number;
-    },
+    opts: { listStart: number; listEnd: number; count: number; entrySize: number; blocksFloor: number; blocksEnd?: number },
   ): Promise<LookupTable> {
     const { listStart, listEnd, count, entrySize, blocksFloor } = opts;
     const blocksEnd = opts.blocksEnd ?? listStart;
@@ -48,15 +41,13 @@ export class LookupTable {
       throw corrupt(name, `index list of ${nBlocks} entries (${count} entries) runs past ${listEnd}`, listStart);
     }
     // Each block needs at least 3 bytes between the floor and the list.
-    if (nBlocks * 3 > blocksEnd - blocksFloor)
-      throw corrupt(name, `${count} entries cannot fit before the index list`, listStart);
+    if (nBlocks * 3 > blocksEnd - blocksFloor) throw corrupt(name, `${count} entries cannot fit before the index list`, listStart);
     const raw = nBlocks === 0 ? new Uint8Array(0) : await io.read(listStart, listBytes, name);
     const blocks: number[] = new Array<number>(nBlocks);
     let prev = -1;
     for (let i = 0; i < nBlocks; i++) {
       const pos = u64(raw, i * 8);
-      if (pos < blocksFloor || pos >= blocksEnd)
-        throw corrupt(name, `index entry ${i} (${pos}) outside the table`, listStart);
+      if (pos < blocksFloor || pos >= blocksEnd) throw corrupt(name, `index entry ${i} (${pos}) outside the table`, listStart);
       if (prev >= 0 && (pos <= prev || pos - prev > MAX_STORED_BLOCK)) {
         throw corrupt(name, `index entry ${i} (${pos}) not increasing by 3..8194 bytes from ${prev}`, listStart);
       }
@@ -86,8 +77,7 @@ export class LookupTable {
     const end = blockIndex + 1 < this.blocks.length ? this.blocks[blockIndex + 1]! : this.blocksEnd;
     const region: Region = { name: this.name, start: pos, end };
     const b = await this.reader.block(pos, region);
-    if (b.next !== end)
-      throw corrupt(this.name, `metadata block ${blockIndex} does not end where the next one starts`, pos);
+    if (b.next !== end) throw corrupt(this.name, `metadata block ${blockIndex} does not end where the next one starts`, pos);
     if (offset + this.entrySize > b.data.length) {
       throw corrupt(this.name, `entry ${index} beyond the block's ${b.data.length} bytes`, pos);
     }

@@ -42,21 +42,16 @@ export class MetadataReader {
   block(pos: number, region: Region): Promise<MetadataBlock> {
     const hit = this.cache.get(pos);
     if (hit !== undefined) {
-      if (hit.next > region.end || pos < region.start)
-        throw corrupt(region.name, 'metadata block outside its table', pos);
+      if (hit.next > region.end || pos < region.start) throw corrupt(region.name, 'metadata block outside its table', pos);
       return Promise.resolve(hit);
     }
     if (!(pos >= region.start && pos + 2 < region.end)) {
-      return Promise.reject(
-        corrupt(region.name, `metadata block position outside the table [${region.start}, ${region.end})`, pos),
-      );
+      return Promise.reject(corrupt(region.name, `metadata block position outside the table [${region.start}, ${region.end})`, pos));
     }
-    return this.cache
-      .load(pos, () => this.fetch(pos, region))
-      .then((b) => {
-        if (b.next > region.end) throw corrupt(region.name, 'metadata block runs past the end of its table', pos);
-        return b;
-      });
+    return this.cache.load(pos, () => this.fetch(pos, region)).then((b) => {
+      if (b.next > region.end) throw corrupt(region.name, 'metadata block runs past the end of its table', pos);
+      return b;
+    });
   }
 
   private async fetch(pos: number, region: Region): Promise<MetadataBlock> {
@@ -65,10 +60,8 @@ export class MetadataReader {
     const raw = await this.io.read(pos, want, region.name);
     const header = u16(raw, 0);
     const length = header & ~HEADER_UNCOMPRESSED;
-    if (length === 0 || length > METADATA_BLOCK_SIZE)
-      throw corrupt(region.name, `metadata block length ${length} not in 1..8192`, pos);
-    if (2 + length > want)
-      throw corrupt(region.name, `metadata block of ${length} bytes runs past the end of its table`, pos);
+    if (length === 0 || length > METADATA_BLOCK_SIZE) throw corrupt(region.name, `metadata block length ${length} not in 1..8192`, pos);
+    if (2 + length > want) throw corrupt(region.name, `metadata block of ${length} bytes runs past the end of its table`, pos);
     const payload = raw.subarray(2, 2 + length);
     let data: Uint8Array;
     if (header & HEADER_UNCOMPRESSED) {
@@ -79,8 +72,7 @@ export class MetadataReader {
       } catch (e) {
         throw wrapDecodeError(e, region.name, pos);
       }
-      if (data.length > METADATA_BLOCK_SIZE)
-        throw corrupt(region.name, 'metadata block decodes to more than 8192 bytes', pos);
+      if (data.length > METADATA_BLOCK_SIZE) throw corrupt(region.name, 'metadata block decodes to more than 8192 bytes', pos);
     }
     if (data.length === 0) throw corrupt(region.name, 'metadata block decodes to nothing', pos);
     return { data, next: pos + 2 + length };
@@ -108,19 +100,14 @@ export class MetadataCursor {
     if (!Number.isSafeInteger(relativeBlock) || relativeBlock < 0 || region.start + relativeBlock >= region.end) {
       throw corrupt(region.name, `metadata reference block ${relativeBlock} outside the table`);
     }
-    if (offset < 0 || offset >= METADATA_BLOCK_SIZE)
-      throw corrupt(region.name, `metadata offset ${offset} beyond 8192`);
+    if (offset < 0 || offset >= METADATA_BLOCK_SIZE) throw corrupt(region.name, `metadata offset ${offset} beyond 8192`);
     return new MetadataCursor(reader, region, region.start + relativeBlock, offset, true);
   }
 
   private checkStart(b: MetadataBlock): void {
     this.fresh = false;
     if (this.offset >= b.data.length) {
-      throw corrupt(
-        this.region.name,
-        `metadata offset ${this.offset} beyond the block's ${b.data.length} bytes`,
-        this.block,
-      );
+      throw corrupt(this.region.name, `metadata offset ${this.offset} beyond the block's ${b.data.length} bytes`, this.block);
     }
   }
 
@@ -130,8 +117,7 @@ export class MetadataCursor {
     let b = await this.reader.block(this.block, this.region);
     if (this.fresh) this.checkStart(b);
     if (this.offset >= b.data.length) {
-      if (this.offset > b.data.length)
-        throw corrupt(this.region.name, `offset ${this.offset} beyond the block's ${b.data.length} bytes`, this.block);
+      if (this.offset > b.data.length) throw corrupt(this.region.name, `offset ${this.offset} beyond the block's ${b.data.length} bytes`, this.block);
       this.block = b.next;
       this.offset = 0;
       b = await this.reader.block(this.block, this.region);

@@ -51,9 +51,7 @@ export function parseSuperblock(b: Uint8Array, imageSize: number): Superblock {
   const major = u16(b, 28);
   const minor = u16(b, 30);
   if (major !== 4 || minor !== 0) {
-    throw new SquashfsError('EUNSUPPORTED', `unsupported SquashFS version ${major}.${minor} (only 4.0)`, {
-      structure: SB,
-    });
+    throw new SquashfsError('EUNSUPPORTED', `unsupported SquashFS version ${major}.${minor} (only 4.0)`, { structure: SB });
   }
   const compressorId = u16(b, 20);
   if (!(compressorId in COMPRESSOR_NAMES)) {
@@ -73,8 +71,7 @@ export function parseSuperblock(b: Uint8Array, imageSize: number): Superblock {
   if (idCount === 0) throw corrupt(SB, 'id count is 0');
   const bytesUsed = u64(b, 40);
   if (bytesUsed < SUPERBLOCK_SIZE) throw corrupt(SB, `bytes_used ${bytesUsed} is smaller than the superblock`);
-  if (bytesUsed > imageSize)
-    throw corrupt(SB, `bytes_used ${bytesUsed} beyond the image size ${imageSize} (truncated image?)`);
+  if (bytesUsed > imageSize) throw corrupt(SB, `bytes_used ${bytesUsed} beyond the image size ${imageSize} (truncated image?)`);
 
   const table = (off: number, name: string): number => {
     const v = u64(b, off);
@@ -82,8 +79,7 @@ export function parseSuperblock(b: Uint8Array, imageSize: number): Superblock {
     if (v < SUPERBLOCK_SIZE) throw corrupt(SB, `${name} start ${v} inside the superblock`);
     return v;
   };
-  const optionalTable = (off: number, name: string): number | undefined =>
-    isNone64(b, off) ? undefined : table(off, name);
+  const optionalTable = (off: number, name: string): number | undefined => (isNone64(b, off) ? undefined : table(off, name));
 
   const inodeTableStart = table(64, 'inode table');
   const directoryTableStart = table(72, 'directory table');

@@ -42,21 +42,14 @@ export class XattrTable {
     private readonly kv: Region,
   ) {}
 
-  static async open(
-    io: ImageIO,
-    reader: MetadataReader,
-    tableStart: number,
-    bytesUsed: number,
-    floor: number,
-  ): Promise<XattrTable> {
+  static async open(io: ImageIO, reader: MetadataReader, tableStart: number, bytesUsed: number, floor: number): Promise<XattrTable> {
     const S = 'xattr id table';
     if (tableStart + HEADER_SIZE > bytesUsed) throw corrupt(S, 'header runs past bytes_used', tableStart);
     const h = await io.read(tableStart, HEADER_SIZE, S);
     const kvStart = u64(h, 0);
     const count = u32(h, 8);
     if (count === 0) throw corrupt(S, 'xattr id count is 0', tableStart);
-    if (kvStart < floor || kvStart >= tableStart)
-      throw corrupt(S, `key/value start ${kvStart} outside [${floor}, ${tableStart})`, tableStart);
+    if (kvStart < floor || kvStart >= tableStart) throw corrupt(S, `key/value start ${kvStart} outside [${floor}, ${tableStart})`, tableStart);
     const ids = await LookupTable.open(S, io, reader, {
       listStart: tableStart + HEADER_SIZE,
       listEnd: bytesUsed,
@@ -111,8 +104,7 @@ export class XattrTable {
         const value = await this.readValue(this.cursor(ref));
         valueBytes += value.length;
         nameBytes += fullName.length + 1;
-        if (valueBytes > MAX_TOTAL_VALUE_BYTES || nameBytes > MAX_VALUE)
-          throw corrupt(S, 'attributes of one inode exceed 64 KiB of names or 16 MiB of values');
+        if (valueBytes > MAX_TOTAL_VALUE_BYTES || nameBytes > MAX_VALUE) throw corrupt(S, 'attributes of one inode exceed 64 KiB of names or 16 MiB of values');
         out.push({ name: fullName, value });
       } else {
         if (valueSize > MAX_VALUE) throw corrupt(S, `xattr value of ${valueSize} bytes`);
@@ -120,8 +112,7 @@ export class XattrTable {
         if (prefix === undefined) continue;
         valueBytes += value.length;
         nameBytes += fullName.length + 1;
-        if (valueBytes > MAX_TOTAL_VALUE_BYTES || nameBytes > MAX_VALUE)
-          throw corrupt(S, 'attributes of one inode exceed 64 KiB of names or 16 MiB of values');
+        if (valueBytes > MAX_TOTAL_VALUE_BYTES || nameBytes > MAX_VALUE) throw corrupt(S, 'attributes of one inode exceed 64 KiB of names or 16 MiB of values');
         out.push({ name: fullName, value: value.slice() });
       }
     }

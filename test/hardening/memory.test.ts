@@ -14,6 +14,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { type NetProxy, startProxy } from '../../src/testing/net-proxy.js';
 import { type S3TestServer, startS3Server } from '../../src/testing/s3-server.js';
+import { wordText } from '../helpers/bytes.js';
 import { type PrivateBuild, privateBuild } from './build-tools.js';
 import { startMount } from './mount-process.js';
 
@@ -27,15 +28,6 @@ const TOTAL_READ = Number(process.env.HARDENING_TOTAL_MIB ?? 4096) * MiB;
 /** What the mount is given as --cache-size (the limit stays 64 MiB + 150 MiB): for diagnosis only. */
 const MOUNT_CACHE_FLAG = process.env.HARDENING_MOUNT_CACHE ?? '64M';
 const KEY = 'backups/memory/data.sqsh';
-
-/** `size` bytes of text drawn from 4,096 random 8-letter words: lz4 roughly halves it. */
-function wordText(size: number): Buffer {
-  const words = randomBytes(4096 * 4).toString('hex');
-  const picks = randomBytes(size / 9 * 2 + 2);
-  const out = Buffer.alloc(size, 0x20);
-  for (let at = 0, p = 0; at + 9 <= size; at += 9, p += 2) out.write(words.substr((picks.readUInt16LE(p) % 4096) * 8, 8), at, 'latin1');
-  return out;
-}
 
 let work: string;
 let imageBytes: number;

@@ -3,38 +3,26 @@
  * has to copy it must be decoded again, never copied from a buffer that now holds another block.
  */
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SquashfsImage } from '../../src/squashfs/index.js';
 import { FileSource } from '../../src/r2/file.js';
+import { wordText } from '../helpers/bytes.js';
 
 const MiB = 1 << 20;
 let work: string;
 let image: string;
 const files = new Map<string, Buffer>();
 
-/** Text of random words: compresses, so every block goes through the decompressor. */
-function words(size: number, seed: number): Buffer {
-  const vocabulary = randomBytes(512 * 6 + seed)
-    .toString('base64')
-    .slice(0, 512 * 6);
-  const picks = randomBytes(size);
-  const out = Buffer.alloc(size, 0x20);
-  for (let at = 0; at + 7 <= size; at += 7)
-    out.write(vocabulary.substr((picks[at]! * 2 + (picks[at + 1]! & 1)) * 6, 6), at, 'latin1');
-  return out;
-}
-
 beforeAll(() => {
   work = mkdtempSync(join(tmpdir(), 'block-reuse-'));
   const tree = join(work, 'tree');
   mkdirSync(tree);
-  files.set('big.txt', words(6 * MiB + 777, 1)); // 48 blocks and a fragment tail
-  files.set('other.txt', words(3 * MiB, 2));
-  for (let i = 0; i < 20; i++) files.set(`small${i}.txt`, words(5000 + i * 100, 3 + i)); // share fragment blocks
+  files.set('big.txt', wordText(6 * MiB + 777)); // 48 blocks and a fragment tail
+  files.set('other.txt', wordText(3 * MiB));
+  for (let i = 0; i < 20; i++) files.set(`small${i}.txt`, wordText(5000 + i * 100)); // share fragment blocks
   for (const [name, bytes] of files) writeFileSync(join(tree, name), bytes);
   image = join(work, 'img.sqsh');
   execFileSync('mksquashfs', [tree, image, '-noappend', '-quiet', '-no-progress', '-comp', 'gzip', '-b', '128K']);

@@ -3,13 +3,7 @@
  * module and is imported on first use, so opening an lz4 image never loads liblzma, lzo or zstd.
  */
 import { SquashfsError } from '../errors.js';
-import {
-  COMPRESSOR_NAMES,
-  type CompressorId,
-  type CompressorName,
-  type CompressorOptions,
-  type Decompressor,
-} from './decompressor.js';
+import { COMPRESSOR_NAMES, type CompressorId, type CompressorName, type CompressorOptions, type Decompressor } from './decompressor.js';
 import { DEFAULT_OPTIONS_SUMMARY, parseCompressionOptions } from './options.js';
 
 export type { CompressorId, CompressorName, CompressorOptions, Decompressor } from './decompressor.js';

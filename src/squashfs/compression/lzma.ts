@@ -21,8 +21,7 @@ export function createDecompressor(options?: CompressorOptions): Decompressor {
     options,
     async decompress(input, maxOutput) {
       checkBound('lzma', maxOutput);
-      if (input.length < HEADER_SIZE)
-        throw corruptBlock('lzma', `block of ${input.length} bytes is shorter than the 13-byte header`);
+      if (input.length < HEADER_SIZE) throw corruptBlock('lzma', `block of ${input.length} bytes is shorter than the 13-byte header`);
       const patched = Buffer.from(input); // a copy: never modify the caller's (possibly cached) bytes
       const stated = patched.readBigUInt64LE(SIZE_OFFSET);
       if (stated !== UNKNOWN_SIZE && stated > BigInt(maxOutput)) {

@@ -1,12 +1,5 @@
 import { createRequire } from 'node:module';
-import {
-  asBuffer,
-  checkBound,
-  corruptBlock,
-  unpin,
-  type CompressorOptions,
-  type Decompressor,
-} from './decompressor.js';
+import { asBuffer, checkBound, corruptBlock, unpin, type CompressorOptions, type Decompressor } from './decompressor.js';
 
 /** The part of the `lzo` package (it ships no type declarations) that we use. */
 interface LzoModule {

@@ -1,18 +1,9 @@
 import { createRequire } from 'node:module';
-import {
-  Scratch,
-  checkBound,
-  copyOut,
-  corruptBlock,
-  type CompressorOptions,
-  type Decompressor,
-} from './decompressor.js';
+import { Scratch, checkBound, copyOut, corruptBlock, type CompressorOptions, type Decompressor } from './decompressor.js';
 
 // zstd-napi's binding is `module.exports = require(<addon>)`: ESM named imports cannot see its
 // exports, so load it with require (types from its declarations).
-const { DCtx, getFrameContentSize } = createRequire(import.meta.url)(
-  'zstd-napi/binding',
-) as typeof import('zstd-napi/binding.js');
+const { DCtx, getFrameContentSize } = createRequire(import.meta.url)('zstd-napi/binding') as typeof import('zstd-napi/binding.js');
 
 /**
  * zstd: each block is one zstd frame, decoded into a buffer of exactly `maxOutput` bytes. A frame
