@@ -1,15 +1,20 @@
-import { stat } from 'node:fs/promises';
 import type { SourceStats } from '../r2/types.js';
 import type { ByteSource } from '../squashfs/source.js';
 import type { SquashfsReader } from '../squashfs/types.js';
 import { describeError, logger } from '../util/log.js';
-import { fuseOptions } from './fuse-options.js';
-import { type ConnectionProbe, MountError, checkMountpoint, connectionProbe } from './mountpoint.js';
-import { guardMount } from './exit-guard.js';
-import { createSession } from './native.js';
-import { type ImageSource, isRemoteSpec, openByteSource, openReader, type SourceOptions, splitCacheBudget } from './open-image.js';
-import { createOperations, type OperationStats } from './operations.js';
-import { type UnmountOptions, unmountFuse } from './unmount.js';
+import { MountError, checkMountpoint } from './mountpoint.js';
+import {
+  type ImageSource,
+  isRemoteSpec,
+  openByteSource,
+  openReader,
+  preloadReader,
+  type SourceOptions,
+  splitCacheBudget,
+} from './open-image.js';
+import type { OperationStats } from './operations.js';
+import type { ServeContext } from './serve.js';
+import type { UnmountOptions } from './unmount.js';
 
 export { MountError, checkMountpoint, isMountpoint } from './mountpoint.js';
 export { unmountFuse, type UnmountOptions, type UnmountResult } from './unmount.js';
@@ -25,7 +30,7 @@ export interface MountOptions {
    */
   cacheBytes?: number;
   /** Options for s3://, r2:// and http(s):// sources. */
-  source?: Omit<SourceOptions, 'cacheBytes' | 'cacheDir' | 'cacheDirMaxBytes'>;
+  source?: Omit<SourceOptions, 'cacheBytes' | 'cacheDir' | 'cacheDirMaxBytes' | 'whileOpening'>;
   /** Remote sources: keep fetched chunks on disk here, per object version, across mounts (issue 8). */
   cacheDir?: string;
   /** Size limit of `cacheDir` (whole objects evicted, least recently used). */
@@ -65,26 +70,6 @@ export interface MountHandle {
   /** Unmounts (see unmountFuse) and waits until serving has stopped (a lazy unmount waits for open files). */
   unmount(options?: UnmountOptions): Promise<void>;
   stats(): MountStats;
-}
-
-/** How often the connection is checked, to notice an unmount done by someone else (fusermount -u). */
-const CONNECTION_POLL_MS = 250;
-const DEFAULT_OPERATION_TIMEOUT_MS = 120_000;
-/** Longest wait for the reader and source to close once the kernel connection is gone. */
-const CLOSE_TIMEOUT_MS = 3_000;
-
-/** Waits for `work`, but no longer than `ms` (then calls `onTimeout` and resolves). */
-async function withinMs(ms: number, work: Promise<void>, onTimeout: () => void): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<void>((done) => {
-    timer = setTimeout(() => {
-      onTimeout();
-      done();
-    }, ms);
-    timer.unref();
-  });
-  await Promise.race([work, timeout]);
-  clearTimeout(timer);
 }
 
 /**
@@ -128,14 +113,26 @@ export async function prepareMount(source: string | ByteSource, options: MountOp
   const ownsSource = typeof source === 'string';
   const remote = ownsSource && isRemoteSpec(source);
   const budget = options.cacheBytes === undefined ? undefined : splitCacheBudget(options.cacheBytes, remote);
+  // What mounting needs next (the reader, the FUSE session and its addon: ~40 ms to load) loads while
+  // the image's first round trip is in flight, not after it.
+  let serving: Promise<typeof import('./serve.js')> | undefined;
+  const loadServing = (): void => {
+    serving ??= Promise.all([import('./serve.js'), preloadReader()]).then(([module]) => {
+      module.preloadServing();
+      return module;
+    });
+    serving.catch(() => undefined); // reported by mountAt, which awaits it
+  };
   const bytes: ImageSource = ownsSource
     ? await openByteSource(source, {
         ...options.source,
         cacheBytes: budget?.sourceBytes || undefined,
         cacheDir: options.cacheDir,
         cacheDirMaxBytes: options.cacheDirMaxBytes,
+        whileOpening: loadServing,
       })
     : source;
+  loadServing(); // a ByteSource was given
   const closeSource = async (): Promise<void> => {
     if (ownsSource) await bytes.close?.().catch((e) => log.warn(`closing the source: ${describeError(e)}`));
   };
@@ -156,7 +153,7 @@ export async function prepareMount(source: string | ByteSource, options: MountOp
       const target = await checkMountpoint(mountpoint, { nonEmpty: options.nonEmpty });
       state = 'mounting';
       // From here the mount owns reader and source: serve() closes both if it fails.
-      const handle = await serve(reader, target, options, {
+      const handle = await serveOn(serving!, reader, target, options, {
         name: bytes.name,
         sourceStats: () => bytes.stats?.(),
         onClosed: closeSource,
@@ -175,6 +172,25 @@ export async function prepareMount(source: string | ByteSource, options: MountOp
   };
 }
 
+/** serve() once its module is loaded; if it cannot load, the reader and source are closed all the same. */
+async function serveOn(
+  serving: Promise<typeof import('./serve.js')>,
+  reader: SquashfsReader,
+  target: string,
+  options: MountOptions,
+  context: ServeContext,
+): Promise<MountHandle> {
+  let serve: (typeof import('./serve.js'))['serve'];
+  try {
+    ({ serve } = await serving);
+  } catch (e) {
+    await reader.close().catch(() => undefined);
+    await context.onClosed?.();
+    throw e;
+  }
+  return serve(reader, target, options, context);
+}
+
 /** Background hydration after the mount is ready; failures are logged, reads carry on fetching what they need. */
 function startHydration(source: ImageSource, target: string): void {
   if (!source.hydrate) {
@@ -189,94 +205,7 @@ function startHydration(source: ImageSource, target: string): void {
 
 /** Mounts a reader that is already open (it is closed on unmount). */
 export async function mountReader(reader: SquashfsReader, mountpoint: string, options: MountOptions & { name?: string } = {}): Promise<MountHandle> {
-  return serve(reader, await checkMountpoint(mountpoint, { nonEmpty: options.nonEmpty }), options, { name: options.name ?? 'squashfs-r2' });
+  const target = await checkMountpoint(mountpoint, { nonEmpty: options.nonEmpty });
+  return serveOn(import('./serve.js'), reader, target, options, { name: options.name ?? 'squashfs-r2' });
 }
 
-interface ServeContext {
-  name: string;
-  sourceStats?: () => SourceStats | undefined;
-  /** Runs after the reader is closed (closes a source the mount opened). */
-  onClosed?: () => Promise<void>;
-}
-
-async function serve(reader: SquashfsReader, target: string, options: MountOptions, context: ServeContext): Promise<MountHandle> {
-  const started = performance.now();
-  try {
-    const root = await reader.root();
-    const operations = createOperations(reader, { pathCacheEntries: options.pathCacheEntries });
-    const session = createSession(target, operations.handlers, {
-      options: fuseOptions({ allowOther: options.allowOther, nonEmpty: options.nonEmpty, autoUnmount: options.autoUnmount, fsname: context.name }),
-      timeoutMs: options.operationTimeoutMs ?? DEFAULT_OPERATION_TIMEOUT_MS,
-    });
-    await new Promise<void>((done, fail) => {
-      session.mount((error) => (error ? fail(new MountError(`cannot mount on ${target}: ${error.message}`, { cause: error })) : done()));
-    });
-    const probe = await verifyMounted(target, root.stat.ino, () => unmountFuse(target, { lazy: true }).then(() => undefined));
-    const alive = probe.alive;
-    const unguard = guardMount(target, probe);
-
-    let resolveClosed!: () => void;
-    const closed = new Promise<void>((r) => {
-      resolveClosed = r;
-    });
-    let finished = false;
-    const finish = async (): Promise<void> => {
-      if (finished) return;
-      finished = true;
-      clearInterval(poll);
-      unguard();
-      session.release();
-      // Bounded: a transport stuck in a retry or a stalled GET must not keep an unmounted server alive.
-      await withinMs(
-        CLOSE_TIMEOUT_MS,
-        (async () => {
-          await reader.close().catch((e) => log.warn(`closing the reader: ${describeError(e)}`));
-          await context.onClosed?.();
-        })(),
-        () => log.warn(`${target}: closing the reader and source took over ${CLOSE_TIMEOUT_MS} ms; leaving anyway`),
-      );
-      log.info(`${target}: unmounted`);
-      resolveClosed();
-    };
-    const poll = setInterval(() => {
-      if (!alive()) void finish();
-    }, CONNECTION_POLL_MS);
-
-    log.info(`${target}: mounted ${context.name} (kernel mount and first stat ${(performance.now() - started).toFixed(1)} ms)`);
-    return {
-      mountpoint: target,
-      reader,
-      closed,
-      async unmount(unmountOptions?: UnmountOptions) {
-        if (!finished) await unmountFuse(target, unmountOptions);
-        // A plain unmount ends the connection at once; a lazy one when the last open file closes.
-        if (!alive()) await finish();
-        await closed;
-      },
-      stats: () => ({
-        fuse: operations.stats(),
-        reader: (reader as { cacheStats?: () => unknown }).cacheStats?.(),
-        source: context.sourceStats?.(),
-      }),
-    };
-  } catch (e) {
-    await reader.close().catch(() => undefined);
-    await context.onClosed?.();
-    throw e;
-  }
-}
-
-/**
- * Proves the mount serves: stat through the kernel must return the image's root inode number.
- * Returns the connection probe; on failure the half-made mount is removed before rejecting.
- */
-async function verifyMounted(target: string, rootIno: number, undo: () => Promise<void>): Promise<ConnectionProbe> {
-  try {
-    const st = await stat(target);
-    if (st.ino !== rootIno) throw new MountError(`${target} answers with inode ${st.ino}, not the image root ${rootIno}`);
-    return await connectionProbe(target);
-  } catch (e) {
-    await undo().catch(() => undefined);
-    throw e instanceof MountError ? e : new MountError(`${target} did not come up: ${describeError(e)}`, { cause: e });
-  }
-}

@@ -35,8 +35,13 @@ interface FuseNativeInstance {
 let sessionClass: (new (mountpoint: string, handlers: Handlers, options: SessionOptions) => FuseSession) | undefined;
 
 export function createSession(mountpoint: string, handlers: Handlers, options: SessionOptions): FuseSession {
+  return new (loadFuse())(mountpoint, handlers, options);
+}
+
+/** Loads the addon (once; synchronous), so a caller can do it while it waits for something else. */
+export function loadFuse(): NonNullable<typeof sessionClass> {
   sessionClass ??= defineSessionClass();
-  return new sessionClass(mountpoint, handlers, options);
+  return sessionClass;
 }
 
 function defineSessionClass() {

@@ -1,6 +1,7 @@
 import type { ByteSource } from '../squashfs/source.js';
 import type { CacheOptions } from './cache.js';
 import { FileSource } from './file.js';
+import { openNow, openSpans } from './open-early.js';
 import type { RangedObject, TransportOptions } from './ranged-object.js';
 import { parseSourceSpec, type SpecOptions } from './spec.js';
 import type { SourceStats } from './types.js';
@@ -9,6 +10,11 @@ import type { SourceStats } from './types.js';
 export interface SourceOptions extends SpecOptions, TransportOptions, CacheOptions {
   /** Local files only: byte offset of the image inside the file. */
   offset?: number;
+  /**
+   * Called once a remote object's opening requests are on their way (for a local file: at once), so a
+   * caller can load what it needs next during the round trip.
+   */
+  whileOpening?: () => void;
 }
 
 export type OpenedSource = ByteSource & {
@@ -24,6 +30,7 @@ export async function openSource(spec: string, options: SourceOptions = {}): Pro
   const parsed = parseSourceSpec(spec, options);
   if (parsed.kind === 'file') {
     const file = await FileSource.open(parsed.path, { offset: options.offset });
+    options.whileOpening?.();
     return {
       name: file.name,
       size: file.size,
@@ -32,13 +39,29 @@ export async function openSource(spec: string, options: SourceOptions = {}): Pro
       stats: () => ({}),
     };
   }
-  const [remote, { openCachedSource }] = await Promise.all([openRemoteObject(spec, options), import('./cache.js')]);
+  // The head + tail GETs leave before the chunk cache's modules load, which then overlap their round trip.
+  const remote = openNow(await openRemoteObject(spec, options), openSpans(options));
+  options.whileOpening?.();
   try {
+    const { openCachedSource } = await import('./cache.js');
     return await openCachedSource(remote, options);
   } catch (e) {
     await remote.close();
     throw e;
   }
+}
+
+/**
+ * Starts loading the transport modules openRemoteObject uses for `spec` (none for a local file), so they
+ * load alongside the caller's other modules instead of after them. Failures are left to openSource.
+ */
+export function preloadTransport(spec: string): Promise<unknown> {
+  const loading = /^https?:\/\//i.test(spec)
+    ? import('./http-object.js')
+    : /^(s3|r2):\/\//i.test(spec)
+      ? Promise.all([import('./s3-credentials.js'), import('./s3-object.js')])
+      : Promise.resolve();
+  return loading.catch(() => undefined);
 }
 
 /**

@@ -1,0 +1,133 @@
+import { stat } from 'node:fs/promises';
+import type { SourceStats } from '../r2/types.js';
+import type { SquashfsReader } from '../squashfs/types.js';
+import { describeError, logger } from '../util/log.js';
+import { guardMount } from './exit-guard.js';
+import { fuseOptions } from './fuse-options.js';
+import type { MountHandle, MountOptions } from './index.js';
+import { type ConnectionProbe, connectionProbe, MountError } from './mountpoint.js';
+import { createSession, loadFuse } from './native.js';
+import { createOperations } from './operations.js';
+import { type UnmountOptions, unmountFuse } from './unmount.js';
+
+/**
+ * Serving an open reader on a mountpoint: the FUSE session, the proof that the kernel answers, and the
+ * lifecycle until unmounted. Loaded apart from index.ts, so that prepareMount can load it (and the FUSE
+ * addon: preloadServing) while the image's first round trip is in flight.
+ */
+
+const log = logger('mount');
+
+/** How often the connection is checked, to notice an unmount done by someone else (fusermount -u). */
+const CONNECTION_POLL_MS = 250;
+const DEFAULT_OPERATION_TIMEOUT_MS = 120_000;
+/** Longest wait for the reader and source to close once the kernel connection is gone. */
+const CLOSE_TIMEOUT_MS = 3_000;
+
+/** Waits for `work`, but no longer than `ms` (then calls `onTimeout` and resolves). */
+async function withinMs(ms: number, work: Promise<void>, onTimeout: () => void): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((done) => {
+    timer = setTimeout(() => {
+      onTimeout();
+      done();
+    }, ms);
+    timer.unref();
+  });
+  await Promise.race([work, timeout]);
+  clearTimeout(timer);
+}
+
+export interface ServeContext {
+  name: string;
+  sourceStats?: () => SourceStats | undefined;
+  /** Runs after the reader is closed (closes a source the mount opened). */
+  onClosed?: () => Promise<void>;
+}
+
+export async function serve(reader: SquashfsReader, target: string, options: MountOptions, context: ServeContext): Promise<MountHandle> {
+  const started = performance.now();
+  try {
+    const root = await reader.root();
+    const operations = createOperations(reader, { pathCacheEntries: options.pathCacheEntries });
+    const session = createSession(target, operations.handlers, {
+      options: fuseOptions({ allowOther: options.allowOther, nonEmpty: options.nonEmpty, autoUnmount: options.autoUnmount, fsname: context.name }),
+      timeoutMs: options.operationTimeoutMs ?? DEFAULT_OPERATION_TIMEOUT_MS,
+    });
+    await new Promise<void>((done, fail) => {
+      session.mount((error) => (error ? fail(new MountError(`cannot mount on ${target}: ${error.message}`, { cause: error })) : done()));
+    });
+    const probe = await verifyMounted(target, root.stat.ino, () => unmountFuse(target, { lazy: true }).then(() => undefined));
+    const alive = probe.alive;
+    const unguard = guardMount(target, probe);
+
+    let resolveClosed!: () => void;
+    const closed = new Promise<void>((r) => {
+      resolveClosed = r;
+    });
+    let finished = false;
+    const finish = async (): Promise<void> => {
+      if (finished) return;
+      finished = true;
+      clearInterval(poll);
+      unguard();
+      session.release();
+      // Bounded: a transport stuck in a retry or a stalled GET must not keep an unmounted server alive.
+      await withinMs(
+        CLOSE_TIMEOUT_MS,
+        (async () => {
+          await reader.close().catch((e) => log.warn(`closing the reader: ${describeError(e)}`));
+          await context.onClosed?.();
+        })(),
+        () => log.warn(`${target}: closing the reader and source took over ${CLOSE_TIMEOUT_MS} ms; leaving anyway`),
+      );
+      log.info(`${target}: unmounted`);
+      resolveClosed();
+    };
+    const poll = setInterval(() => {
+      if (!alive()) void finish();
+    }, CONNECTION_POLL_MS);
+
+    log.info(`${target}: mounted ${context.name} (kernel mount and first stat ${(performance.now() - started).toFixed(1)} ms)`);
+    return {
+      mountpoint: target,
+      reader,
+      closed,
+      async unmount(unmountOptions?: UnmountOptions) {
+        if (!finished) await unmountFuse(target, unmountOptions);
+        // A plain unmount ends the connection at once; a lazy one when the last open file closes.
+        if (!alive()) await finish();
+        await closed;
+      },
+      stats: () => ({
+        fuse: operations.stats(),
+        reader: (reader as { cacheStats?: () => unknown }).cacheStats?.(),
+        source: context.sourceStats?.(),
+      }),
+    };
+  } catch (e) {
+    await reader.close().catch(() => undefined);
+    await context.onClosed?.();
+    throw e;
+  }
+}
+
+/**
+ * Proves the mount serves: stat through the kernel must return the image's root inode number.
+ * Returns the connection probe; on failure the half-made mount is removed before rejecting.
+ */
+async function verifyMounted(target: string, rootIno: number, undo: () => Promise<void>): Promise<ConnectionProbe> {
+  try {
+    const st = await stat(target);
+    if (st.ino !== rootIno) throw new MountError(`${target} answers with inode ${st.ino}, not the image root ${rootIno}`);
+    return await connectionProbe(target);
+  } catch (e) {
+    await undo().catch(() => undefined);
+    throw e instanceof MountError ? e : new MountError(`${target} did not come up: ${describeError(e)}`, { cause: e });
+  }
+}
+
+/** Loads the FUSE addon now (it is synchronous: ~10 ms), rather than once the image is open. */
+export function preloadServing(): void {
+  loadFuse();
+}

@@ -1,0 +1,45 @@
+import type { CacheOptions } from './cache.js';
+import type { OpenResult, RemoteObject } from './types.js';
+
+/**
+ * Starting an object's open (its head + tail GETs) before the chunk cache's modules are loaded: those
+ * take ~20 ms to load, which then overlap the round trip instead of preceding it.
+ */
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/**
+ * The head and tail sizes openCachedSource asks `open` for with these options, computed without loading
+ * cache.ts (its defaults repeated here; a test checks both agree, and a mismatch only costs the early GETs).
+ */
+export function openSpans(options: CacheOptions): { headBytes: number; tailBytes: number } {
+  const chunkBytes = options.chunkBytes ?? 64 * KiB;
+  const missUnitBytes = options.missUnitBytes ?? (options.chunkBytes === undefined ? 256 * KiB : chunkBytes);
+  return {
+    headBytes: options.headBytes ?? Math.max(chunkBytes, missUnitBytes),
+    tailBytes: options.tailBytes ?? 1 * MiB,
+  };
+}
+
+/**
+ * Sends `remote`'s open now; the object returned answers its first open() of the same sizes with that
+ * open (any other open goes to `remote`). Everything else is `remote`'s.
+ */
+export function openNow(remote: RemoteObject, spans: { headBytes: number; tailBytes: number }): RemoteObject {
+  let early: Promise<OpenResult> | undefined = remote.open(spans.headBytes, spans.tailBytes);
+  early.catch(() => undefined); // reported by the open() that takes it over, if any does
+  return {
+    name: remote.name,
+    open(headBytes, tailBytes) {
+      const started = early;
+      early = undefined;
+      if (started && headBytes === spans.headBytes && tailBytes === spans.tailBytes) return started;
+      return remote.open(headBytes, tailBytes);
+    },
+    fetch: (offset, length, signal) => remote.fetch(offset, length, signal),
+    fetchInto: remote.fetchInto && ((offset, targets, signal) => remote.fetchInto!(offset, targets, signal)),
+    stats: () => remote.stats(),
+    close: () => remote.close(),
+  };
+}

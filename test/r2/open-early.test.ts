@@ -1,0 +1,166 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { type CacheOptions, openCachedSource } from '../../src/r2/cache.js';
+import { GetPool } from '../../src/r2/http-get.js';
+import { openNow, openSpans } from '../../src/r2/open-early.js';
+import { openSource } from '../../src/r2/open-source.js';
+import type { OpenResult, RemoteObject } from '../../src/r2/types.js';
+import { type S3TestServer, startS3Server } from '../../src/testing/s3-server.js';
+import { BUCKET, patternBytes } from './transport-helpers.js';
+
+/** A remote object that records its opens and answers each with a fixed object of `size` bytes. */
+function fakeRemote(size = 4 << 20): RemoteObject & { opens: [number, number][] } {
+  const bytes = patternBytes(size, 7);
+  const opens: [number, number][] = [];
+  return {
+    name: 'fake',
+    opens,
+    async open(headBytes: number, tailBytes: number): Promise<OpenResult> {
+      opens.push([headBytes, tailBytes]);
+      const tail = Math.min(tailBytes, size);
+      return {
+        info: { size, etag: '"x"' },
+        head: bytes.subarray(0, Math.min(headBytes, size)),
+        tail: bytes.subarray(size - tail),
+      };
+    },
+    fetch: async (offset: number, length: number) => bytes.subarray(offset, offset + length),
+    stats: () => ({}) as never,
+    close: async () => undefined,
+  };
+}
+
+describe('openSpans', () => {
+  const cases: CacheOptions[] = [
+    {},
+    { chunkBytes: 4096 },
+    { chunkBytes: 128 * 1024 },
+    { missUnitBytes: 512 * 1024 },
+    { chunkBytes: 128 * 1024, missUnitBytes: 512 * 1024 },
+    { headBytes: 1000 },
+    { tailBytes: 0 },
+    { tailBytes: 4 << 20, cacheBytes: 64 << 20 },
+  ];
+  test.each(cases)('asks what openCachedSource asks with %o', async (options) => {
+    const remote = fakeRemote();
+    const source = await openCachedSource(remote, options);
+    await source.close();
+    const { headBytes, tailBytes } = openSpans(options);
+    expect(remote.opens).toEqual([[headBytes, tailBytes]]);
+  });
+});
+
+describe('openNow', () => {
+  test('opens at once; the first open of the same sizes is that one, any later open is a new one', async () => {
+    const remote = fakeRemote();
+    const early = openNow(remote, { headBytes: 100, tailBytes: 200 });
+    expect(remote.opens).toEqual([[100, 200]]);
+    const first = await early.open(100, 200);
+    expect(first.head.length).toBe(100);
+    expect(remote.opens).toHaveLength(1);
+    await early.open(100, 200);
+    expect(remote.opens).toHaveLength(2);
+  });
+
+  test('an open of other sizes is not answered with the early one', async () => {
+    const remote = fakeRemote();
+    const early = openNow(remote, { headBytes: 100, tailBytes: 200 });
+    const other = await early.open(300, 400);
+    expect(other.head.length).toBe(300);
+    expect(other.tail.length).toBe(400);
+    expect(remote.opens).toEqual([
+      [100, 200],
+      [300, 400],
+    ]);
+  });
+
+  test('a failed early open fails the open that takes it over (and is not an unhandled rejection)', async () => {
+    const remote = fakeRemote();
+    remote.open = async () => {
+      throw new Error('403 AccessDenied');
+    };
+    const early = openNow(remote, { headBytes: 1, tailBytes: 1 });
+    await new Promise((r) => setTimeout(r, 10));
+    await expect(early.open(1, 1)).rejects.toThrow('AccessDenied');
+  });
+});
+
+describe('openSource against the R2-behaviour server', () => {
+  let server: S3TestServer;
+  const image = patternBytes(3 << 20, 3);
+  beforeAll(async () => {
+    server = await startS3Server({ mode: 'r2', buckets: [BUCKET] });
+    await server.putObject(BUCKET, 'early/data.sqsh', image);
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+  const env = () => ({ AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey, AWS_REGION: 'auto' });
+
+  test('default options: the early head + tail GETs are the open (two GETs, none repeated); whileOpening runs once', async () => {
+    server.requests.length = 0;
+    let calls = 0;
+    const src = await openSource(`s3://${BUCKET}/early/data.sqsh`, {
+      endpoint: server.endpoint,
+      pathStyle: true,
+      env: env(),
+      whileOpening: () => calls++,
+    });
+    try {
+      expect(calls).toBe(1);
+      const gets = server.requests.filter((r) => r.method === 'GET');
+      expect(gets.map((r) => r.range).sort()).toEqual(['bytes=-1048576', 'bytes=0-262143']);
+      expect(Buffer.from(await src.read(image.length - 10, 10)).equals(Buffer.from(image.subarray(image.length - 10)))).toBe(true);
+    } finally {
+      await src.close();
+    }
+  });
+
+  test('a local file calls whileOpening too', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'open-early-'));
+    try {
+      const path = join(dir, 'x.bin');
+      execFileSync('sh', ['-c', `head -c 4096 /dev/zero > ${path}`]);
+      let calls = 0;
+      const src = await openSource(path, { whileOpening: () => calls++ });
+      expect(calls).toBe(1);
+      await src.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('GetPool over https (node:https loaded only for it)', () => {
+  let dir: string;
+  let server: ReturnType<typeof createServer>;
+  let port: number;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'get-pool-tls-'));
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-days', '1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')],
+      { stdio: 'ignore' },
+    );
+    server = createServer({ key: await readFile(join(dir, 'key.pem')), cert: await readFile(join(dir, 'cert.pem')) }, (_, res) => res.end('ok'));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    port = (server.address() as { port: number }).port;
+  });
+  afterAll(async () => {
+    server?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('speaks TLS and verifies the certificate: a self-signed server is refused', async () => {
+    const pool = new GetPool(`https://127.0.0.1:${port}`, { connections: 1, connectTimeoutMs: 5000, headersTimeoutMs: 5000, idleTimeoutMs: 5000 });
+    try {
+      await expect(pool.get('/', {}, new AbortController().signal)).rejects.toMatchObject({ code: 'DEPTH_ZERO_SELF_SIGNED_CERT' });
+    } finally {
+      pool.destroy();
+    }
+  });
+});
