@@ -40,6 +40,8 @@ async function main(): Promise<number> {
   if (!v.source || !v.mountpoint) throw new Error('--source and --mountpoint are required');
   const source = v.source;
   const started = performance.now();
+  // The archive's transport loads alongside the mount's modules, not after them.
+  import('../fs/open-image.js').then((m) => m.preloadSource(source), () => undefined);
   const opening = import('../fs/index.js').then(({ prepareMount }) =>
     prepareMount(source, {
       cacheBytes: v['cache-bytes'] ? Number(v['cache-bytes']) : undefined,

@@ -58,12 +58,15 @@ export async function main(argv: string[]): Promise<number> {
  * command line comes on stdin, and its report, failures included, goes to fd 3, where the starter waits.
  */
 async function serveDetached(): Promise<number> {
+  // The only command served detached loads alongside the protocol module.
+  const mounting = import('./commands/mount.js') as Promise<CommandModule>;
+  mounting.catch(() => undefined); // reported below once the arguments are known
   const { READY_FD, readDetachedArgs, reportReadiness } = await import('../fs/daemon.js');
   let code = 1;
   try {
     const [name, ...rest] = readDetachedArgs();
     if (name !== 'mount') throw Object.assign(new Error(`"${name}" cannot run detached`), { exitCode: 2 });
-    const mod = (await import('./commands/mount.js')) as CommandModule;
+    const mod = await mounting;
     code = await mod.run(['--ready-fd', String(READY_FD), ...rest]);
   } catch (e) {
     code = (e as { exitCode?: number }).exitCode ?? 1;

@@ -1,5 +1,8 @@
 import { Agent as HttpAgent, type IncomingMessage, request as httpRequest } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { createRequire } from 'node:module';
+
+/** node:https (and so tls) only for an https origin: loading it costs a plain-http mount 4-10 ms. */
+const loadHttps = (): typeof import('node:https') => createRequire(import.meta.url)('node:https');
 
 /**
  * GETs on a keep-alive connection pool, with node's own http client: it is already part of every
@@ -30,7 +33,7 @@ export class HttpTimeoutError extends Error {
 
 export class GetPool {
   private readonly agent: HttpAgent;
-  private readonly https: boolean;
+  private readonly send: typeof httpRequest;
   private readonly host: string;
   private readonly port: number | undefined;
 
@@ -39,12 +42,14 @@ export class GetPool {
     readonly options: GetPoolOptions,
   ) {
     const url = new URL(origin);
-    this.https = url.protocol === 'https:';
-    if (!this.https && url.protocol !== 'http:') throw new Error(`unsupported protocol ${url.protocol}`);
+    const secure = url.protocol === 'https:';
+    if (!secure && url.protocol !== 'http:') throw new Error(`unsupported protocol ${url.protocol}`);
     this.host = url.hostname.replace(/^\[(.*)\]$/, '$1');
     this.port = url.port ? Number(url.port) : undefined;
     const agentOptions = { keepAlive: true, maxSockets: options.connections, maxFreeSockets: options.connections };
-    this.agent = this.https ? new HttpsAgent(agentOptions) : new HttpAgent(agentOptions);
+    const https = secure ? loadHttps() : undefined;
+    this.agent = https ? new https.Agent(agentOptions) : new HttpAgent(agentOptions);
+    this.send = https ? https.request : httpRequest;
   }
 
   /**
@@ -54,8 +59,7 @@ export class GetPool {
    */
   get(path: string, headers: Record<string, string>, signal: AbortSignal): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
-      const send = this.https ? httpsRequest : httpRequest;
-      const req = send({ host: this.host, port: this.port, path, method: 'GET', headers, agent: this.agent, signal });
+      const req = this.send({ host: this.host, port: this.port, path, method: 'GET', headers, agent: this.agent, signal });
       let connectTimer: NodeJS.Timeout | undefined;
       const headersTimer = setTimeout(() => {
         req.destroy(new HttpTimeoutError('HEADERS_TIMEOUT', `no response headers within ${this.options.headersTimeoutMs} ms`));

@@ -92,10 +92,14 @@ function parseCacheSize(text: string): number {
  */
 async function runServer(source: string, mountpoint: string, values: Values): Promise<number> {
   const readyFd = values['ready-fd'] === undefined ? undefined : Number(values['ready-fd']);
-  const { mount } = await import('../../fs/index.js');
-  const { logger } = await import('../../util/log.js');
-  logger('mount').debug(`server started ${(performance.now()).toFixed(1)} ms after process start`);
-  const { reportReadiness } = await import('../../fs/daemon.js');
+  // The source's transport loads alongside the mount's modules, not after them (~10 ms sooner GETs).
+  import('../../fs/open-image.js').then((m) => m.preloadSource(source), () => undefined);
+  const [{ mount }, { logger }, { reportReadiness }] = await Promise.all([
+    import('../../fs/index.js'),
+    import('../../util/log.js'),
+    import('../../fs/daemon.js'),
+  ]);
+  logger('mount').debug(`server started ${performance.now().toFixed(1)} ms after process start`);
   if (readyFd !== undefined) {
     process.title = `squashfs-r2 mount ${resolve(mountpoint)}`;
     setTimeout(() => {
