@@ -1,5 +1,6 @@
 import { describeError, registerSecret } from '../util/log.js';
 import type { CredentialProvider, S3Credentials, S3Location } from './s3-object.js';
+import { defaultS3Endpoint } from './s3-url.js';
 import type { S3Spec } from './spec.js';
 
 /**
@@ -40,7 +41,7 @@ export async function resolveS3Access(
   region ??= 'us-east-1';
   return {
     location: {
-      endpoint: spec.endpoint ?? `https://s3.${region}.amazonaws.com`,
+      endpoint: spec.endpoint ?? defaultS3Endpoint(region),
       bucket: spec.bucket,
       key: spec.key,
       region,

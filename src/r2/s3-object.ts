@@ -1,6 +1,9 @@
 import { registerSecret } from '../util/log.js';
 import { RangedObject, type RequestAuthorizer, type TransportOptions } from './ranged-object.js';
+import { objectUrl } from './s3-url.js';
 import { signRequest } from './sigv4.js';
+
+export { encodeS3Key, objectUrl } from './s3-url.js';
 
 export interface S3Credentials {
   accessKeyId: string;
@@ -36,29 +39,6 @@ export function createS3Object(
   const provider = typeof credentials === 'function' ? credentials : async () => credentials;
   const authorizer = new SigV4Authorizer(url, location.region, provider);
   return new RangedObject({ origin: url.origin, path: url.pathname, name: location.name, authorizer }, options);
-}
-
-/** The object's URL: path-style `endpoint/bucket/key` or virtual-hosted `bucket.endpoint/key`. */
-export function objectUrl(location: S3Location): URL {
-  const endpoint = new URL(location.endpoint);
-  const base = endpoint.pathname.replace(/\/+$/, '');
-  const key = encodeS3Key(location.key);
-  if (location.pathStyle) {
-    endpoint.pathname = `${base}/${encodeS3Key(location.bucket)}/${key}`;
-  } else {
-    endpoint.hostname = `${location.bucket}.${endpoint.hostname}`;
-    endpoint.pathname = `${base}/${key}`;
-  }
-  endpoint.search = '';
-  return endpoint;
-}
-
-/** S3's canonical URI encoding: every byte but unreserved characters and `/` is %-escaped, once. */
-export function encodeS3Key(key: string): string {
-  return key
-    .split('/')
-    .map((part) => encodeURIComponent(part).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`))
-    .join('/');
 }
 
 /** Hop-by-hop headers a proxy may rewrite: sent, not signed (the SDK does not sign them either). */
