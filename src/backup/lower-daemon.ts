@@ -40,7 +40,9 @@ async function main(): Promise<number> {
   if (!v.source || !v.mountpoint) throw new Error('--source and --mountpoint are required');
   const source = v.source;
   const started = performance.now();
-  // The archive's transport loads alongside the mount's modules, not after them.
+  // The server's connections open, and the archive's transport loads, alongside the mount's modules.
+  const where = { endpoint: v.endpoint, accountId: v['account-id'], pathStyle: v['path-style'], region: v.region };
+  import('../r2/preconnect.js').then((m) => m.preconnectSource(source, where), () => undefined);
   import('../fs/open-image.js').then((m) => m.preloadSource(source), () => undefined);
   const opening = import('../fs/index.js').then(({ prepareMount }) =>
     prepareMount(source, {
@@ -48,7 +50,7 @@ async function main(): Promise<number> {
       cacheDir: v['cache-dir'],
       cacheDirMaxBytes: v['cache-dir-max-bytes'] ? Number(v['cache-dir-max-bytes']) : undefined,
       hydrate: v.hydrate,
-      source: { endpoint: v.endpoint, accountId: v['account-id'], pathStyle: v['path-style'], region: v.region },
+      source: where,
     }),
   );
   opening.catch(() => undefined); // its failure is reported after the go, not before

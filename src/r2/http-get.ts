@@ -1,5 +1,7 @@
 import { Agent as HttpAgent, type IncomingMessage, request as httpRequest } from 'node:http';
 import { createRequire } from 'node:module';
+import type { Duplex } from 'node:stream';
+import { takePreconnected } from './preconnect.js';
 
 /** node:https (and so tls) only for an https origin: loading it costs a plain-http mount 4-10 ms. */
 const loadHttps = (): typeof import('node:https') => createRequire(import.meta.url)('node:https');
@@ -18,6 +20,11 @@ export interface GetPoolOptions {
   headersTimeoutMs: number;
   /** Longest silence while a body arrives (see bodyIdleTimer). */
   idleTimeoutMs: number;
+}
+
+/** The agent's (undocumented in its types, public in node's docs) way of making a connection. */
+interface AgentConnecting {
+  createConnection(options: Record<string, unknown>, callback?: (error: Error | null, socket: Duplex) => void): Duplex | undefined;
 }
 
 /** A failure of the exchange itself, with a code that classifyTransportError (errors.ts) knows. */
@@ -50,6 +57,15 @@ export class GetPool {
     const https = secure ? loadHttps() : undefined;
     this.agent = https ? new https.Agent(agentOptions) : new HttpAgent(agentOptions);
     this.send = https ? https.request : httpRequest;
+    // The first requests use connections opened before this module loaded, if any (preconnect.ts). For
+    // https the agent still makes the TLS connection, over the given socket: same handshake and checks.
+    const agent = this.agent as unknown as AgentConnecting;
+    const fresh = agent.createConnection.bind(agent);
+    agent.createConnection = (connectOptions, callback) => {
+      const socket = takePreconnected(origin);
+      if (!socket) return fresh(connectOptions, callback);
+      return https ? fresh({ ...connectOptions, socket }, callback) : socket;
+    };
   }
 
   /**

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +9,10 @@ import { type CacheOptions, openCachedSource } from '../../src/r2/cache.js';
 import { GetPool } from '../../src/r2/http-get.js';
 import { openNow, openSpans } from '../../src/r2/open-early.js';
 import { openSource } from '../../src/r2/open-source.js';
+import { preconnect, sourceOrigin } from '../../src/r2/preconnect.js';
+import { resolveS3Access } from '../../src/r2/s3-credentials.js';
+import { objectUrl } from '../../src/r2/s3-url.js';
+import { parseSourceSpec, type SpecOptions } from '../../src/r2/spec.js';
 import type { OpenResult, RemoteObject } from '../../src/r2/types.js';
 import { type S3TestServer, startS3Server } from '../../src/testing/s3-server.js';
 import { BUCKET, patternBytes } from './transport-helpers.js';
@@ -156,11 +161,60 @@ describe('GetPool over https (node:https loaded only for it)', () => {
   });
 
   test('speaks TLS and verifies the certificate: a self-signed server is refused', async () => {
+    let connections = 0;
+    server.on('connection', () => connections++);
+    preconnect(`https://127.0.0.1:${port}`, 1); // TLS runs over a preconnected socket as over a new one
     const pool = new GetPool(`https://127.0.0.1:${port}`, { connections: 1, connectTimeoutMs: 5000, headersTimeoutMs: 5000, idleTimeoutMs: 5000 });
     try {
       await expect(pool.get('/', {}, new AbortController().signal)).rejects.toMatchObject({ code: 'DEPTH_ZERO_SELF_SIGNED_CERT' });
+      expect(connections).toBe(1);
     } finally {
       pool.destroy();
+    }
+  });
+});
+
+describe('preconnect', () => {
+  test('the origin known early is the one the S3 transport sends to', async () => {
+    const env = { AWS_ACCESS_KEY_ID: 'k', AWS_SECRET_ACCESS_KEY: 's', R2_ACCOUNT_ID: 'acct1' };
+    const cases: [string, SpecOptions][] = [
+      ['s3://b/k/x.sqsh', { endpoint: 'http://127.0.0.1:9000', pathStyle: true, region: 'us-east-1', env }],
+      ['s3://b/k/x.sqsh', { region: 'eu-west-1', env }],
+      ['s3://b/x.sqsh', { endpoint: 'https://store.example:8443/base', pathStyle: false, region: 'x', env }],
+      ['r2://b/x.sqsh', { env }],
+    ];
+    for (const [spec, options] of cases) {
+      const parsed = parseSourceSpec(spec, options);
+      if (parsed.kind !== 's3') throw new Error('not s3');
+      const { location } = await resolveS3Access(parsed);
+      expect(sourceOrigin(spec, options)).toBe(objectUrl(location).origin);
+    }
+    expect(sourceOrigin('https://h.example:444/a.sqsh?X-Amz-Signature=1')).toBe('https://h.example:444');
+    // Unknown without the SDK (no static keys, or no region), or nothing to connect to.
+    expect(sourceOrigin('s3://b/x.sqsh', { endpoint: 'http://127.0.0.1:1', env: { AWS_REGION: 'r' } })).toBeUndefined();
+    expect(sourceOrigin('s3://b/x.sqsh', { env: { AWS_ACCESS_KEY_ID: 'k', AWS_SECRET_ACCESS_KEY: 's' } })).toBeUndefined();
+    expect(sourceOrigin('/tmp/x.sqsh')).toBeUndefined();
+  });
+
+  test('GetPool sends its first requests on the preconnected sockets, then opens new ones', async () => {
+    let connections = 0;
+    const server = createHttpServer((_, res) => res.end('ok'));
+    server.on('connection', () => connections++);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const origin = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    try {
+      preconnect(origin, 2);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(connections).toBe(2);
+      const pool = new GetPool(origin, { connections: 3, connectTimeoutMs: 5000, headersTimeoutMs: 5000, idleTimeoutMs: 5000 });
+      const signal = new AbortController().signal;
+      const bodies = await Promise.all([1, 2, 3].map(async () => (await pool.get('/', {}, signal)).setEncoding('utf8').read() ?? 'ok'));
+      expect(bodies).toHaveLength(3);
+      expect(connections).toBe(3); // two taken over, one new
+      pool.destroy();
+    } finally {
+      server.closeAllConnections();
+      server.close();
     }
   });
 });

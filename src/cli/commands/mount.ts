@@ -92,7 +92,9 @@ function parseCacheSize(text: string): number {
  */
 async function runServer(source: string, mountpoint: string, values: Values): Promise<number> {
   const readyFd = values['ready-fd'] === undefined ? undefined : Number(values['ready-fd']);
-  // The source's transport loads alongside the mount's modules, not after them (~10 ms sooner GETs).
+  // The server's connections open, and the source's transport loads, alongside the mount's modules.
+  const where = { endpoint: values.endpoint, accountId: values['account-id'], pathStyle: values['path-style'], region: values.region };
+  import('../../r2/preconnect.js').then((m) => m.preconnectSource(source, where), () => undefined);
   import('../../fs/open-image.js').then((m) => m.preloadSource(source), () => undefined);
   const [{ mount }, { logger }, { reportReadiness }] = await Promise.all([
     import('../../fs/index.js'),
@@ -135,12 +137,7 @@ async function runServer(source: string, mountpoint: string, values: Values): Pr
       cacheDir: values['cache-dir'] === undefined ? undefined : resolve(values['cache-dir']),
       cacheDirMaxBytes: values['cache-dir-max'] === undefined ? undefined : parseSize(values['cache-dir-max']),
       hydrate: values.hydrate,
-      source: {
-        endpoint: values.endpoint,
-        accountId: values['account-id'],
-        pathStyle: values['path-style'],
-        region: values.region,
-      },
+      source: where,
     });
   } catch (e) {
     if (readyFd !== undefined) {
