@@ -107,7 +107,8 @@ export class ChunkStore {
 
   /**
    * Stores every chunk wholly inside `bytes` (object bytes from `offset`) that is neither held nor
-   * `skip`ped (in flight: its own bytes are on their way), in buffers of its own.
+   * `skip`ped (in flight: its own bytes are on their way). Not arena slots: `slice` of a Buffer is a
+   * view of it (the head or tail fetched at open), of a plain Uint8Array a copy.
    */
   storeWholeChunks(offset: number, bytes: Uint8Array, skip: (c: number) => boolean = () => false): void {
     const end = offset + bytes.length;
