@@ -1,8 +1,8 @@
 /**
  * Interfaces inside `src/r2`. The flow is:
  *   RemoteObject (one object over HTTP/S3/R2: validated, retried ranged GETs)
- *     -> CachedSource (aligned chunks in a byte-bounded LRU, in-flight dedupe, coalescing,
- *        readahead, pinned metadata)  -> implements the reader's ByteSource
+ *     -> CachedSource (cache.ts wires its layers: chunk store, fetcher, read path, pinned metadata,
+ *        readahead policy and runner, hydration)  -> implements the reader's ByteSource
  * A local file is a ByteSource directly (the OS page cache is its cache).
  */
 
