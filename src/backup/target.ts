@@ -1,3 +1,4 @@
+import type { Stats } from 'node:fs';
 import { lstat, mkdir, realpath, rmdir, stat } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { BackupInputError } from './layout.js';
@@ -14,10 +15,12 @@ export interface TargetPlan {
   missing: string[];
 }
 
-function describeKind(st: { isFile(): boolean; isSymbolicLink(): boolean }): string {
+function describeKind(st: Stats): string {
   if (st.isFile()) return 'a regular file';
   if (st.isSymbolicLink()) return 'a symlink to a missing path';
-  return 'not a directory';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  if (st.isFIFO()) return 'a fifo';
+  return 'a socket';
 }
 
 /** Checks `dir` without changing anything: a directory, or missing below an existing directory. */
@@ -26,7 +29,8 @@ export async function inspectTarget(dir: string): Promise<TargetPlan> {
   const missing: string[] = [];
   for (let p = abs; ; p = dirname(p)) {
     const st = await stat(p).catch((e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT') return undefined;
+      // ENOTDIR: a parent is not a dir; going up finds and names it.
+      if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return undefined;
       throw new BackupInputError(`cannot use ${abs} as target dir: ${e.code} on ${p}`);
     });
     if (st?.isDirectory()) return { dir: abs, missing: missing.reverse() };
