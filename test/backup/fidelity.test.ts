@@ -146,4 +146,30 @@ describe('a restore reproduces the backed-up tree', () => {
     // The dir mount-backup created stays, empty, as a plain mkdir -p would leave it.
     expect(existsSync(target)).toBe(true);
   });
+
+  it("fuse-overlayfs's own xattrs on the archive root are not copied (an opaque root would hide the backup)", async () => {
+    const own = join(root, 'own-xattrs');
+    await mkdir(own);
+    await writeFile(join(own, 'visible.txt'), 'still here\n');
+    for (const [name, value] of [
+      ['trusted.overlay.opaque', 'y'],
+      ['user.fuseoverlayfs.opaque', 'y'],
+      ['user.kept', 'yes'],
+    ]) {
+      execFileSync('setfattr', ['-n', name, '-v', value, own]);
+    }
+    const meta = await createBackup(own, { ...bucket, compression: 'gzip' });
+    const dir = join(root, 'own-restored');
+    const warnings: string[] = [];
+    await mountBackup(meta.id, dir, { ...bucket, stateDir, onWarning: (w) => warnings.push(w) });
+    try {
+      expect(await readFile(join(dir, 'visible.txt'), 'utf8')).toBe('still here\n');
+      expect(execFileSync('getfattr', ['--only-values', '-n', 'user.kept', dir], { encoding: 'utf8' })).toBe('yes');
+      expect(warnings).toEqual([
+        "xattrs of fuse-overlayfs's own on the archive root not restored: trusted.overlay.opaque, user.fuseoverlayfs.opaque",
+      ]);
+    } finally {
+      await teardownRestore(dir, { stateDir });
+    }
+  });
 });
