@@ -245,6 +245,7 @@ async function restoreLocked(
       warn(`xattrs of fuse-overlayfs's own on the archive root not restored: ${copied.skipped.join(', ')}`);
     if (copied.xattrFailure)
       warn(`the archive root's xattrs could not be set on ${paths.upper}: ${copied.xattrFailure}`);
+    record.upperCtimeMs = copied.upperCtimeMs;
     tLower = Date.now();
     say(`mounting ${overlayTool} on ${target}`);
     await mountOverlay(overlayTool, paths, target);

@@ -80,6 +80,8 @@ export interface RootCopy {
   skipped: string[];
   /** Why the xattrs could not be set (e.g. the state dir's filesystem refuses them); the rest was set. */
   xattrFailure?: string;
+  /** `upper`'s ctime once done: a later one means the restored dir's root was changed by a user. */
+  upperCtimeMs: number;
 }
 
 /**
@@ -95,5 +97,5 @@ export async function copyRootAttributes(lowerRoot: string, upper: string, xattr
   if (wanted.length) await setXattrs(upper, wanted).catch((e: Error) => (xattrFailure = e.message));
   await chmod(upper, root.mode & 0o7777);
   await utimes(upper, root.atime, root.mtime);
-  return { skipped, xattrFailure };
+  return { skipped, xattrFailure, upperCtimeMs: (await stat(upper)).ctimeMs };
 }

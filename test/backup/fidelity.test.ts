@@ -115,7 +115,7 @@ describe('a restore reproduces the backed-up tree', () => {
     await s3?.close();
   });
 
-  it('by stat, xattrs, content, link targets and hard-link groups, root included; again after writes', async () => {
+  it('by stat, xattrs, content, link targets and hard-link groups, root included; restored again, a changed root is kept aside', async () => {
     const meta = await createBackup(source, { ...bucket, compression: 'lz4' });
     const warnings: string[] = [];
     const first = await mountBackup(meta.id, target, { ...bucket, stateDir, onWarning: (w) => warnings.push(w) });
@@ -128,20 +128,24 @@ describe('a restore reproduces the backed-up tree', () => {
     expect(JSON.parse(await readFile(join(first.record.base, ROOT_XATTRS_FILE), 'utf8'))).toHaveLength(2);
     expect(await snapshotTree(first.record.upper).then((t) => Object.keys(t))).toEqual(['.']);
 
-    // A wrong root is caught: changing it through the overlay makes the comparison fail.
+    // Reading everything wrote nothing: restoring again has nothing to keep.
+    const again = await mountBackup(meta.id, target, { ...bucket, stateDir });
+    expect(again.replaced.map((r) => [r.savedWrites, r.discardedWrites])).toEqual([[undefined, false]]);
+    expect(diffTrees(want, await snapshotTree(target))).toEqual([]);
+
+    // A wrong root is caught: changing it through the overlay makes the comparison fail. Such a
+    // change alone (no entry written) is a write too: restoring again keeps it aside.
     await chmod(target, 0o755);
     expect(diffTrees(want, await snapshotTree(target))).toEqual(['. mode: want "40750", got "40755"']);
-    await writeFile(join(target, 'modes/plain.txt'), 'changed\n');
-
-    // Restoring again onto the same dir: the writes (the root's mode too) are moved aside, and the
-    // fresh restore is equal again.
-    const second = await mountBackup(meta.id, target, { ...bucket, stateDir });
-    const saved = second.replaced[0].savedWrites!;
-    expect(await readFile(join(saved, 'modes/plain.txt'), 'utf8')).toBe('changed\n');
+    const third = await mountBackup(meta.id, target, { ...bucket, stateDir });
+    const saved = third.replaced[0].savedWrites!;
+    expect(saved).toBeDefined();
     expect((await stat(saved)).mode & 0o7777).toBe(0o755);
     expect(diffTrees(want, await snapshotTree(target))).toEqual([]);
 
-    await teardownRestore(target, { stateDir });
+    await writeFile(join(target, 'modes/plain.txt'), 'changed\n');
+    const down = await teardownRestore(target, { stateDir });
+    expect(await readFile(join(down!.savedWrites!, 'modes/plain.txt'), 'utf8')).toBe('changed\n');
     expect(mountsUnder(root)).toEqual([]);
     // The dir mount-backup created stays, empty, as a plain mkdir -p would leave it.
     expect(existsSync(target)).toBe(true);
