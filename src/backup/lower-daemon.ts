@@ -5,10 +5,11 @@ import { decodeArgs, READY_FD, reportReadiness } from '../fs/daemon.js';
 import { describeError } from '../util/log.js';
 import { FAILURE_PREFIX } from './lower.js';
 import type { Recording } from './prefetch.js';
+import { writeRootXattrs } from './root-attrs.js';
 
 /**
  * The process that serves a restore's lower mount: `node lower-daemon.js --source S --mountpoint M
- * [--stats F] [transport flags] [cache flags] [record flags]`. It opens the archive at once, and mounts
+ * [--stats F] [--root-xattrs F] [transport flags] [cache flags] [record flags]`. It opens the archive at once, and mounts
  * with the FUSE library once mount-backup writes `--go [--prefetch-list F]` to its stdin (end of stdin
  * without it: not needed, exit); it reports on fd 3 (src/fs/daemon.ts). It keeps serving after mount-backup
  * returns, publishes its stats as JSON to F (every few seconds and on SIGUSR1) for `squashfs-r2 list`,
@@ -35,6 +36,8 @@ async function main(): Promise<number> {
       'record-bucket': { type: 'string' },
       'record-key': { type: 'string' },
       'record-seconds': { type: 'string' },
+      // Where to leave the image root's xattrs for mount-backup (root-attrs.ts).
+      'root-xattrs': { type: 'string' },
     },
   });
   if (!v.source || !v.mountpoint) throw new Error('--source and --mountpoint are required');
@@ -76,6 +79,13 @@ async function main(): Promise<number> {
   const told = performance.now();
   const prepared = await opening;
   const opened = performance.now();
+  const rootXattrs = v['root-xattrs'];
+  if (rootXattrs) {
+    await writeRootXattrs(prepared.reader, rootXattrs).catch(async (e: unknown) => {
+      await prepared.close();
+      throw new Error(`reading the archive root's xattrs: ${describeError(e)}`);
+    });
+  }
   const handle = await prepared.mountAt(v.mountpoint).catch(async (e: unknown) => {
     await prepared.close();
     throw e;

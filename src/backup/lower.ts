@@ -27,6 +27,8 @@ export interface LowerMountRequest {
   logFile: string;
   /** Where the process may publish its stats as JSON (read by `list`). */
   statsFile?: string;
+  /** Where it leaves the archive root's xattrs, if it has any, before reporting ready (root-attrs.ts). */
+  rootXattrsFile?: string;
   /** Persistent chunk cache directory, its size limit (e.g. "10G"), background hydration (issue 8). */
   cacheDir?: string;
   cacheDirMax?: string;
@@ -71,6 +73,7 @@ export function parseSize(text: string): number {
 function lowerArgv(req: LowerMountRequest): string[] {
   const argv = [daemonScript(), '--source', req.source, '--mountpoint', req.mountpoint];
   if (req.statsFile) argv.push('--stats', req.statsFile);
+  if (req.rootXattrsFile) argv.push('--root-xattrs', req.rootXattrsFile);
   if (req.cacheSize) argv.push('--cache-bytes', String(parseSize(req.cacheSize)));
   if (req.cacheDir) argv.push('--cache-dir', req.cacheDir);
   if (req.cacheDirMax) argv.push('--cache-dir-max-bytes', String(parseSize(req.cacheDirMax)));

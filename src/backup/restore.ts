@@ -1,4 +1,4 @@
-import { chmod, chown, mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import {
   assertBackupId,
@@ -15,6 +15,7 @@ import { isMountPoint } from './mounts.js';
 import { mountOverlay, requireOverlayTool } from './overlay.js';
 import { fetchPrefetchList, type PrefetchFetch } from './prefetch.js';
 import { fetchMetaFast } from './remote.js';
+import { copyRootAttributes, ROOT_XATTRS_FILE, readRootXattrs } from './root-attrs.js';
 import { type BucketOptions, resolveBucketOptions, sourceSpec } from './s3-client.js';
 import {
   ensureStateDir,
@@ -26,6 +27,7 @@ import {
   stateDirFrom,
   writeRecord,
 } from './state.js';
+import { assertApartFromState, createTarget, inspectTarget, removeCreated, type TargetPlan } from './target.js';
 import { sweepDetached, type TeardownResult, teardownRecord } from './teardown.js';
 
 export { type TeardownResult, teardownRestore } from './teardown.js';
@@ -68,15 +70,11 @@ export interface MountBackupResult {
 
 const DEFAULT_RECORD_SECONDS = 120;
 
-async function assertDirectory(dir: string): Promise<void> {
-  const st = await stat(dir).catch(() => undefined);
-  if (!st) throw new BackupInputError(`target dir ${dir} does not exist`);
-  if (!st.isDirectory()) throw new BackupInputError(`target ${dir} is not a directory`);
-}
-
 /**
  * Restores backup `id` onto `dir`: meta.json (TTL checked) → our FUSE mount of data.sqsh on a fresh
- * `<state>/<id>_<restoreId>/lower` → fuse-overlayfs on `dir`. Returns once `dir` answers. On failure
+ * `<state>/<id>_<restoreId>/lower` → fuse-overlayfs on `dir`, whose root then shows the archive
+ * root's owner, mode, times and xattrs. A missing `dir` is created (with its parents, as the sandbox
+ * SDK's restore does), but only once the backup checked out. Returns once `dir` answers. On failure
  * everything this call mounted or created is undone before the error is thrown.
  *
  * The lower mount's process is started first, alongside the meta.json request: its start-up and the
@@ -99,12 +97,11 @@ export async function mountBackup(
   const bucketOptions = resolveBucketOptions(options);
   const prefix = options.prefix ?? DEFAULT_PREFIX;
   const keys = backupKeys(prefix, id);
-  const target = resolve(dir);
-  await assertDirectory(target);
+  // Only looked at here: a missing target is created once the backup's own checks passed.
+  const plan = await inspectTarget(dir);
+  const target = plan.dir;
   const stateDir = stateDirFrom(options.stateDir);
-  if (target === stateDir || target.startsWith(`${stateDir}/`) || stateDir.startsWith(`${target}/`)) {
-    throw new BackupInputError(`target dir ${target} and state dir ${stateDir} must not contain each other`);
-  }
+  await assertApartFromState(target, stateDir);
   const overlayTool = requireOverlayTool();
 
   // The prefetch list is fetched alongside meta.json: no extra round trip.
@@ -133,6 +130,7 @@ export async function mountBackup(
       cacheSize: options.cacheSize,
       logFile: paths.lowerLog,
       statsFile: join(paths.base, STATS_FILE),
+      rootXattrsFile: join(paths.base, ROOT_XATTRS_FILE),
       cacheDir: options.cacheDir === undefined ? undefined : resolve(options.cacheDir),
       cacheDirMax: options.cacheDirMax,
       hydrate: options.hydrate,
@@ -151,7 +149,7 @@ export async function mountBackup(
   try {
     return await restoreLocked(
       id,
-      target,
+      plan,
       meta,
       { stateDir, bucketOptions, overlayTool, prefetchFetch, restoreId, paths, source, lower, discard },
       options,
@@ -165,7 +163,7 @@ export async function mountBackup(
 
 async function restoreLocked(
   id: string,
-  target: string,
+  plan: TargetPlan,
   meta: BackupMeta,
   where: {
     stateDir: string;
@@ -184,10 +182,18 @@ async function restoreLocked(
   tMeta: number,
 ): Promise<MountBackupResult> {
   const say = options.onStep ?? (() => undefined);
-  const { stateDir, overlayTool, restoreId, paths, source, lower, discard } = where;
+  const { stateDir, overlayTool, restoreId, paths, source, lower } = where;
+  const target = plan.dir;
   const warn = options.onWarning ?? (() => undefined);
   const replaced: TeardownResult[] = [];
+  let made: string[] = [];
+  const discard = async (e: unknown): Promise<never> => {
+    await removeCreated(made);
+    return where.discard(e);
+  };
   try {
+    made = await createTarget(plan);
+    if (made.length) say(`created ${target}`);
     await sweepDetached(stateDir).catch(() => undefined);
     const previous = await recordsForDir(stateDir, target);
     for (const rec of previous.reverse()) {
@@ -230,10 +236,16 @@ async function restoreLocked(
     prefetch = fetched ? fetched.kind : 'recording';
     say(`mounting ${source} read-only at ${paths.lower}`);
     await lower.go({ prefetchListFile });
-    // The overlay's root takes its owner and mode from upper: give it the backup's root attributes.
-    const root = await stat(paths.lower);
-    await chown(paths.upper, root.uid, root.gid);
-    await chmod(paths.upper, root.mode & 0o7777);
+    const copied = await copyRootAttributes(
+      paths.lower,
+      paths.upper,
+      await readRootXattrs(join(paths.base, ROOT_XATTRS_FILE)),
+    );
+    if (copied.skipped.length)
+      warn(`xattrs of fuse-overlayfs's own on the archive root not restored: ${copied.skipped.join(', ')}`);
+    if (copied.xattrFailure)
+      warn(`the archive root's xattrs could not be set on ${paths.upper}: ${copied.xattrFailure}`);
+    record.upperCtimeMs = copied.upperCtimeMs;
     tLower = Date.now();
     say(`mounting ${overlayTool} on ${target}`);
     await mountOverlay(overlayTool, paths, target);
@@ -245,7 +257,10 @@ async function restoreLocked(
     await writeRecord(record);
   } catch (e) {
     const undo = await teardownRecord(stateDir, record, true).then(
-      () => 'restore undone, nothing left mounted',
+      async () => {
+        await removeCreated(made);
+        return 'restore undone, nothing left mounted';
+      },
       (u: unknown) => `undoing the restore failed too: ${(u as Error).message}`,
     );
     const err = e instanceof Error ? e : new Error(String(e));

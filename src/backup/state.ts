@@ -36,6 +36,11 @@ export interface RestoreRecord {
   lowerLog: string;
   lowerPid?: number;
   /**
+   * The upper dir's ctime once it was given the archive root's attributes: a later one means the
+   * restored dir itself was changed (chmod, chown, touch, xattrs), which counts as a write to keep.
+   */
+  upperCtimeMs?: number;
+  /**
    * 'detached': the overlay was lazily unmounted while a file was open through it; the lower mount
    * stays until nothing uses it (see sweepDetached), and the record no longer belongs to `dir`.
    */

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stopProcess } from './lower.js';
 import { mountEntry, unmountFuse } from './mounts.js';
@@ -23,8 +23,12 @@ export interface TeardownResult {
   lazyUnmounts: string[];
 }
 
-async function hasEntries(dir: string): Promise<boolean> {
-  return (await readdir(dir).catch(() => [] as string[])).length > 0;
+/** Entries in upper, or a change to its root since the restore set it up (see upperCtimeMs). */
+async function holdsWrites(record: RestoreRecord): Promise<boolean> {
+  if ((await readdir(record.upper).catch(() => [] as string[])).length > 0) return true;
+  if (record.upperCtimeMs === undefined) return false;
+  const st = await stat(record.upper).catch(() => undefined);
+  return st !== undefined && st.ctimeMs !== record.upperCtimeMs;
 }
 
 function stamp(): string {
@@ -76,13 +80,13 @@ async function releaseLower(record: RestoreRecord, options: { lazyIfBusy?: boole
   return true;
 }
 
-/** Moves a non-empty upper dir to saved-writes/ (or deletes it with discardWrites). */
+/** Moves an upper dir holding writes to saved-writes/ (or deletes it with discardWrites). */
 async function setWritesAside(
   stateDir: string,
   record: RestoreRecord,
   discardWrites: boolean,
 ): Promise<{ savedWrites?: string; discardedWrites: boolean }> {
-  if (!(await hasEntries(record.upper))) return { discardedWrites: false };
+  if (!(await holdsWrites(record))) return { discardedWrites: false };
   if (discardWrites) {
     await rm(record.upper, { recursive: true, force: true });
     return { discardedWrites: true };

@@ -148,6 +148,16 @@ describe('backup CLI: create-backup, mount-backup, list, demo', () => {
     expect(noBucket.stderr).toMatch(/no bucket/);
     const badTtl = await run('squashfs-r2', ['create-backup', ...bucketArgs, '--ttl', '-5', sample]);
     expect(badTtl.code).toBe(2);
+    await writeFile(join(root, 'a-file'), 'not a dir\n');
+    const fileTarget = await run('mount-backup', [
+      ...bucketArgs,
+      '--state-dir',
+      stateDir,
+      '00000000-0000-4000-8000-000000000000',
+      join(root, 'a-file'),
+    ]);
+    expect(fileTarget.code).toBe(2);
+    expect(fileTarget.stderr).toMatch(/target .*a-file is a regular file, not a directory/);
     expect(mountsUnder(root)).toEqual([]);
   });
 

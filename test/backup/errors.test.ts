@@ -1,8 +1,10 @@
-import { chmod, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBackup } from '../../src/backup/create.js';
 import { BackupError, BackupInputError } from '../../src/backup/layout.js';
+import { isMountPoint } from '../../src/backup/mounts.js';
 import { mountBackup, teardownRestore } from '../../src/backup/restore.js';
 import { createS3Client } from '../../src/backup/s3-client.js';
 import { readRecords } from '../../src/backup/state.js';
@@ -65,10 +67,16 @@ describe('mount-backup failures leave nothing behind', () => {
     await expectNothingLeft();
   });
 
-  it('missing backup', async () => {
+  it('missing backup (also onto a missing dir: the backup is what is reported, no dir is created)', async () => {
     await expect(restore('00000000-0000-4000-8000-000000000000')).rejects.toThrow(
       /backup 00000000-0000-4000-8000-000000000000 not found/,
     );
+    await expect(restore('00000000-0000-4000-8000-000000000000', join(root, 'absent/dir'))).rejects.toThrow(
+      /backup 00000000-0000-4000-8000-000000000000 not found/,
+    );
+    expect(existsSync(join(root, 'absent'))).toBe(false);
+    await expect(restore('not-a-uuid', join(root, 'absent/dir'))).rejects.toThrow(/invalid backup id/);
+    expect(existsSync(join(root, 'absent'))).toBe(false);
     await expectNothingLeft();
   });
 
@@ -103,6 +111,9 @@ describe('mount-backup failures leave nothing behind', () => {
     client.destroy();
     await expect(restore(old)).rejects.toThrow(/expired at 2020-01-01T00:01:00.000Z/);
     await expect(restore(soon)).rejects.toThrow(/within the 60 s safety margin/);
+    // Onto a missing dir: still the expiry is reported, and the dir is not created.
+    await expect(restore(old, join(root, 'absent/dir'))).rejects.toThrow(/expired at 2020-01-01T00:01:00.000Z/);
+    expect(existsSync(join(root, 'absent'))).toBe(false);
     await expectNothingLeft();
   });
 
@@ -132,8 +143,49 @@ describe('mount-backup failures leave nothing behind', () => {
     await expectNothingLeft();
   });
 
-  it('target dir missing', async () => {
-    await expect(restore(id, join(root, 'nope'))).rejects.toThrow(/target dir .*nope does not exist/);
+  it('a missing target dir is created with its parents (0755, like mkdir -p), as the SDK restore does', async () => {
+    const dir = join(root, 'new/a/b');
+    const r = await restore(id, dir);
+    expect(r.record.dir).toBe(dir);
+    expect(isMountPoint(dir)).toBe(true);
+    expect(await readFile(join(dir, 'README.md'), 'utf8')).toContain('hello from the backup');
+    await teardownRestore(dir, { stateDir });
+    for (const d of ['new', 'new/a', 'new/a/b']) expect((await stat(join(root, d))).mode & 0o7777).toBe(0o755);
+    await rm(join(root, 'new'), { recursive: true });
+    await expectNothingLeft();
+  });
+
+  it('a target that is not a directory is refused before any request', async () => {
+    await writeFile(join(root, 'a-file'), 'x\n');
+    await symlink('a-file', join(root, 'link-to-file'));
+    await symlink('no/such/dir', join(root, 'dangling'));
+    const before = s3.server.requests.length;
+    const cases: [string, RegExp][] = [
+      ['a-file', /target .*a-file is a regular file, not a directory/],
+      ['link-to-file', /target .*link-to-file is a regular file, not a directory/],
+      ['dangling', /target .*dangling is a symlink to a missing path, not a directory/],
+      ['a-file/sub/dir', /a-file \(a parent of target .*a-file\/sub\/dir\) is a regular file/],
+    ];
+    for (const [name, expected] of cases) {
+      const err = await restore(id, join(root, name)).catch((e: Error) => e);
+      expect(err).toBeInstanceOf(BackupInputError);
+      expect((err as Error).message).toMatch(expected);
+    }
+    await expect(restore(id, '/dev/null')).rejects.toThrow(/target \/dev\/null is a device, not a directory/);
+    expect(s3.server.requests.length).toBe(before);
+    await Promise.all(['a-file', 'link-to-file', 'dangling'].map((n) => rm(join(root, n))));
+    await expectNothingLeft();
+  });
+
+  it('a target in the state dir is refused, also when reached through a symlink', async () => {
+    await mkdir(stateDir, { recursive: true });
+    await symlink(stateDir, join(root, 'state-link'));
+    for (const dir of [stateDir, join(stateDir, 'x'), join(root, 'state-link/y'), root]) {
+      await expect(restore(id, dir)).rejects.toThrow(/must not contain each other/);
+    }
+    expect(existsSync(join(stateDir, 'x'))).toBe(false);
+    expect(existsSync(join(stateDir, 'y'))).toBe(false);
+    await rm(join(root, 'state-link'));
     await expectNothingLeft();
   });
 
@@ -184,6 +236,11 @@ describe('mount-backup failures leave nothing behind', () => {
     await client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: `backups/${noData}/data.sqsh` }));
     client.destroy();
     await expect(restore(noData)).rejects.toThrow(/lower mount of s3:\/\/.*data.sqsh failed/);
+    // A dir created for the restore goes again with it (an existing parent stays).
+    await mkdir(join(root, 'kept'));
+    await expect(restore(noData, join(root, 'kept/made/here'))).rejects.toThrow(/lower mount .* failed/);
+    expect(await readdir(join(root, 'kept'))).toEqual([]);
+    await rm(join(root, 'kept'), { recursive: true });
     await expectNothingLeft();
   });
 

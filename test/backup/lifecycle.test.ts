@@ -10,6 +10,7 @@ import { isMountPoint, waitFor } from '../../src/backup/mounts.js';
 import { fetchMeta, headObject } from '../../src/backup/remote.js';
 import { mountBackup, teardownRestore } from '../../src/backup/restore.js';
 import { createS3Client } from '../../src/backup/s3-client.js';
+import { ROOT_XATTRS_FILE } from '../../src/backup/root-attrs.js';
 import { readRecords } from '../../src/backup/state.js';
 import { unmountRestoredDir } from '../../src/backup/unmount-restore.js';
 import { makeSampleTree, mountsUnder, startTestS3, type TestS3, tempRoot } from './helpers.js';
@@ -75,6 +76,8 @@ describe.each(['gzip', 'lz4', 'zstd'] as const)(
       expect(await manifest(target)).toEqual(want);
       // nothing was written by reading
       expect(await readdir(first.record.upper)).toEqual([]);
+      // The usual backup: no xattrs on its root, so the lower process left no file for them.
+      expect(existsSync(join(first.record.base, ROOT_XATTRS_FILE))).toBe(false);
 
       await writeFile(join(target, 'new.txt'), 'written after restore\n');
       await unlink(join(target, 'empty.txt'));

@@ -52,8 +52,6 @@ export async function manifest(root: string): Promise<Record<string, ManifestEnt
     }
     if (e.type === 'symlink') e.target = await readlink(abs);
     if (e.type !== 'symlink') e.xattrs = userXattrs(abs);
-    // The root's mtime changes whenever the sample is rebuilt or an overlay starts; not part of the content.
-    if (rel === '') e.mtimeSec = 0;
     out[rel || '.'] = e;
     if (e.type === 'dir') for (const name of (await readdir(abs)).sort()) await walk(rel ? `${rel}/${name}` : name);
   }

@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { SquashfsImage } from '../../squashfs/image.js';
 import type { Inode, Stat } from '../../squashfs/types.js';
+import { quoteForSetfattr } from '../../util/setfattr.js';
 import { byteOrder, deviceNumbers, normalisePath, parseCommandArgs, UsageError, withImage, SOURCE_OPTIONS, SOURCE_USAGE, sourceOptions } from './image-arg.js';
 
 const execFileP = promisify(execFile);
@@ -287,16 +288,4 @@ async function makeSpecial(abs: string, st: Stat): Promise<void> {
 function devArgs(rdev: number): string[] {
   const { major, minor } = deviceNumbers(rdev);
   return [String(major), String(minor)];
-}
-
-/**
- * getfattr's quoting, which `setfattr --restore` undoes: backslash, control characters, spaces
- * and non-ASCII bytes as \ooo octal (so names with newlines or leading/trailing spaces survive).
- */
-function quoteForSetfattr(text: string): string {
-  let out = '';
-  for (const byte of Buffer.from(text, 'utf8')) {
-    out += byte <= 0x20 || byte === 0x5c || byte === 0x3d || byte >= 0x7f ? `\\${byte.toString(8).padStart(3, '0')}` : String.fromCharCode(byte);
-  }
-  return out;
 }

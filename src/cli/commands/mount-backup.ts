@@ -12,7 +12,9 @@ export const usage = `usage: mount-backup [options] <backup-id> <dir>
        squashfs-r2 mount-backup [options] <backup-id> <dir>
 
 Restores a backup onto <dir> without downloading it: data.sqsh is mounted read-only with squashfs-r2's
-FUSE mount and fuse-overlayfs puts a writable layer on top. Returns once <dir> is usable.
+FUSE mount and fuse-overlayfs puts a writable layer on top. Returns once <dir> is usable. <dir> itself
+shows the backed-up dir's owner, mode, mtime and xattrs. A missing <dir> is created with its parents
+(0755), once the backup is found and not expired; a file, or a path in the state dir, is refused.
 Restoring again onto <dir> replaces the earlier restore; its writes are moved aside (path printed).
 
 options:
