@@ -23,9 +23,12 @@ export function parseProfile(spec: string): Profile {
   return { name: spec.trim(), rttMs: Number(m[1]), bandwidthBytesPerSec: bw };
 }
 
-/** W2R: W2's tree restored with mount-backup (issue 8), against the peers with fuse-overlayfs on top. */
-export type WorkloadId = 'W1' | 'W2' | 'W3' | 'W2R';
-export const ALL_WORKLOADS: WorkloadId[] = ['W1', 'W2', 'W3', 'W2R'];
+/**
+ * W2R: W2's tree restored with mount-backup (issue 8), against the peers with fuse-overlayfs on top.
+ * W1P: W1 as a user restores it (issue 12): each phase a plain command (cat, find -exec cat), timed from outside.
+ */
+export type WorkloadId = 'W1' | 'W1P' | 'W2' | 'W3' | 'W2R';
+export const ALL_WORKLOADS: WorkloadId[] = ['W1', 'W1P', 'W2', 'W3', 'W2R'];
 
 export type PeerId = 'us' | 'A' | 'B' | 'C';
 export const ALL_PEERS: PeerId[] = ['us', 'A', 'B', 'C'];

@@ -24,6 +24,8 @@ function table(rows: string[][]): string {
 
 export function workloadTitle(w: WorkloadId, image: ImageSpec | undefined): string {
   const size = image ? `${(image.imageBytes / MiB).toFixed(1)} MiB ${image.compression} image` : '';
+  if (w === 'W1P')
+    return `W1P restore phases, each a plain command timed from outside (${size}: ${image?.bigFiles.length} big files + ${image?.smallFiles.length} small files)`;
   if (w === 'W1')
     return `W1 backup (${size}: ${image?.bigFiles.length} big files + ${image?.smallFiles.length} small files)`;
   if (w === 'W2R') return `W2R restore-then-read (mount-backup of W2's ${size}; peers with fuse-overlayfs on top)`;
@@ -43,6 +45,11 @@ export function formatTables(
     for (const w of workloads) {
       if (w === 'W2R') {
         const t = formatRestoreTable(results, p, images.W2R);
+        if (t) out.push(t, '');
+        continue;
+      }
+      if (w === 'W1P') {
+        const t = formatPhaseTable(results, p, images.W1P);
         if (t) out.push(t, '');
         continue;
       }
@@ -93,6 +100,45 @@ export function formatTables(
   }
   out.push('Times are cumulative from the start of mounting; ratios are time ratios (below 1: "us" is faster).');
   return out.join('\n');
+}
+
+/** W1P's phases: the time of each step alone (not cumulative), then their sum. */
+const PHASES: { label: string; of: (r: RunResult) => number | undefined }[] = [
+  { label: 'mount (B: download + squashfuse)', of: (r) => r.mountMs },
+  { label: 'first small file (cat)', of: (r) => r.steps.find((s) => s.name === 'firstFile')?.ms },
+  { label: 'small tree (find src -type f -exec cat)', of: (r) => r.steps.find((s) => s.name === 'smallTree')?.ms },
+  { label: 'four big files (cat)', of: (r) => r.steps.find((s) => s.name === 'bigFiles')?.ms },
+  { label: 'total', of: (r) => r.milestones.everything },
+];
+
+/** Seconds per phase of W1P for each peer, with us/A and us/B per phase. */
+export function formatPhaseTable(results: RunResult[], p: Profile, image: ImageSpec | undefined): string | undefined {
+  const peers = ['us', 'A', 'B', 'C'].filter((peer) => find(results, p, 'W1P', peer));
+  if (peers.length === 0) return undefined;
+  const get = (peer: string) => find(results, p, 'W1P', peer);
+  const rows: string[][] = [['', ...peers, 'us/A', 'us/B']];
+  for (const phase of PHASES) {
+    const us = get('us');
+    rows.push([
+      `${phase.label} (s)`,
+      ...peers.map((peer) => sec(phase.of(get(peer)!))),
+      ratio(us && phase.of(us), get('A') && phase.of(get('A')!)),
+      ratio(us && phase.of(us), get('B') && phase.of(get('B')!)),
+    ]);
+  }
+  const num = (label: string, f: (r: RunResult) => string) =>
+    rows.push([label, ...peers.map((peer) => f(get(peer)!)), '', '']);
+  num('MiB fetched', (r) => (r.bytesDown / MiB).toFixed(1));
+  num('GETs', (r) => String(r.gets));
+  num('peak RSS (MiB)', (r) => (r.peakRssBytes / MiB).toFixed(1));
+  num('daemon CPU (s)', (r) => (r.extra.daemonCpuSeconds === undefined ? '-' : r.extra.daemonCpuSeconds.toFixed(2)));
+  const failed = results.filter((r) => r.profile === p.name && r.workload === 'W1P' && r.error);
+  return [
+    `== ${workloadTitle('W1P', image)}; profile ${p.name} (RTT ${p.rttMs} ms, ${(p.bandwidthBytesPerSec / 1e6).toFixed(0)} MB/s per connection)`,
+    table(rows),
+    'Each phase alone (not cumulative); total = their sum.',
+    ...failed.map((r) => `!! ${r.peer}: ${r.error}`),
+  ].join('\n');
 }
 
 /** W2R's variants in table order; the ratio column is against C+ovl (same overlay as ours). */
@@ -226,6 +272,26 @@ export function evaluateGoals(results: RunResult[], profiles: Profile[], w3Neede
         'W1 time to first file >= 3x faster than A',
         x >= 3,
         `${x.toFixed(1)}x (${sec(us1.milestones.firstFile)} s vs ${sec(a1.milestones.firstFile)} s)`,
+      );
+    }
+    const usP = find(results, p, 'W1P', 'us');
+    const aP = find(results, p, 'W1P', 'A');
+    const bP = find(results, p, 'W1P', 'B');
+    const treeMs = (r: RunResult) => r.steps.find((s) => s.name === 'smallTree')?.ms ?? Number.NaN;
+    if (usP && aP) {
+      const x = treeMs(usP) / treeMs(aP);
+      add(
+        'W1P small tree (find -exec cat) faster than A',
+        x < 1,
+        `us/A = ${x.toFixed(2)} (${sec(treeMs(usP))} s vs ${sec(treeMs(aP))} s)`,
+      );
+    }
+    if (usP && bP) {
+      const x = usP.milestones.everything! / bP.milestones.everything!;
+      add(
+        'W1P total (mount + every phase) no slower than B',
+        x <= 1,
+        `us/B = ${x.toFixed(2)} (${sec(usP.milestones.everything)} s vs ${sec(bP.milestones.everything)} s)`,
       );
     }
     const us2 = find(results, p, 'W2', 'us');

@@ -52,6 +52,12 @@ export const MILESTONES: Record<WorkloadId, { key: string; label: string }[]> = 
     { key: 'smallTree', label: 'small tree read' },
     { key: 'everything', label: 'everything read' },
   ],
+  W1P: [
+    { key: 'mounted', label: 'mounted' },
+    { key: 'firstFile', label: 'first small file (cat)' },
+    { key: 'smallTree', label: 'small tree (find -exec cat)' },
+    { key: 'everything', label: 'four big files (cat)' },
+  ],
   W2: [
     { key: 'mounted', label: 'mounted' },
     { key: 'findStat', label: 'find + stat all' },
@@ -74,7 +80,7 @@ export function milestonesOf(workload: WorkloadId, mountMs: number, steps: StepR
   let t = mountMs;
   const byName = new Map(steps.map((s) => [s.name, s.ms]));
   const order =
-    workload === 'W1'
+    workload === 'W1' || workload === 'W1P'
       ? ['firstFile', 'smallTree', 'bigFiles']
       : workload === 'W2' || workload === 'W2R'
         ? ['findStat', 'readAll']

@@ -30,7 +30,7 @@ import type { StepResult, StepsRequest } from './workload-runner.js';
 import { runRestoreSet } from './restore-set.js';
 import { backupImage, type ImageSpec, projectImage, randomOffsets } from './workloads.js';
 
-const USAGE = `usage: npm run bench -- [--quick] [--peers us,A,B,C] [--workloads W1,W2,W3,W2R] [--profiles 20ms,5ms,80ms]
+const USAGE = `usage: npm run bench -- [--quick] [--peers us,A,B,C] [--workloads W1,W1P,W2,W3,W2R] [--profiles 20ms,5ms,80ms]
                       [--data-dir DIR] [--out DIR] [--no-warm] [--server-mode r2|s3rver] [--concurrency 4] [--us-args="--log-level debug ..."]
 
 Runs every peer on the same data, the same local S3 server and the same proxy profile:
@@ -38,6 +38,8 @@ Runs every peer on the same data, the same local S3 server and the same proxy pr
   B   parallel ranged download (8 connections x 16 MiB) + squashfuse on the local copy
   C   squashfuse on the local image file (the floor)
   us  squashfs-r2 mount straight from the server (+ us-warm: the same mount read again)
+W1P is W1 as a user restores it: mount, cat of one small file, find src -type f -exec cat {} +, cat of
+the big files, each phase timed from outside (issue 12's table).
 W2R restores W2's tree with mount-backup (cold, recorded prefetch list, warm --cache-dir, --hydrate)
 against A/B/C with fuse-overlayfs on top (--us-args go to mount-backup there).
 Profiles: <rtt>ms[:<MB/s per connection>], default 20ms (100 MB/s). Data is generated once and cached.
@@ -125,6 +127,10 @@ function runSteps(req: StepsRequest): Promise<StepResult[]> {
 
 function stepsRequest(w: WorkloadId, root: string, image: ImageSpec, sizes: Sizes, concurrency: number): StepsRequest {
   if (w === 'W1') return { kind: 'W1', root, smallFiles: image.smallFiles, bigFiles: image.bigFiles, concurrency };
+  if (w === 'W1P') {
+    const smallTreeDir = image.smallFiles[0]!.split('/')[0]!;
+    return { kind: 'W1P', root, firstFile: image.smallFiles[0]!, smallTreeDir, bigFiles: image.bigFiles };
+  }
   if (w === 'W2' || w === 'W2R') return { kind: 'W2', root, concurrency };
   return {
     kind: 'W3',
@@ -140,9 +146,11 @@ function checkSteps(w: WorkloadId, steps: StepResult[], image: ImageSpec, sizes:
   const expect: Record<string, number> =
     w === 'W1'
       ? { smallTree: image.smallBytes, bigFiles: image.bigBytes }
-      : w === 'W2' || w === 'W2R'
-        ? { readAll: image.smallBytes, findStat: 0 }
-        : { randomReads: sizes.randomReads * sizes.randomReadBytes };
+      : w === 'W1P'
+        ? { smallTree: image.smallBytes } // the big files go to /dev/null (cat's exit status is checked)
+        : w === 'W2' || w === 'W2R'
+          ? { readAll: image.smallBytes, findStat: 0 }
+          : { randomReads: sizes.randomReads * sizes.randomReadBytes };
   for (const s of steps) {
     if (expect[s.name] !== undefined && s.bytes !== expect[s.name]) {
       throw new Error(`${s.name} read ${s.bytes} bytes, expected ${expect[s.name]}`);
@@ -182,7 +190,9 @@ function resultOf(
   );
   const first = steps[0];
   const firstFileWaves =
-    ctx.workload === 'W1' && first?.startEpochMs !== undefined && first.endEpochMs !== undefined
+    (ctx.workload === 'W1' || ctx.workload === 'W1P') &&
+    first?.startEpochMs !== undefined &&
+    first.endEpochMs !== undefined
       ? requestWaves(
           times.filter((t) => t >= first.startEpochMs! && t <= first.endEpochMs!),
           ctx.profile.rttMs,
@@ -254,7 +264,8 @@ async function runPeer(ctx: RunContext, peer: PeerId): Promise<RunResult[]> {
     const cpuCold = await sumCpu(mounted.pids);
     mounted.extra.daemonCpuSeconds = cpuCold;
     out.push(resultOf(ctx, peer, mounted.mountMs, steps, mountedAt, await sumRss(mounted.pids), mounted.extra));
-    if (peer === 'us' && ctx.opts.warm) {
+    // W1P compares cold restores only (W1 has the warm pass).
+    if (peer === 'us' && ctx.opts.warm && ctx.workload !== 'W1P') {
       // The same mount read again; the page cache is dropped so this measures the mount's own cache.
       await dropCaches();
       ctx.proxy.resetStats();
@@ -304,8 +315,9 @@ async function main(argv: string[]): Promise<number> {
   await mkdir(opts.dataDir, { recursive: true });
   await mkdir(opts.outDir, { recursive: true });
   const images: Partial<Record<WorkloadId, ImageSpec>> = {};
-  if (opts.workloads.includes('W1') || opts.workloads.includes('W3'))
+  if (['W1', 'W1P', 'W3'].some((w) => opts.workloads.includes(w as WorkloadId)))
     images.W1 = await backupImage(opts.dataDir, opts.sizes, log);
+  if (opts.workloads.includes('W1P')) images.W1P = images.W1;
   if (opts.workloads.includes('W2') || opts.workloads.includes('W2R'))
     images.W2 = await projectImage(opts.dataDir, opts.sizes, log);
   if (opts.workloads.includes('W2R')) images.W2R = images.W2;
@@ -379,7 +391,7 @@ async function main(argv: string[]): Promise<number> {
       )
     : undefined;
   const goals = evaluateGoals(results, opts.profiles, opts.workloads.includes('W3') ? w3Needed : undefined);
-  const text = `${formatTables(results, opts.profiles, opts.workloads, images)}\n\nGoals (issues 6 and 8):\n${formatGoals(goals)}\n`;
+  const text = `${formatTables(results, opts.profiles, opts.workloads, images)}\n\nGoals (issues 6, 8 and 12):\n${formatGoals(goals)}\n`;
   process.stdout.write(`\n${text}`);
 
   const stamp = started.toISOString().replace(/[:.]/g, '-');

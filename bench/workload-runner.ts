@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { lstat, open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -12,6 +13,8 @@ import { performance } from 'node:perf_hooks';
 
 export type StepsRequest =
   | { kind: 'W1'; root: string; smallFiles: string[]; bigFiles: string[]; concurrency: number }
+  /** W1 the way a user restores it: plain commands, one after another (issue 12's table). */
+  | { kind: 'W1P'; root: string; firstFile: string; smallTreeDir: string; bigFiles: string[] }
   | { kind: 'W2'; root: string; concurrency: number }
   | { kind: 'W3'; root: string; file: string; offsets: number[]; bytes: number };
 
@@ -87,7 +90,45 @@ async function walk(root: string): Promise<{ entries: number; files: string[] }>
   return { entries, files };
 }
 
+/**
+ * Runs a command in `cwd` as a user would and resolves with the bytes it wrote to stdout. `count`
+ * false sends stdout to /dev/null: a GiB through a pipe into this process would cost the machine's
+ * CPU in the middle of the measurement (the command's exit status still says whether reads failed).
+ */
+function command(cwd: string, cmd: string, args: string[], count: boolean): Promise<number> {
+  return new Promise((resolve, reject) => {
+    void open('/dev/null', 'w').then((devNull) => {
+      const child = spawn(cmd, args, { cwd, stdio: ['ignore', count ? 'pipe' : devNull.fd, 'pipe'] });
+      let bytes = 0;
+      let stderr = '';
+      child.stdout?.on('data', (d: Buffer) => (bytes += d.length));
+      child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('error', reject);
+      child.on('close', (code) => {
+        void devNull.close();
+        if (code === 0) resolve(bytes);
+        else reject(new Error(`${cmd} ${args.join(' ').slice(0, 80)}: exit ${code}: ${stderr.trim().slice(0, 300)}`));
+      });
+    }, reject);
+  });
+}
+
 export async function runSteps(req: StepsRequest): Promise<StepResult[]> {
+  if (req.kind === 'W1P') {
+    return [
+      await timed('firstFile', async () => ({
+        bytes: await command(req.root, 'cat', [req.firstFile], true),
+        files: 1,
+      })),
+      await timed('smallTree', async () => ({
+        bytes: await command(req.root, 'find', [req.smallTreeDir, '-type', 'f', '-exec', 'cat', '{}', '+'], true),
+      })),
+      await timed('bigFiles', async () => ({
+        bytes: await command(req.root, 'cat', req.bigFiles, false),
+        files: req.bigFiles.length,
+      })),
+    ];
+  }
   if (req.kind === 'W1') {
     const first = req.smallFiles[0]!;
     return [
