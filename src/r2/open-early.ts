@@ -1,4 +1,4 @@
-import type { CacheOptions } from './cache.js';
+import { type CacheOptions, resolveOptions } from './cache-options.js';
 import type { OpenResult, RemoteObject } from './types.js';
 
 /**
@@ -6,20 +6,13 @@ import type { OpenResult, RemoteObject } from './types.js';
  * take ~20 ms to load, which then overlap the round trip instead of preceding it.
  */
 
-const KiB = 1024;
-const MiB = 1024 * KiB;
-
 /**
- * The head and tail sizes openCachedSource asks `open` for with these options, computed without loading
- * cache.ts (its defaults repeated here; a test checks both agree, and a mismatch only costs the early GETs).
+ * The head and tail sizes openCachedSource asks `open` for with these options. cache-options.ts has
+ * no imports, so asking it costs nothing at start-up and the defaults stay in one place.
  */
 export function openSpans(options: CacheOptions): { headBytes: number; tailBytes: number } {
-  const chunkBytes = options.chunkBytes ?? 64 * KiB;
-  const missUnitBytes = options.missUnitBytes ?? (options.chunkBytes === undefined ? 256 * KiB : chunkBytes);
-  return {
-    headBytes: options.headBytes ?? Math.max(chunkBytes, missUnitBytes),
-    tailBytes: options.tailBytes ?? 1 * MiB,
-  };
+  const { headBytes, tailBytes } = resolveOptions(options);
+  return { headBytes, tailBytes };
 }
 
 /**
