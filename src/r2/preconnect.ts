@@ -1,13 +1,15 @@
 import { connect, type Socket } from 'node:net';
+import { connectPlain, type ReadPort } from './http1-connection.js';
 import { defaultS3Endpoint, objectUrl } from './s3-url.js';
 import { parseSourceSpec, type SpecOptions } from './spec.js';
 
 /**
  * TCP connections to a remote image's server opened before the transport's modules have loaded
  * (~30 ms), so the open's GETs find them connected: the connect's round trip overlaps module loading
- * instead of preceding the first request. GetPool takes them (takePreconnected) for its first requests
- * to that origin, TLS included (the handshake and certificate checks run on the taken socket as on a
- * new one). Untaken connections are closed after a few seconds. Nothing is sent on them.
+ * instead of preceding the first request. The GET pool takes them for its first requests to that
+ * origin: plain http ones are made as our HTTP/1.1 client makes its own (takePreconnectedPlain), TLS
+ * ones are plain sockets the handshake and certificate checks then run on as on a new one
+ * (takePreconnected). Untaken connections are closed after a few seconds. Nothing is sent on them.
  */
 
 /** The open's head and tail GETs. */
@@ -15,7 +17,13 @@ const OPEN_CONNECTIONS = 2;
 /** Closed when not taken by then (the mount failed, or never opened the source). */
 const UNUSED_MS = 10_000;
 
-const waiting = new Map<string, Socket[]>();
+interface Waiting {
+  socket: Socket;
+  /** Present for plain http: how the HTTP/1.1 client reads the socket. */
+  port?: ReadPort;
+}
+
+const waiting = new Map<string, Waiting[]>();
 
 /** `protocol//host:port` with the port spelt out, the key both sides compute. */
 export function originKey(origin: string | URL): string {
@@ -54,26 +62,42 @@ export function preconnect(origin: string, count: number): void {
   const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
   const sockets = waiting.get(key) ?? [];
   for (let i = 0; i < count; i++) {
-    const socket = connect({ host, port, noDelay: true, keepAlive: true });
-    socket.on('error', () => undefined); // a failed one is skipped by takePreconnected
-    socket.unref();
-    sockets.push(socket);
+    const made =
+      url.protocol === 'http:'
+        ? connectPlain(host, port)
+        : { socket: connect({ host, port, noDelay: true, keepAlive: true }) };
+    made.socket.on('error', () => undefined); // a failed one is skipped when taken
+    made.socket.unref();
+    sockets.push(made);
   }
   waiting.set(key, sockets);
   setTimeout(() => {
-    for (const s of waiting.get(key)?.splice(0) ?? []) s.destroy();
+    for (const s of waiting.get(key)?.splice(0) ?? []) s.socket.destroy();
   }, UNUSED_MS).unref();
 }
 
-/** A preconnected socket to `origin` that is still usable, handed over to the caller for good. */
+/** A preconnected socket to an https `origin` that is still usable, handed over to the caller for good. */
 export function takePreconnected(origin: string | URL): Socket | undefined {
+  return take(origin, false)?.socket;
+}
+
+/** A preconnected socket to an http `origin`, with the read port the HTTP/1.1 client reads it through. */
+export function takePreconnectedPlain(origin: string | URL): { socket: Socket; port: ReadPort } | undefined {
+  const taken = take(origin, true);
+  return taken?.port ? { socket: taken.socket, port: taken.port } : undefined;
+}
+
+function take(origin: string | URL, plain: boolean): Waiting | undefined {
   const sockets = waiting.get(originKey(origin));
   while (sockets?.length) {
-    const socket = sockets.shift()!;
-    if (socket.destroyed || socket.readyState === 'closed') continue;
-    socket.removeAllListeners('error');
-    socket.ref();
-    return socket;
+    const next = sockets.shift()!;
+    if (next.socket.destroyed || next.socket.readyState === 'closed' || (next.port !== undefined) !== plain) {
+      next.socket.destroy();
+      continue;
+    }
+    next.socket.removeAllListeners('error');
+    next.socket.ref();
+    return next;
   }
   return undefined;
 }

@@ -1,9 +1,9 @@
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { logger } from '../util/log.js';
 import { rangeInside } from '../util/range.js';
 import { type ByteRange, expectedSpan, parseContentRange, rangeHeader } from './content-range.js';
 import { classifyTransportError, isRetryableStatus, parseS3ErrorBody, SourceError } from './errors.js';
-import { bodyIdleTimer, GetPool } from './http-get.js';
+import { BodyOverflowError, type GetResponse } from './get-response.js';
+import { type GetPool, getPool } from './http-get.js';
 import { type AttemptContext, type RetryPolicy, retryPolicy, withRetry } from './retry.js';
 import { TransportCounters } from './stats.js';
 import type { ObjectInfo, OpenResult, RemoteObject, TransportStats } from './types.js';
@@ -72,7 +72,7 @@ export class RangedObject implements RemoteObject {
     this.idleTimeoutMs = options.idleTimeoutMs ?? 20_000;
     const connections = options.connections ?? 16;
     if (!Number.isSafeInteger(connections) || connections < 1) throw new RangeError(`connections must be >= 1`);
-    this.pool = new GetPool(target.origin, {
+    this.pool = getPool(target.origin, {
       connections,
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
       headersTimeoutMs: this.headersTimeoutMs,
@@ -245,16 +245,16 @@ export class RangedObject implements RemoteObject {
     const started = performance.now();
     this.counters.requests++;
     this.counters.inFlight++;
-    let body: IncomingMessage | undefined;
+    let body: GetResponse | undefined;
     try {
-      let res: IncomingMessage;
+      let res: GetResponse;
       try {
         res = await this.pool.get(this.target.path, headers, abort.signal);
       } catch (e) {
         throw this.transportFailure(e, signal, fail);
       }
       body = res;
-      const status = res.statusCode ?? 0;
+      const status = res.statusCode;
       const h = res.headers;
 
       if (status === 412) {
@@ -272,7 +272,7 @@ export class RangedObject implements RemoteObject {
           throw fail('ObjectChanged', `object changed since it was opened (416: range now unsatisfiable)`, { status });
       }
       if (status < 200 || status >= 300) {
-        const text = await readText(res, ERROR_BODY_LIMIT).catch(() => '');
+        const text = await res.readText(ERROR_BODY_LIMIT).catch(() => '');
         const s3 = parseS3ErrorBody(text);
         throw fail(s3.code ?? 'HttpError', s3.message ?? `HTTP ${status}`, {
           status,
@@ -337,7 +337,7 @@ export class RangedObject implements RemoteObject {
       return { bytes: targets ? EMPTY : parts[0]!, start, info };
     } finally {
       // A rejected response's body is dropped with its connection: never download what we will not use.
-      if (body && !body.destroyed) discard(body);
+      body?.discard();
       clearTimeout(timer);
       signal?.removeEventListener('abort', onCallerAbort);
       this.counters.inFlight--;
@@ -347,7 +347,7 @@ export class RangedObject implements RemoteObject {
 
   /** Reads a body of exactly `expected` bytes into `parts`, one after another (their lengths add up to it). */
   private async readExact(
-    body: IncomingMessage,
+    body: GetResponse,
     parts: readonly Uint8Array[],
     expected: number,
     signal: AbortSignal | undefined,
@@ -356,44 +356,19 @@ export class RangedObject implements RemoteObject {
     if (parts.reduce((sum, p) => sum + p.length, 0) !== expected) {
       throw new RangeError(`${this.name}: ${expected} bytes answered into buffers of another size`);
     }
-    let filled = 0;
-    let part = 0;
-    let at = 0;
-    const idle = bodyIdleTimer(body, this.idleTimeoutMs);
+    let filled: number;
     try {
-      // 'data' events, not an async iterator: measured ~6% less CPU per 4 KiB GET and ~20% per 1 MiB.
-      await new Promise<void>((resolve, reject) => {
-        body.on('data', (chunk: Buffer) => {
-          idle.touch();
-          if (filled + chunk.length > expected) {
-            reject(fail('BadResponse', `body longer than the ${expected} bytes asked`));
-            return;
-          }
-          for (let from = 0; from < chunk.length; ) {
-            const target = parts[part]!;
-            const n = Math.min(target.length - at, chunk.length - from);
-            chunk.copy(target, at, from, from + n);
-            from += n;
-            at += n;
-            if (at === target.length) {
-              part++;
-              at = 0;
-            }
-          }
-          filled += chunk.length;
-        });
-        body.once('end', resolve);
-        body.once('error', reject);
-      });
+      filled = await body.readInto(parts);
     } catch (e) {
-      if (e instanceof SourceError) throw e;
+      if (e instanceof BodyOverflowError) throw fail('BadResponse', `body longer than the ${expected} bytes asked`);
       const failure = this.transportFailure(e, signal, fail);
       if (failure.code === 'Network') {
-        throw fail('Truncated', `body ended after ${filled} of ${expected} bytes`, { retryable: true, cause: e });
+        throw fail('Truncated', `body ended after ${body.bytesRead} of ${expected} bytes`, {
+          retryable: true,
+          cause: e,
+        });
       }
       throw failure;
-    } finally {
-      idle.stop();
     }
     if (filled < expected) {
       throw fail('Truncated', `body ended after ${filled} of ${expected} bytes`, { retryable: true });
@@ -424,23 +399,18 @@ export class RangedObject implements RemoteObject {
   }
 }
 
-/** Drops a body and its connection; the resulting abort error has nowhere useful to go. */
-function discard(body: IncomingMessage): void {
-  body.on('error', () => undefined);
-  body.destroy();
-}
-
 /** A tail answer that is wrong in shape (not an error of the object): worth the explicit-range fallback. */
 function isRangeFault(e: unknown): boolean {
   return e instanceof SourceError && (e.code === 'BadResponse' || e.code === 'RangeIgnored');
 }
 
-function header(h: IncomingHttpHeaders, name: string): string | undefined {
-  const v = h[name];
-  return Array.isArray(v) ? v[0] : v;
+type Headers = GetResponse['headers'];
+
+function header(h: Headers, name: string): string | undefined {
+  return h[name];
 }
 
-function identityOf(h: IncomingHttpHeaders, size: number): ObjectInfo {
+function identityOf(h: Headers, size: number): ObjectInfo {
   return { size, etag: header(h, 'etag'), lastModified: header(h, 'last-modified') };
 }
 
@@ -462,15 +432,4 @@ function normalizeEtag(e: string): string {
 
 function describeRange(r: ByteRange): string {
   return r.kind === 'span' ? `[${r.start}-${r.end}]` : `[last ${r.length} bytes]`;
-}
-
-async function readText(body: IncomingMessage, limit: number): Promise<string> {
-  const parts: Buffer[] = [];
-  let n = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    parts.push(chunk);
-    n += chunk.length;
-    if (n >= limit) break;
-  }
-  return Buffer.concat(parts).subarray(0, limit).toString('utf8');
 }
