@@ -10,8 +10,11 @@
  * a new stream with no readahead, so a random reader never triggers more
  * than what it asked for. A stream's window starts at `initialWindowBytes` once it has been continued
  * `minSequentialReads - 1` times (two adjacent reads can be chance; three rarely are) and doubles every
- * time the reader has consumed half of what was prefetched, up to `maxWindowBytes`; each plan tops the
- * prefetched bytes ahead of the reader up to one window.
+ * time the reader has consumed half a window since it last grew, up to `maxWindowBytes`. A plan tops
+ * the prefetched bytes ahead of the reader up to one window as soon as a `1/topUpsPerWindow` of it is
+ * free: a reader faster than the network then always has most of a window in flight, where topping
+ * up only at half a window left it waiting on each half in turn (W1's big files: one wave of GETs
+ * after another, about half the bandwidth).
  *
  * A stream also needs `minStreamBytes` read before its first window: the reader's few tiny adjacent
  * reads at open (superblock, compression options) are not a data stream, and a readahead they start is
@@ -40,6 +43,10 @@ export interface ReadaheadOptions {
   budgetBytes?: number;
   /** Plans are rounded down to this unit (a chunk); a plan smaller than one unit is not made. Default 1. */
   unitBytes?: number;
+  /** A window is topped up once this fraction of it (1/n) is free. Default 2 (at half a window). */
+  topUpsPerWindow?: number;
+  /** ... and at least this much of it. Default 0. */
+  minTopUpBytes?: number;
 }
 
 export interface ReadaheadPlan {
@@ -57,6 +64,8 @@ interface Stream {
   /** End of the bytes requested ahead for this stream (== nextOffset before any readahead). */
   aheadUntil: number;
   windowBytes: number;
+  /** The reader's position when the window last grew. */
+  grownAt: number;
   sequentialReads: number;
 }
 
@@ -94,6 +103,7 @@ export class SequentialDetector {
         nextOffset: end,
         aheadUntil: end,
         windowBytes: 0,
+        grownAt: offset,
         sequentialReads: 1,
       });
       if (this.streams.length > this.options.maxStreams) this.streams.shift();
@@ -109,12 +119,14 @@ export class SequentialDetector {
     if (stream.nextOffset - stream.firstOffset < (this.options.minStreamBytes ?? 0)) return undefined;
 
     const ahead = Math.max(0, stream.aheadUntil - stream.nextOffset);
-    if (stream.windowBytes > 0 && ahead > stream.windowBytes / 2) return undefined;
     const unit = this.options.unitBytes ?? 1;
-    const grown =
-      stream.windowBytes === 0
-        ? Math.min(this.options.initialWindowBytes, this.options.maxWindowBytes)
-        : Math.min(stream.windowBytes * 2, this.options.maxWindowBytes);
+    const first = stream.windowBytes === 0;
+    const grow = first || stream.nextOffset - stream.grownAt >= stream.windowBytes / 2;
+    const grown = first
+      ? Math.min(this.options.initialWindowBytes, this.options.maxWindowBytes)
+      : grow
+        ? Math.min(stream.windowBytes * 2, this.options.maxWindowBytes)
+        : stream.windowBytes;
     // Fair share: the budget over the streams that hold readahead now (this one included).
     const budget = this.options.budgetBytes ?? Infinity;
     const holders = 1 + this.streams.filter((s) => s !== stream && s.aheadUntil > s.nextOffset).length;
@@ -127,8 +139,11 @@ export class SequentialDetector {
     // a window is free rather than trickling one-chunk GETs.
     const wanted = Math.min(window - ahead, availableBytes, limit - start);
     const bytes = wanted >= limit - start ? wanted : Math.floor(wanted / unit) * unit;
-    const enough = Math.max(unit, Math.min(window - ahead, Math.floor(window / 2)));
+    // Top up only when a whole step is free, so GETs stay large (not one per read).
+    const step = Math.max(this.options.minTopUpBytes ?? 0, Math.floor(window / (this.options.topUpsPerWindow ?? 2)));
+    const enough = Math.max(unit, Math.min(step, window));
     if (bytes <= 0 || (bytes < enough && start + bytes < limit)) return undefined;
+    if (grow) stream.grownAt = stream.nextOffset;
     stream.windowBytes = window;
     stream.aheadUntil = start + bytes;
     return { streamId: stream.id, start, end: start + bytes, windowBytes: stream.windowBytes };

@@ -17,11 +17,30 @@ describe('SequentialReadahead', () => {
     expect(asked.length).toBeGreaterThan(3);
     const [first, second] = asked;
     expect(first!.end - first!.start).toBe(1 * MiB);
-    expect(first!.pieceBytes).toBe(256 * KiB); // a 1 MiB window over 4 GETs
+    expect(first!.pieceBytes).toBe(512 * KiB); // a 1 MiB window over 2 GETs: none below 512 KiB
     expect(second!.streamId).toBe(first!.streamId);
     expect(policy.isAlive(first!.streamId)).toBe(true);
     expect(policy.positionOf(first!.streamId)).toBe(64 * MiB);
     expect(Math.max(...asked.map((r) => r.pieceBytes))).toBe(opts.maxReadaheadRequestBytes);
+  });
+
+  it('keeps a full window nearly all in flight: topped up one GET at a time, never half a window at once', () => {
+    const opts = resolveOptions({ cacheBytes: 256 * MiB });
+    const policy = new SequentialReadahead(opts, 1 << 30, 128 * MiB);
+    let aheadUntil = 0;
+    let leastAheadAtFullWindow = Infinity;
+    const steps: number[] = [];
+    for (let at = 0; at < 512 * MiB; at += 128 * KiB) {
+      for (const r of policy.observe(at, 128 * KiB, Infinity)) {
+        aheadUntil = Math.max(aheadUntil, r.end);
+        if (at > 128 * MiB) steps.push(r.end - r.start);
+      }
+      if (at > 128 * MiB) leastAheadAtFullWindow = Math.min(leastAheadAtFullWindow, aheadUntil - (at + 128 * KiB));
+    }
+    // 64 MiB window (a quarter of the cache), in 8 MiB GETs: a top-up is one GET's worth...
+    expect(new Set(steps)).toEqual(new Set([8 * MiB]));
+    // ... so the reader always has at least 56 MiB fetched or on the way ahead of it.
+    expect(leastAheadAtFullWindow).toBeGreaterThanOrEqual(56 * MiB - 128 * KiB);
   });
 
   it('never plans more than the room it is given, nor a window over a quarter of the cache', () => {
