@@ -16,6 +16,8 @@ import type { CacheStats, ObjectInfo, RemoteObject, SourceStats } from './types.
 export { CACHE_DEFAULTS, type CacheOptions } from './cache-options.js';
 export type { HydrationStats } from './hydration.js';
 
+/** A prefetched span is split into this many GETs at most. */
+const PREFETCH_PIECES = 8;
 /**
  * The chunk cache that makes a remote object fast enough to mount: a `ByteSource` over a
  * `RemoteObject`. This file only composes it; each job is a layer of its own, readable alone:
@@ -203,7 +205,10 @@ class ChunkCachedSource implements CachedSource {
   async prefetch(offset: number, length: number): Promise<boolean> {
     this.checkRange(offset, length, 'prefetch');
     const { layout, store, fetcher, pinned } = this;
-    return prefetchRange(layout, store, fetcher, pinned, offset, length, this.opts.maxReadaheadRequestBytes);
+    // In up to eight parallel GETs (none under two miss units): a span arrives in about one round trip.
+    const { missUnitBytes, maxReadaheadRequestBytes } = this.opts;
+    const piece = Math.min(maxReadaheadRequestBytes, Math.max(2 * missUnitBytes, Math.ceil(length / PREFETCH_PIECES)));
+    return prefetchRange(layout, store, fetcher, pinned, offset, length, piece);
   }
 
   observeReads(listener: ((offset: number, length: number) => void) | undefined): void {

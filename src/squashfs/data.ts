@@ -11,7 +11,7 @@ import type { FileLayout, SquashfsInode } from './inode.js';
  * Block size words (file block lists and fragment entries): bits 0-23 stored length (0 = sparse
  * block of zeros), bit 24 stored uncompressed, bits 25-31 must be zero.
  */
-const WORD_LENGTH_MASK = 0x00ffffff;
+export const WORD_LENGTH_MASK = 0x00ffffff;
 const WORD_UNCOMPRESSED = 0x01000000;
 const WORD_RESERVED = 0xfe000000;
 /** Block-list words decoded per chunk (8 KiB of list); per-file checkpoints every chunk. */

@@ -36,6 +36,12 @@ export interface ByteSource {
    * reader's block cache.
    */
   readInto?(offset: number, target: Uint8Array, options?: ReadOptions): Promise<void>;
+  /**
+   * Optional hint: `[offset, offset + length)` is about to be read (a listed directory's files, see
+   * subtree-prefetch.ts); a cache fetches what it lacks of it in the background, below every read,
+   * and resolves with whether all of it arrived.
+   */
+  prefetch?(offset: number, length: number): Promise<boolean>;
   /** Releases connections, file handles and timers. */
   close?(): Promise<void>;
 }

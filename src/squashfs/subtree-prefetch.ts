@@ -1,0 +1,118 @@
+import { LRUCache } from 'lru-cache';
+import { u32, u64 } from './bytes.js';
+import type { ImageContext } from './context.js';
+import { WORD_LENGTH_MASK } from './data.js';
+import type { SquashfsInode } from './inode.js';
+import type { InodeRef } from './types.js';
+
+/**
+ * A directory listing as a hint that the files below it are about to be read (find -exec cat, cp -r,
+ * tar, grep -r). mksquashfs writes a tree's file data depth first, data blocks and fragment blocks in
+ * the order it meets the files, so one subtree's data is one span of the image: when a listed
+ * directory's subtree holds at most `maxBytes` of data, the whole span is fetched ahead at readahead
+ * priority, in parallel GETs, instead of being found by the sequential detector a few round trips at a
+ * time. Larger subtrees are left to the detector (their subdirectories, once listed, may qualify).
+ *
+ * The image's root is no hint: it is listed at mount by fuse-overlayfs and by anything that looks at
+ * the mount, and its subtree is the whole image; its subdirectories are hinted when listed.
+ *
+ * The walk reads only metadata (inodes, listings, the fragment table: pinned at open for a remote
+ * image) and visits at most `maxEntries` entries; a directory inside a subtree already walked is not
+ * walked again. Nothing here can fail a listing: a hint that cannot be made is dropped.
+ */
+
+export interface SubtreePrefetchOptions {
+  /** Largest subtree span fetched ahead. */
+  maxBytes: number;
+  /** Entries a walk may visit before giving up on the subtree. */
+  maxEntries: number;
+}
+
+export interface Span {
+  start: number;
+  end: number;
+}
+
+/** What the walk needs of the image: the inode references a directory lists, and their inodes. */
+export interface SubtreeTree {
+  entries(dir: SquashfsInode): Promise<readonly InodeRef[]>;
+  inode(ref: InodeRef): Promise<SquashfsInode>;
+}
+
+export const SUBTREE_PREFETCH_DEFAULTS: SubtreePrefetchOptions = { maxBytes: 16 << 20, maxEntries: 4096 };
+
+/** Directories remembered as walked (their subtree hinted, or found too large). */
+const WALKED_DIRECTORIES = 16_384;
+
+export class SubtreePrefetch {
+  /** Spans asked for; tests and stats read it. */
+  hinted = 0;
+  private readonly walked = new LRUCache<InodeRef, true>({ max: WALKED_DIRECTORIES });
+
+  constructor(
+    private readonly ctx: ImageContext,
+    private readonly tree: SubtreeTree,
+    private readonly prefetch: (offset: number, length: number) => Promise<boolean>,
+    private readonly options: SubtreePrefetchOptions = SUBTREE_PREFETCH_DEFAULTS,
+  ) {}
+
+  /** `dir` was listed: hint its subtree's span, in the background. */
+  listed(dir: SquashfsInode): void {
+    if (dir.ref === this.ctx.sb.rootInodeRef || this.walked.has(dir.ref)) return;
+    this.walked.set(dir.ref, true);
+    this.spanOf(dir).then(
+      (span) => {
+        if (!span) return;
+        this.hinted++;
+        this.prefetch(span.start, span.end - span.start).catch(() => undefined);
+      },
+      () => undefined, // a corrupt inode is reported by the read that needs it
+    );
+  }
+
+  /** The data span of `dir`'s subtree, or undefined when it is empty or over the limits. */
+  async spanOf(dir: SquashfsInode): Promise<Span | undefined> {
+    const { maxBytes, maxEntries } = this.options;
+    const bs = this.ctx.sb.blockSize;
+    let start = Infinity;
+    let end = 0;
+    let visited = 0;
+    const inner: InodeRef[] = [];
+    const pending: SquashfsInode[] = [dir];
+    while (pending.length > 0) {
+      const d = pending.pop()!;
+      for (const ref of await this.tree.entries(d)) {
+        if (++visited > maxEntries) return undefined;
+        const inode = await this.tree.inode(ref);
+        if (inode.dir) {
+          inner.push(inode.ref);
+          pending.push(inode);
+          continue;
+        }
+        const f = inode.file;
+        if (!f) continue;
+        if (f.blockCount > 0) {
+          // Stored blocks are at most a block each: an upper bound without reading the block list.
+          start = Math.min(start, f.blocksStart);
+          end = Math.max(end, f.blocksStart + f.blockCount * bs);
+        }
+        if (f.fragmentIndex !== undefined) {
+          const block = await this.fragmentBlock(f.fragmentIndex);
+          start = Math.min(start, block.start);
+          end = Math.max(end, block.end);
+        }
+        if (end - start > maxBytes) return undefined;
+      }
+    }
+    // Its subdirectories' spans lie inside this one: no walk of their own.
+    for (const ref of inner) this.walked.set(ref, true);
+    if (end <= start) return undefined;
+    return { start, end: Math.min(end, this.ctx.sb.bytesUsed) };
+  }
+
+  private async fragmentBlock(index: number): Promise<Span> {
+    const entry = await this.ctx.fragments!.entry(index);
+    const start = u64(entry, 0);
+    return { start, end: start + (u32(entry, 8) & WORD_LENGTH_MASK) };
+  }
+}
