@@ -82,14 +82,25 @@ function listingCursor(ctx: ImageContext, dir: DirectoryLayout): MetadataCursor 
   return MetadataCursor.at(ctx.meta, ctx.directoryRegion, dir.blockStart, dir.blockOffset);
 }
 
+/**
+ * Visits every entry of a directory in stored order (at most MAX_DIRECTORY_ENTRIES). An entry's
+ * `name` is a view of a cached metadata block, valid only during the call: copy what is kept.
+ */
+export async function visitEntries(ctx: ImageContext, dir: DirectoryLayout, visit: (e: RawDirEntry) => void): Promise<void> {
+  if (dir.listingSize === 0) return;
+  let count = 0;
+  await scan(ctx, dir, listingCursor(ctx, dir), 0, (e) => {
+    if (++count > MAX_DIRECTORY_ENTRIES) throw corrupt(S, `listing holds more than ${MAX_DIRECTORY_ENTRIES} entries`);
+    visit(e);
+    return false;
+  });
+}
+
 /** Every entry of a directory, in stored order. */
 export async function readEntries(ctx: ImageContext, dir: DirectoryLayout): Promise<RawDirEntry[]> {
   const out: RawDirEntry[] = [];
-  if (dir.listingSize === 0) return out;
-  await scan(ctx, dir, listingCursor(ctx, dir), 0, (e) => {
-    if (out.length >= MAX_DIRECTORY_ENTRIES) throw corrupt(S, `listing holds more than ${MAX_DIRECTORY_ENTRIES} entries`);
+  await visitEntries(ctx, dir, (e) => {
     out.push({ ...e, name: e.name.slice() });
-    return false;
   });
   return out;
 }

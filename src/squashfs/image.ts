@@ -8,8 +8,9 @@ import { BlockCache } from './block-cache.js';
 import { MetadataReader, wrapDecodeError, type MetadataBlock, type Region } from './metadata.js';
 import { LookupTable } from './lookup-table.js';
 import { XattrTable } from './xattr.js';
-import { readInode, SquashfsInode } from './inode.js';
-import { findEntry, readEntries, MAX_NAME } from './directory.js';
+import { readInode, SquashfsInode, type DirectoryLayout } from './inode.js';
+import { findEntry, MAX_NAME } from './directory.js';
+import { keyBytes, ListingCache, nameKey, type ListedEntry } from './listing.js';
 import { FileData, FRAGMENT_ENTRY_SIZE } from './data.js';
 import type { ImageContext } from './context.js';
 import {
@@ -28,6 +29,14 @@ const ID_ENTRY_SIZE = 4;
 const EXPORT_ENTRY_SIZE = 8;
 /** Decoded inodes kept (they are small; FUSE getattr/lookup hit them constantly). */
 const INODE_CACHE_ENTRIES = 16384;
+/** Parsed directory listings kept (estimated heap bytes: some 30,000 entries). */
+const LISTING_CACHE_BYTES = 4 << 20;
+/**
+ * A lookup in a directory whose listing is at most this long parses all of it (at most twice the cost
+ * of the scan a lookup would do, and the next lookups there are free); a longer one is searched
+ * through its index unless readdir has parsed it already.
+ */
+const PARSE_WHOLE_LISTING_BYTES = 16 << 10;
 /** Stream chunk: a multiple of every block size, so chunks after the first are block-aligned. */
 const STREAM_CHUNK = 1 << 20;
 
@@ -50,6 +59,7 @@ export interface CacheStats {
 export class SquashfsImage implements SquashfsReader {
   readonly info: SuperblockInfo;
   private readonly inodes = new LRUCache<number, Promise<SquashfsInode>>({ max: INODE_CACHE_ENTRIES });
+  private readonly listings: ListingCache;
   private closed = false;
 
   private constructor(
@@ -58,6 +68,7 @@ export class SquashfsImage implements SquashfsReader {
     private readonly data: FileData,
   ) {
     const sb = ctx.sb;
+    this.listings = new ListingCache(ctx, LISTING_CACHE_BYTES);
     this.info = {
       compressor: ctx.decompressor.name,
       blockSize: sb.blockSize,
@@ -235,9 +246,24 @@ export class SquashfsImage implements SquashfsReader {
     if (bytes.length === 0 || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
       throw new SquashfsError('EINVAL', `invalid name ${JSON.stringify(name)}`, { path });
     }
-    const entry = await wrap(findEntry(this.ctx, d.dir, bytes));
+    const entry = await wrap(this.findChild(d.ref, d.dir, bytes));
     if (entry === undefined) return undefined;
     return this.entryInode(entry.ref, entry.ino);
+  }
+
+  /** The entry named `name`: from the parsed listing when it is (or should be) kept, else by a scan. */
+  private async findChild(ref: InodeRef, dir: DirectoryLayout, name: Uint8Array): Promise<{ ref: number; ino: number } | undefined> {
+    let listing = this.listings.peek(ref);
+    if (listing === undefined && dir.listingSize <= PARSE_WHOLE_LISTING_BYTES) {
+      try {
+        listing = await this.listings.get(ref, dir);
+      } catch (e) {
+        // A scan still finds the names before a corrupt entry, as the kernel does.
+        if (!(e instanceof SquashfsError) || e.code !== 'ECORRUPT') throw e;
+      }
+    }
+    if (listing !== undefined) return listing.byName.get(nameKey(name));
+    return findEntry(this.ctx, dir, name);
   }
 
   private async entryInode(ref: number, ino: number): Promise<SquashfsInode> {
@@ -253,13 +279,13 @@ export class SquashfsImage implements SquashfsReader {
   async readdir(dir: Inode | string): Promise<DirEntry[]> {
     const d = await this.resolve(dir);
     if (d.dir === undefined) throw new SquashfsError('ENOTDIR', `not a directory (inode ${d.stat.ino})`, { path: pathOf(dir) });
-    const raw = await wrap(readEntries(this.ctx, d.dir));
-    return Promise.all(
-      raw.map(async (e) => {
-        const inode = await this.entryInode(e.ref, e.ino);
-        return { name: Buffer.from(e.name).toString('utf8'), type: inode.stat.type, ino: inode.stat.ino, ref: e.ref };
-      }),
-    );
+    const listing = await wrap(this.listings.get(d.ref, d.dir));
+    return Promise.all(listing.entries.map((e) => this.dirEntry(e)));
+  }
+
+  private async dirEntry(e: ListedEntry): Promise<DirEntry> {
+    const inode = await this.entryInode(e.ref, e.ino);
+    return { name: keyBytes(e.key).toString('utf8'), type: inode.stat.type, ino: inode.stat.ino, ref: e.ref };
   }
 
   async readlink(target: Inode | string): Promise<string> {
@@ -355,6 +381,7 @@ export class SquashfsImage implements SquashfsReader {
     if (this.closed) return;
     this.closed = true;
     this.inodes.clear();
+    this.listings.clear();
     this.metaCache.clear();
     this.data.cache.clear();
     try {

@@ -70,6 +70,23 @@ describe('lookups', () => {
     }
   });
 
+  test('a listed directory is parsed once: looking up each of its names decodes no more metadata', async () => {
+    const img = await SquashfsImage.open(await FileSource.open(gzip.path));
+    try {
+      const metadataReads = () => img.cacheStats().metadataHits + img.cacheStats().metadataMisses;
+      for (const path of ['/bigdir', '/names']) {
+        const dir = await img.lookup(path);
+        const entries = await img.readdir(dir);
+        const before = metadataReads();
+        for (const e of entries) expect((await img.lookupChild(dir, e.name))?.ref, e.name).toBe(e.ref);
+        expect(await img.lookupChild(dir, 'no-such-entry')).toBeUndefined();
+        expect(metadataReads() - before, path).toBe(0);
+      }
+    } finally {
+      await img.close();
+    }
+  });
+
   test('deep paths, odd names, "." and ".." components', async () => {
     let p = '/deep';
     for (let i = 0; i < 40; i++) {
