@@ -68,6 +68,17 @@ function defineSessionClass() {
       return `-o${this.rawOptions.join(',')}`;
     }
 
+    // getattr replies with the stat already encoded (stat.ts: fuseStatOf), kept per inode, rather than
+    // an object that fuse-native's getStatArray encodes afresh on every request. fgetattr goes to our
+    // fgetattr (fuse-native hands it to getattr without the file handle).
+    _op_getattr(signal: Signal, path: string): void {
+      this.ops.getattr(path, (code: number, stat?: Uint32Array) => replyStat(signal, code, stat));
+    }
+
+    _op_fgetattr(signal: Signal, path: string, fd: number): void {
+      this.ops.fgetattr(path, fd, (code: number, stat?: Uint32Array) => replyStat(signal, code, stat));
+    }
+
     _op_getxattr(signal: Signal, path: string, name: string, valueBuf: Buffer, position: number): void {
       this.ops.getxattr(path, name, position, (code: number, value?: Buffer) => {
         if (code || !value) return signal(code || Errno.ENODATA, valueBuf.buffer);
@@ -93,4 +104,10 @@ function defineSessionClass() {
       if (this._thread) binding.fuse_native_unmount(this.mnt, this._thread);
     }
   };
+}
+
+/** Without a value the addon gets fuse-native's default (zeroed) stat. */
+function replyStat(signal: Signal, code: number, stat: Uint32Array | undefined): void {
+  if (code !== 0 || stat === undefined) signal(code || Errno.EIO);
+  else signal(0, stat);
 }

@@ -3,7 +3,7 @@ import { describeError, logger } from '../util/log.js';
 import { Errno, errnoOf } from './errno.js';
 import { HandleTable } from './handles.js';
 import { PathCache } from './path-cache.js';
-import { direntStat, toFuseStat, toFuseStatfs } from './stat.js';
+import { direntStat, fuseStatOf, toFuseStatfs } from './stat.js';
 
 const log = logger('fs');
 
@@ -58,8 +58,9 @@ export interface Operations {
 }
 
 /**
- * The FUSE operations over a reader. Every handler is async inside and replies exactly once; no
- * exception escapes to fuse-native (an escaped throw would leave a kernel request unanswered).
+ * The FUSE operations over a reader. Every handler replies exactly once, at once when it can, else
+ * when its work settles; no exception escapes to fuse-native (an escaped throw would leave a kernel
+ * request unanswered).
  */
 export function createOperations(reader: SquashfsReader, options: { pathCacheEntries?: number } = {}): Operations {
   const paths = new PathCache(reader, options.pathCacheEntries);
@@ -72,6 +73,23 @@ export function createOperations(reader: SquashfsReader, options: { pathCacheEnt
     if (failed) c.errors++;
   };
 
+  const answer = (name: string, reply: Reply, result: Answer): void => {
+    count(name, result[0] < 0);
+    safeReply(reply, ...result);
+  };
+  const fail = (name: string, path: string, reply: Reply, e: unknown): void => {
+    const errno = errnoOf(e);
+    count(name, true);
+    counters.errors++;
+    if (errno === Errno.EIO) {
+      counters.ioErrors++;
+      log.warn(`${name} ${path}: ${describeError(e)}`);
+    } else if (log.enabled('debug')) {
+      log.debug(`${name} ${path}: ${describeError(e)}`);
+    }
+    safeReply(reply, errno);
+  };
+
   /** Runs `work`, replies with its result, and turns any failure into an errno reply. */
   function serve(name: string, path: string, reply: Reply, work: () => Promise<Answer>): void {
     counters.operations++;
@@ -82,23 +100,30 @@ export function createOperations(reader: SquashfsReader, options: { pathCacheEnt
       result = Promise.reject(e);
     }
     result.then(
-      (answer) => {
-        count(name, answer[0] < 0);
-        safeReply(reply, ...answer);
-      },
-      (e: unknown) => {
-        const errno = errnoOf(e);
-        count(name, true);
-        counters.errors++;
-        if (errno === Errno.EIO) {
-          counters.ioErrors++;
-          log.warn(`${name} ${path}: ${describeError(e)}`);
-        } else if (log.enabled('debug')) {
-          log.debug(`${name} ${path}: ${describeError(e)}`);
-        }
-        safeReply(reply, errno);
-      },
+      (r) => answer(name, reply, r),
+      (e: unknown) => fail(name, path, reply, e),
     );
+  }
+
+  /**
+   * Replies with `work(inode of path)`: at once when the path is resolved already (most requests:
+   * no promise, no microtask), else once it is.
+   */
+  function withInode(name: string, path: string, reply: Reply, work: (inode: Inode) => Answer): void {
+    const inode = paths.known(path);
+    if (inode === undefined) {
+      serve(name, path, reply, async () => work(await paths.resolve(path)));
+      return;
+    }
+    counters.operations++;
+    let result: Answer;
+    try {
+      result = work(inode);
+    } catch (e) {
+      fail(name, path, reply, e);
+      return;
+    }
+    answer(name, reply, result);
   }
 
   const inodeOf = (path: string): Promise<Inode> => paths.resolve(path);
@@ -106,17 +131,20 @@ export function createOperations(reader: SquashfsReader, options: { pathCacheEnt
   const readInto = (reader as Partial<ZeroCopyReader>).readInto?.bind(reader);
 
   const handlers: Record<string, Handler> = {
+    // Stats go out encoded (stat.ts: fuseStatOf; native.ts passes them to the addon as they are).
     getattr(path: string, reply: Reply) {
-      serve('getattr', path, reply, async () => [0, toFuseStat((await inodeOf(path)).stat)]);
+      withInode('getattr', path, reply, (inode) => [0, fuseStatOf(inode.stat)]);
     },
     fgetattr(path: string, fd: number, reply: Reply) {
-      serve('fgetattr', path, reply, async () => [0, toFuseStat((handles.get(fd) ?? (await inodeOf(path))).stat)]);
+      const open = handles.get(fd);
+      if (open === undefined) withInode('fgetattr', path, reply, (inode) => [0, fuseStatOf(inode.stat)]);
+      else {
+        counters.operations++;
+        answer('fgetattr', reply, [0, fuseStatOf(open.stat)]);
+      }
     },
     access(path: string, mode: number, reply: Reply) {
-      serve('access', path, reply, async () => {
-        await inodeOf(path);
-        return [mode & W_OK ? Errno.EROFS : 0];
-      });
+      withInode('access', path, reply, () => [mode & W_OK ? Errno.EROFS : 0]);
     },
     statfs(path: string, reply: Reply) {
       serve('statfs', path, reply, async () => [0, toFuseStatfs(reader.statfs())]);
@@ -136,8 +164,7 @@ export function createOperations(reader: SquashfsReader, options: { pathCacheEnt
       });
     },
     open(path: string, flags: number, reply: Reply) {
-      serve('open', path, reply, async () => {
-        const inode = await inodeOf(path);
+      withInode('open', path, reply, (inode) => {
         if ((flags & O_ACCMODE) !== O_RDONLY || flags & O_TRUNC) return [Errno.EROFS];
         if (inode.stat.type === 'directory') return [Errno.EISDIR];
         return [0, handles.allocate(inode)];
