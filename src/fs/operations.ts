@@ -1,7 +1,6 @@
 import type { Inode, SquashfsReader } from '../squashfs/types.js';
 import { describeError, logger } from '../util/log.js';
 import { Errno, errnoOf } from './errno.js';
-import { HandleTable } from './handles.js';
 import { PathCache } from './path-cache.js';
 import { direntStat, fuseStatOf, toFuseStatfs } from './stat.js';
 
@@ -14,9 +13,6 @@ type Answer = [code: number, ...values: unknown[]];
 // biome-ignore lint/suspicious/noExplicitAny: fuse-native hands heterogeneous arguments to each op.
 type Handler = (...args: any[]) => void;
 
-const O_ACCMODE = 0o3;
-const O_RDONLY = 0;
-const O_TRUNC = 0o1000;
 const W_OK = 2;
 
 /** Every operation that would change the image; each answers EROFS. */
@@ -46,7 +42,6 @@ export interface OperationStats {
   ioErrors: number;
   readsInFlight: number;
   bytesRead: number;
-  openHandles: number;
   pathCache: { entries: number; hits: number; misses: number };
   /** Requests and failed requests per operation (getattr, getxattr, ...). */
   byOperation: Record<string, { count: number; errors: number }>;
@@ -64,7 +59,6 @@ export interface Operations {
  */
 export function createOperations(reader: SquashfsReader, options: { pathCacheEntries?: number } = {}): Operations {
   const paths = new PathCache(reader, options.pathCacheEntries);
-  const handles = new HandleTable();
   const counters = { operations: 0, errors: 0, ioErrors: 0, readsInFlight: 0, bytesRead: 0 };
   const byOperation: Record<string, { count: number; errors: number }> = {};
   const count = (name: string, failed: boolean): void => {
@@ -135,13 +129,8 @@ export function createOperations(reader: SquashfsReader, options: { pathCacheEnt
     getattr(path: string, reply: Reply) {
       withInode('getattr', path, reply, (inode) => [0, fuseStatOf(inode.stat)]);
     },
-    fgetattr(path: string, fd: number, reply: Reply) {
-      const open = handles.get(fd);
-      if (open === undefined) withInode('fgetattr', path, reply, (inode) => [0, fuseStatOf(inode.stat)]);
-      else {
-        counters.operations++;
-        answer('fgetattr', reply, [0, fuseStatOf(open.stat)]);
-      }
+    fgetattr(path: string, _fd: number, reply: Reply) {
+      withInode('fgetattr', path, reply, (inode) => [0, fuseStatOf(inode.stat)]);
     },
     access(path: string, mode: number, reply: Reply) {
       withInode('access', path, reply, () => [mode & W_OK ? Errno.EROFS : 0]);
@@ -163,22 +152,15 @@ export function createOperations(reader: SquashfsReader, options: { pathCacheEnt
         return [0, names, stats];
       });
     },
-    open(path: string, flags: number, reply: Reply) {
-      withInode('open', path, reply, (inode) => {
-        if ((flags & O_ACCMODE) !== O_RDONLY || flags & O_TRUNC) return [Errno.EROFS];
-        if (inode.stat.type === 'directory') return [Errno.EISDIR];
-        return [0, handles.allocate(inode)];
-      });
-    },
-    release(_path: string, fd: number, reply: Reply) {
-      handles.release(fd);
-      safeReply(reply, 0);
-    },
-    read(path: string, fd: number, buffer: Buffer, length: number, position: number, reply: Reply) {
+    // No open or release: each would cost a round trip through this process per file, and libfuse
+    // answers both itself when they are not registered (open keeps kernel_cache's keep_cache). The
+    // checks are the kernel's: the mount is read-only ("ro": EROFS for any open for writing or
+    // O_TRUNC) and directories are opened with OPENDIR, not OPEN. A read names its file by path.
+    read(path: string, _fd: number, buffer: Buffer, length: number, position: number, reply: Reply) {
       counters.readsInFlight++;
       serve('read', path, reply, async () => {
         try {
-          const inode = handles.get(fd) ?? (await inodeOf(path));
+          const inode = paths.known(path) ?? (await inodeOf(path));
           // The buffer is FUSE's own request memory: fill it in place where the reader can.
           const target = buffer.length > length ? buffer.subarray(0, length) : buffer;
           const n = readInto ? await readInto(inode, position, target) : copyInto(target, await reader.read(inode, position, length));
@@ -218,7 +200,6 @@ export function createOperations(reader: SquashfsReader, options: { pathCacheEnt
     handlers,
     stats: () => ({
       ...counters,
-      openHandles: handles.size,
       byOperation: structuredClone(byOperation),
       pathCache: { entries: paths.size, hits: paths.hits, misses: paths.misses },
     }),

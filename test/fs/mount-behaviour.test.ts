@@ -16,7 +16,7 @@ import { FileSource } from '../../src/r2/file.js';
 import { SquashfsImage } from '../../src/squashfs/image.js';
 import { type Fixture, fixture } from '../helpers/fixtures.js';
 import { withKernelMount } from '../helpers/kernel-mount.js';
-import { FaultySource, cleanupMountpoint, digestAt, execFileP, readInChild, tempMountpoint, waitFor } from './helpers.js';
+import { FaultySource, cleanupMountpoint, digestAt, execFileP, openFilesUnder, readInChild, tempMountpoint, waitFor } from './helpers.js';
 
 let image: Fixture;
 let dir: string;
@@ -100,6 +100,7 @@ describe('read-only', () => {
     const attempts: [string, () => Promise<unknown>][] = [
       ['create', () => fsp.writeFile(join(dir, 'new-file'), 'x')],
       ['open for writing', () => fsp.open(f, 'r+')],
+      ['open with O_TRUNC', () => fsp.open(f, constants.O_RDONLY | constants.O_TRUNC)],
       ['append', () => fsp.appendFile(f, 'x')],
       ['truncate', () => fsp.truncate(f, 0)],
       ['mkdir', () => fsp.mkdir(join(dir, 'new-dir'))],
@@ -180,7 +181,7 @@ describe('faults and unmounting', () => {
         return readInChild([[join(mp, f.path), 0, Math.min(f.size, 1 << 20)]]).then((lines) => ({ i, line: lines[0] }));
       });
       // All 16 have their file open and wait on the source.
-      await waitFor('16 open files', () => h.stats().fuse.openHandles >= 16, 90_000);
+      await waitFor('16 open files', async () => (await openFilesUnder(mp)) >= 16, 90_000);
       await expect(h.unmount()).rejects.toThrow(/busy/);
       void h.closed.then(() => {
         closedEarly = true;
