@@ -123,6 +123,7 @@ export function createOperations(reader: SquashfsReader, options: { pathCacheEnt
   const inodeOf = (path: string): Promise<Inode> => paths.resolve(path);
   const hasXattrs = reader.info.xattrs;
   const readInto = (reader as Partial<ZeroCopyReader>).readInto?.bind(reader);
+  const readIntoNow = (reader as Partial<ZeroCopyReader>).readIntoNow?.bind(reader);
 
   const handlers: Record<string, Handler> = {
     // Stats go out encoded (stat.ts: fuseStatOf; native.ts passes them to the addon as they are).
@@ -157,12 +158,29 @@ export function createOperations(reader: SquashfsReader, options: { pathCacheEnt
     // checks are the kernel's: the mount is read-only ("ro": EROFS for any open for writing or
     // O_TRUNC) and directories are opened with OPENDIR, not OPEN. A read names its file by path.
     read(path: string, _fd: number, buffer: Buffer, length: number, position: number, reply: Reply) {
+      // The buffer is FUSE's own request memory: fill it in place where the reader can.
+      const target = buffer.length > length ? buffer.subarray(0, length) : buffer;
+      const known = paths.known(path);
+      if (known !== undefined && readIntoNow !== undefined) {
+        let n: number | undefined;
+        try {
+          n = readIntoNow(known, position, target);
+        } catch (e) {
+          counters.operations++;
+          fail('read', path, reply, e);
+          return;
+        }
+        if (n !== undefined) {
+          counters.operations++;
+          counters.bytesRead += n;
+          answer('read', reply, [n]);
+          return;
+        }
+      }
       counters.readsInFlight++;
       serve('read', path, reply, async () => {
         try {
-          const inode = paths.known(path) ?? (await inodeOf(path));
-          // The buffer is FUSE's own request memory: fill it in place where the reader can.
-          const target = buffer.length > length ? buffer.subarray(0, length) : buffer;
+          const inode = known ?? (await inodeOf(path));
           const n = readInto ? await readInto(inode, position, target) : copyInto(target, await reader.read(inode, position, length));
           counters.bytesRead += n;
           return [n];
@@ -209,6 +227,8 @@ export function createOperations(reader: SquashfsReader, options: { pathCacheEnt
 /** SquashfsImage's extra: read straight into a caller's buffer (not part of SquashfsReader). */
 interface ZeroCopyReader {
   readInto(file: Inode, offset: number, target: Uint8Array): Promise<number>;
+  /** The same without waiting when the bytes are at hand, else undefined. */
+  readIntoNow(file: Inode, offset: number, target: Uint8Array): number | undefined;
 }
 
 function copyInto(target: Uint8Array, data: Uint8Array): number {

@@ -332,6 +332,16 @@ export class SquashfsImage implements SquashfsReader {
     return wrap(this.data.readInto(this.fileOf(f, file), offset, target));
   }
 
+  /**
+   * readInto without waiting, when the bytes are at hand (a small file's tail in a cached fragment
+   * block); undefined when they are not, or for anything but an open image's regular file: then
+   * readInto does the read and reports what is wrong.
+   */
+  readIntoNow(file: Inode, offset: number, target: Uint8Array): number | undefined {
+    if (this.closed || !(file instanceof SquashfsInode) || file.file === undefined) return undefined;
+    return this.data.readTailNow(file, offset, target);
+  }
+
   createReadStream(file: Inode | string, options: { start?: number; end?: number } = {}): Readable {
     let pos = options.start ?? 0;
     let inode: SquashfsInode | undefined;
