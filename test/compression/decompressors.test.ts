@@ -93,7 +93,7 @@ describe('one decompressor, many blocks', () => {
     const sources = [70_000, 300, 131_072, 5].map((n, i) => Buffer.from(Array.from({ length: n }, (_, j) => (j * (i + 7)) % 251)));
     const decoded: Uint8Array[] = [];
     for (const src of sources) decoded.push(await dec.decompress(lz4.compressSync(src).subarray(4), 131_072));
-    decoded.forEach((d, i) => expect(Buffer.from(d).equals(sources[i]!), `block ${i}`).toBe(true));
+    for (const [i, d] of decoded.entries()) expect(Buffer.from(d).equals(sources[i]!), `block ${i}`).toBe(true);
   });
 });
 
