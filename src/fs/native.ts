@@ -14,8 +14,6 @@ export interface FuseSession {
 export interface SessionOptions {
   /** Raw libfuse options (see fuse-options.ts). */
   options: string[];
-  /** Milliseconds before fuse-native answers an unanswered request with ETIMEDOUT. */
-  timeoutMs: number;
 }
 
 type Signal = (code: number, ...values: unknown[]) => void;
@@ -52,15 +50,17 @@ function defineSessionClass() {
   };
 
   /**
-   * fuse-native with three corrections: raw -o options, Linux xattr size semantics (exact sizes;
+   * fuse-native with these corrections: raw -o options, Linux xattr size semantics (exact sizes;
    * ERANGE when the caller's buffer is too small, where fuse-native would truncate or overrun),
-   * and no unmount of its own (it runs `fusermount -uz`, a lazy unmount, unconditionally).
+   * no unmount of its own (it runs `fusermount -uz`, a lazy unmount, unconditionally), no timer per
+   * request (see deadlines.ts) and getattr replies encoded once per inode.
    */
   return class SquashfsFuseSession extends Fuse implements FuseSession {
     private readonly rawOptions: string[];
 
     constructor(mountpoint: string, handlers: Handlers, options: SessionOptions) {
-      super(mountpoint, handlers, { timeout: options.timeoutMs });
+      // No timer per request: the operations time out what waits themselves (deadlines.ts).
+      super(mountpoint, handlers, { timeout: false });
       this.rawOptions = options.options;
     }
 

@@ -1,13 +1,12 @@
 import type { Inode, SquashfsReader } from '../squashfs/types.js';
 import { describeError, logger } from '../util/log.js';
+import { Deadlines, type Reply } from './deadlines.js';
 import { Errno, errnoOf } from './errno.js';
 import { PathCache } from './path-cache.js';
 import { direntStat, fuseStatOf, toFuseStatfs } from './stat.js';
 
 const log = logger('fs');
 
-/** fuse-native's callback: a return code (0, a byte count, or a negative errno) and an optional value. */
-type Reply = (code: number, ...values: unknown[]) => void;
 /** What a handler's work resolves to: the reply code followed by the reply's values. */
 type Answer = [code: number, ...values: unknown[]];
 // biome-ignore lint/suspicious/noExplicitAny: fuse-native hands heterogeneous arguments to each op.
@@ -40,6 +39,8 @@ export interface OperationStats {
   errors: number;
   /** Failures mapped to EIO (corrupt image, failed source read, bugs). */
   ioErrors: number;
+  /** Requests answered ETIMEDOUT because their work took longer than the operation timeout. */
+  timedOut: number;
   readsInFlight: number;
   bytesRead: number;
   pathCache: { entries: number; hits: number; misses: number };
@@ -50,15 +51,26 @@ export interface OperationStats {
 export interface Operations {
   handlers: Record<string, Handler>;
   stats(): OperationStats;
+  /** Stops the timeout sweep (the mount is gone). */
+  close(): void;
 }
+
+export interface OperationOptions {
+  pathCacheEntries?: number;
+  /** A request whose work is still unfinished after this long is answered ETIMEDOUT (default 120 s). */
+  timeoutMs?: number;
+}
+
+const DEFAULT_TIMEOUT_MS = 120_000;
 
 /**
  * The FUSE operations over a reader. Every handler replies exactly once, at once when it can, else
  * when its work settles; no exception escapes to fuse-native (an escaped throw would leave a kernel
  * request unanswered).
  */
-export function createOperations(reader: SquashfsReader, options: { pathCacheEntries?: number } = {}): Operations {
+export function createOperations(reader: SquashfsReader, options: OperationOptions = {}): Operations {
   const paths = new PathCache(reader, options.pathCacheEntries);
+  const deadlines = new Deadlines(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
   const counters = { operations: 0, errors: 0, ioErrors: 0, readsInFlight: 0, bytesRead: 0 };
   const byOperation: Record<string, { count: number; errors: number }> = {};
   const count = (name: string, failed: boolean): void => {
@@ -84,9 +96,13 @@ export function createOperations(reader: SquashfsReader, options: { pathCacheEnt
     safeReply(reply, errno);
   };
 
-  /** Runs `work`, replies with its result, and turns any failure into an errno reply. */
+  /**
+   * Runs `work`, replies with its result, and turns any failure into an errno reply; ETIMEDOUT
+   * if it takes longer than the timeout (then its own answer is dropped).
+   */
   function serve(name: string, path: string, reply: Reply, work: () => Promise<Answer>): void {
     counters.operations++;
+    const once = deadlines.track(reply);
     let result: Promise<Answer>;
     try {
       result = work();
@@ -94,8 +110,8 @@ export function createOperations(reader: SquashfsReader, options: { pathCacheEnt
       result = Promise.reject(e);
     }
     result.then(
-      (r) => answer(name, reply, r),
-      (e: unknown) => fail(name, path, reply, e),
+      (r) => answer(name, once, r),
+      (e: unknown) => fail(name, path, once, e),
     );
   }
 
@@ -216,8 +232,10 @@ export function createOperations(reader: SquashfsReader, options: { pathCacheEnt
 
   return {
     handlers,
+    close: () => deadlines.stop(),
     stats: () => ({
       ...counters,
+      timedOut: deadlines.timedOut,
       byOperation: structuredClone(byOperation),
       pathCache: { entries: paths.size, hits: paths.hits, misses: paths.misses },
     }),

@@ -153,6 +153,33 @@ describe('faults and unmounting', () => {
     }
   });
 
+  it('a read whose source stalls past the operation timeout fails (ETIMEDOUT); the mount stays up', async () => {
+    const source = new FaultySource(await FileSource.open(image.path));
+    const mp = await tempMountpoint();
+    const h = await mount(source, mp, { operationTimeoutMs: 400 });
+    let release!: () => void;
+    try {
+      const victim = (await bigFiles(mp, 256 * 1024))[0]!;
+      source.gate = new Promise((r) => {
+        release = r;
+      });
+      const started = Date.now();
+      const failed = await readAt(join(mp, victim.path), victim.size - 200_000, 100_000).catch((e: NodeJS.ErrnoException) => e);
+      expect(['ETIMEDOUT', 'EIO']).toContain((failed as NodeJS.ErrnoException).code);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(390);
+      expect(h.stats().fuse.timedOut).toBeGreaterThan(0);
+      source.gate = undefined;
+      release();
+      const after = await readAt(join(mp, victim.path), victim.size - 200_000, 100_000);
+      expect(after.length).toBe(100_000);
+    } finally {
+      source.gate = undefined;
+      release?.();
+      await h.unmount({ lazyIfBusy: true });
+      await cleanupMountpoint(mp);
+    }
+  });
+
   it('a busy mount is not unmounted without --lazy; lazily it goes, in-flight reads finish', async () => {
     const inner = await FileSource.open(image.path);
     const source = new FaultySource(inner);
