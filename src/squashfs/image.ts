@@ -151,6 +151,7 @@ export class SquashfsImage implements SquashfsReader {
     const directoryRegion: Region = { name: 'directory table', start: sb.directoryTableStart, end: directoryEnd };
 
     const idValues = new Map<number, Promise<number>>();
+    const idsRead = new Map<number, number>();
     const ctx: ImageContext = {
       sb,
       io,
@@ -167,11 +168,15 @@ export class SquashfsImage implements SquashfsReader {
         if (v === undefined) {
           if (index >= sb.idCount) return Promise.reject(corrupt('id table', `id index ${index} out of range (${sb.idCount} ids)`));
           v = ids.entry(index).then((b) => u32(b, 0));
-          v.catch(() => idValues.delete(index));
+          v.then(
+            (value) => idsRead.set(index, value),
+            () => idValues.delete(index),
+          );
           idValues.set(index, v);
         }
         return v;
       },
+      idNow: (index: number) => idsRead.get(index),
     };
     const image = new SquashfsImage(ctx, metaCache, new FileData(ctx, cacheBytes - Math.floor(cacheBytes / 4), Math.max(0, options.readaheadBytes ?? DEFAULT_READAHEAD_BYTES)));
     await image.root(); // an image whose root is unreadable is refused at open
