@@ -33,13 +33,27 @@ export class PathCache {
     return this.entries.size;
   }
 
-  /** The inode at `path` when it is resolved already (most requests), else undefined: then use resolve. */
+  /**
+   * The inode at `path` when it can be had without waiting (most requests): resolved already, or one
+   * step below a resolved directory whose listing and child inode the reader has decoded
+   * (lookupChildNow). Else undefined: then use resolve, which also reports why a path fails.
+   */
   known(path: string): Inode | undefined {
     if (path === '/' || path === '') return this.rootInode;
     const cached = this.entries.get(path);
-    if (cached === undefined || cached instanceof Promise) return undefined;
-    this.hit(path, cached);
-    return cached;
+    if (cached !== undefined) {
+      if (cached instanceof Promise) return undefined;
+      this.hit(path, cached);
+      return cached;
+    }
+    if (this.reader.lookupChildNow === undefined) return undefined;
+    const slash = path.lastIndexOf('/');
+    const parent = this.known(slash <= 0 ? '/' : path.slice(0, slash));
+    const child = parent === undefined ? undefined : this.reader.lookupChildNow(parent, path.slice(slash + 1));
+    if (!child) return undefined;
+    this.misses++;
+    this.remember(path, child);
+    return child;
   }
 
   /** The inode at an absolute FUSE path ("/", "/a/b"). Rejects with SquashfsError (ENOENT, ENOTDIR...). */
@@ -70,8 +84,16 @@ export class PathCache {
     this.entries.set(path, entry);
   }
 
-  private remember(path: string, pending: Promise<Inode>): void {
+  private remember(path: string, pending: Promise<Inode> | Inode): void {
     this.entries.set(path, pending);
+    if (pending instanceof Promise) this.settle(path, pending);
+    if (this.entries.size > this.capacity) {
+      const oldest = this.entries.keys().next().value;
+      if (oldest !== undefined) this.entries.delete(oldest);
+    }
+  }
+
+  private settle(path: string, pending: Promise<Inode>): void {
     pending.then(
       (inode) => {
         // Same key: Map.set keeps its place in the LRU order.
@@ -82,9 +104,5 @@ export class PathCache {
         if (this.entries.get(path) === pending) this.entries.delete(path);
       },
     );
-    if (this.entries.size > this.capacity) {
-      const oldest = this.entries.keys().next().value;
-      if (oldest !== undefined) this.entries.delete(oldest);
-    }
   }
 }

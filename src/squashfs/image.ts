@@ -10,7 +10,7 @@ import { LookupTable } from './lookup-table.js';
 import { XattrTable } from './xattr.js';
 import { readInode, SquashfsInode, type DirectoryLayout } from './inode.js';
 import { findEntry, MAX_NAME } from './directory.js';
-import { keyBytes, ListingCache, nameKey, type ListedEntry } from './listing.js';
+import { keyBytes, ListingCache, nameKey, nameKeyOf, type ListedEntry } from './listing.js';
 import { FileData, FRAGMENT_ENTRY_SIZE } from './data.js';
 import type { ImageContext } from './context.js';
 import {
@@ -58,7 +58,8 @@ export interface CacheStats {
  */
 export class SquashfsImage implements SquashfsReader {
   readonly info: SuperblockInfo;
-  private readonly inodes = new LRUCache<number, Promise<SquashfsInode>>({ max: INODE_CACHE_ENTRIES });
+  /** Promises while decoding, the inodes themselves once decoded (for inodeNow). */
+  private readonly inodes = new LRUCache<number, Promise<SquashfsInode> | SquashfsInode>({ max: INODE_CACHE_ENTRIES });
   private readonly listings: ListingCache;
   private closed = false;
 
@@ -197,15 +198,27 @@ export class SquashfsImage implements SquashfsReader {
   /** The inode at a reference (cached; concurrent requests share one decode). */
   inode(ref: InodeRef): Promise<SquashfsInode> {
     this.checkOpen();
-    let p = this.inodes.get(ref);
-    if (p === undefined) {
-      p = readInode(this.ctx, ref).catch((e: unknown) => {
+    const kept = this.inodes.get(ref);
+    if (kept instanceof SquashfsInode) return Promise.resolve(kept);
+    if (kept !== undefined) return kept;
+    const p: Promise<SquashfsInode> = readInode(this.ctx, ref).then(
+      (inode) => {
+        if (this.inodes.peek(ref) === p) this.inodes.set(ref, inode);
+        return inode;
+      },
+      (e: unknown) => {
         this.inodes.delete(ref);
         throw asSquashfsError(e, 'inode');
-      });
-      this.inodes.set(ref, p);
-    }
+      },
+    );
+    this.inodes.set(ref, p);
     return p;
+  }
+
+  /** The inode at `ref` if it is decoded already, else undefined. */
+  private inodeNow(ref: InodeRef): SquashfsInode | undefined {
+    const kept = this.inodes.get(ref);
+    return kept instanceof SquashfsInode ? kept : undefined;
   }
 
   /** Inode by inode number through the export table (EUNSUPPORTED without one, EINVAL out of range). */
@@ -254,6 +267,20 @@ export class SquashfsImage implements SquashfsReader {
     const entry = await wrap(this.findChild(d.ref, d.dir, bytes));
     if (entry === undefined) return undefined;
     return this.entryInode(entry.ref, entry.ino);
+  }
+
+  lookupChildNow(dir: Inode, name: string): SquashfsInode | null | undefined {
+    if (this.closed || !(dir instanceof SquashfsInode) || dir.dir === undefined) return undefined;
+    const listing = this.listings.peek(dir.ref);
+    // Names lookupChild refuses (empty, ".", "..", "/", NUL, too long) are left to it, with its error.
+    if (listing === undefined || name.length === 0 || name.length > MAX_NAME || name === '.' || name === '..') return undefined;
+    if (name.includes('/') || name.includes('\0')) return undefined;
+    const key = nameKeyOf(name);
+    if (key.length > MAX_NAME) return undefined;
+    const entry = listing.byName.get(key);
+    if (entry === undefined) return null;
+    const inode = this.inodeNow(entry.ref);
+    return inode !== undefined && inode.stat.ino === entry.ino ? inode : undefined;
   }
 
   /** The entry named `name`: from the parsed listing when it is (or should be) kept, else by a scan. */

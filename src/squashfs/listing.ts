@@ -28,6 +28,14 @@ export function nameKey(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1');
 }
 
+/** The key of a name given as a string (its UTF-8 bytes); an ASCII name is its own key. */
+export function nameKeyOf(name: string): string {
+  for (let i = 0; i < name.length; i++) {
+    if (name.charCodeAt(i) > 0x7f) return nameKey(Buffer.from(name, 'utf8'));
+  }
+  return name;
+}
+
 /** The name's bytes back from its key. */
 export function keyBytes(key: string): Buffer {
   return Buffer.from(key, 'latin1');

@@ -38,6 +38,12 @@ describe('getattr', () => {
       handlers.getattr('/sizes/text-1', (...args: unknown[]) => replies.push(args));
       expect(replies).toEqual([[0, expected]]); // no await: answered within the call
       expect(await getattr('/sizes/no-such-file')).toEqual([-2]);
+      // A name in a listed directory (listing parsed, inodes decoded) is answered at once too.
+      await new Promise((done) => handlers.readdir('/sizes', done));
+      const other = (await image.readdir('/sizes')).find((e) => e.name !== 'text-1')!.name;
+      const otherStat = fuseStatOf((await image.lookup(`/sizes/${other}`)).stat);
+      handlers.getattr(`/sizes/${other}`, (...args: unknown[]) => replies.push(args));
+      expect(replies).toEqual([[0, expected], [0, otherStat]]);
       expect(await getattr('/')).toEqual([0, fuseStatOf((await image.root()).stat)]);
     } finally {
       await image.close();
