@@ -20,6 +20,7 @@ export const Errno = {
   ELOOP: -40,
   ENODATA: -61,
   EOPNOTSUPP: -95,
+  ETIMEDOUT: -110,
 } as const;
 
 /**

@@ -47,7 +47,7 @@ export interface MountOptions {
   autoUnmount?: boolean;
   /** Seconds the kernel caches entries and attributes (default one day: the image is immutable). */
   cacheTimeoutSeconds?: number;
-  /** A request still unanswered after this long fails with ETIMEDOUT (default 120 s). */
+  /** A request still unanswered after this long fails with ETIMEDOUT (default 120 s; checked once a second, see deadlines.ts). */
   operationTimeoutMs?: number;
   /** Paths whose inodes are kept resolved (default 65536). */
   pathCacheEntries?: number;

@@ -14,8 +14,6 @@ export interface FuseSession {
 export interface SessionOptions {
   /** Raw libfuse options (see fuse-options.ts). */
   options: string[];
-  /** Milliseconds before fuse-native answers an unanswered request with ETIMEDOUT. */
-  timeoutMs: number;
 }
 
 type Signal = (code: number, ...values: unknown[]) => void;
@@ -52,20 +50,33 @@ function defineSessionClass() {
   };
 
   /**
-   * fuse-native with three corrections: raw -o options, Linux xattr size semantics (exact sizes;
+   * fuse-native with these corrections: raw -o options, Linux xattr size semantics (exact sizes;
    * ERANGE when the caller's buffer is too small, where fuse-native would truncate or overrun),
-   * and no unmount of its own (it runs `fusermount -uz`, a lazy unmount, unconditionally).
+   * no unmount of its own (it runs `fusermount -uz`, a lazy unmount, unconditionally), no timer per
+   * request (see deadlines.ts) and getattr replies encoded once per inode.
    */
   return class SquashfsFuseSession extends Fuse implements FuseSession {
     private readonly rawOptions: string[];
 
     constructor(mountpoint: string, handlers: Handlers, options: SessionOptions) {
-      super(mountpoint, handlers, { timeout: options.timeoutMs });
+      // No timer per request: the operations time out what waits themselves (deadlines.ts).
+      super(mountpoint, handlers, { timeout: false });
       this.rawOptions = options.options;
     }
 
     _fuseOptions(): string {
       return `-o${this.rawOptions.join(',')}`;
+    }
+
+    // getattr replies with the stat already encoded (stat.ts: fuseStatOf), kept per inode, rather than
+    // an object that fuse-native's getStatArray encodes afresh on every request. fgetattr goes to our
+    // fgetattr (fuse-native hands it to getattr without the file handle).
+    _op_getattr(signal: Signal, path: string): void {
+      this.ops.getattr(path, (code: number, stat?: Uint32Array) => replyStat(signal, code, stat));
+    }
+
+    _op_fgetattr(signal: Signal, path: string, fd: number): void {
+      this.ops.fgetattr(path, fd, (code: number, stat?: Uint32Array) => replyStat(signal, code, stat));
     }
 
     _op_getxattr(signal: Signal, path: string, name: string, valueBuf: Buffer, position: number): void {
@@ -93,4 +104,10 @@ function defineSessionClass() {
       if (this._thread) binding.fuse_native_unmount(this.mnt, this._thread);
     }
   };
+}
+
+/** Without a value the addon gets fuse-native's default (zeroed) stat. */
+function replyStat(signal: Signal, code: number, stat: Uint32Array | undefined): void {
+  if (code !== 0 || stat === undefined) signal(code || Errno.EIO);
+  else signal(0, stat);
 }

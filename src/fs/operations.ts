@@ -1,22 +1,17 @@
 import type { Inode, SquashfsReader } from '../squashfs/types.js';
 import { describeError, logger } from '../util/log.js';
+import { Deadlines, type Reply } from './deadlines.js';
 import { Errno, errnoOf } from './errno.js';
-import { HandleTable } from './handles.js';
 import { PathCache } from './path-cache.js';
-import { direntStat, toFuseStat, toFuseStatfs } from './stat.js';
+import { direntStat, fuseStatOf, toFuseStatfs } from './stat.js';
 
 const log = logger('fs');
 
-/** fuse-native's callback: a return code (0, a byte count, or a negative errno) and an optional value. */
-type Reply = (code: number, ...values: unknown[]) => void;
 /** What a handler's work resolves to: the reply code followed by the reply's values. */
 type Answer = [code: number, ...values: unknown[]];
 // biome-ignore lint/suspicious/noExplicitAny: fuse-native hands heterogeneous arguments to each op.
 type Handler = (...args: any[]) => void;
 
-const O_ACCMODE = 0o3;
-const O_RDONLY = 0;
-const O_TRUNC = 0o1000;
 const W_OK = 2;
 
 /** Every operation that would change the image; each answers EROFS. */
@@ -44,9 +39,10 @@ export interface OperationStats {
   errors: number;
   /** Failures mapped to EIO (corrupt image, failed source read, bugs). */
   ioErrors: number;
+  /** Requests answered ETIMEDOUT because their work took longer than the operation timeout. */
+  timedOut: number;
   readsInFlight: number;
   bytesRead: number;
-  openHandles: number;
   pathCache: { entries: number; hits: number; misses: number };
   /** Requests and failed requests per operation (getattr, getxattr, ...). */
   byOperation: Record<string, { count: number; errors: number }>;
@@ -55,15 +51,26 @@ export interface OperationStats {
 export interface Operations {
   handlers: Record<string, Handler>;
   stats(): OperationStats;
+  /** Stops the timeout sweep (the mount is gone). */
+  close(): void;
 }
 
+export interface OperationOptions {
+  pathCacheEntries?: number;
+  /** A request whose work is still unfinished after this long is answered ETIMEDOUT (default 120 s). */
+  timeoutMs?: number;
+}
+
+const DEFAULT_TIMEOUT_MS = 120_000;
+
 /**
- * The FUSE operations over a reader. Every handler is async inside and replies exactly once; no
- * exception escapes to fuse-native (an escaped throw would leave a kernel request unanswered).
+ * The FUSE operations over a reader. Every handler replies exactly once, at once when it can, else
+ * when its work settles; no exception escapes to fuse-native (an escaped throw would leave a kernel
+ * request unanswered).
  */
-export function createOperations(reader: SquashfsReader, options: { pathCacheEntries?: number } = {}): Operations {
+export function createOperations(reader: SquashfsReader, options: OperationOptions = {}): Operations {
   const paths = new PathCache(reader, options.pathCacheEntries);
-  const handles = new HandleTable();
+  const deadlines = new Deadlines(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
   const counters = { operations: 0, errors: 0, ioErrors: 0, readsInFlight: 0, bytesRead: 0 };
   const byOperation: Record<string, { count: number; errors: number }> = {};
   const count = (name: string, failed: boolean): void => {
@@ -72,9 +79,30 @@ export function createOperations(reader: SquashfsReader, options: { pathCacheEnt
     if (failed) c.errors++;
   };
 
-  /** Runs `work`, replies with its result, and turns any failure into an errno reply. */
+  const answer = (name: string, reply: Reply, result: Answer): void => {
+    count(name, result[0] < 0);
+    safeReply(reply, ...result);
+  };
+  const fail = (name: string, path: string, reply: Reply, e: unknown): void => {
+    const errno = errnoOf(e);
+    count(name, true);
+    counters.errors++;
+    if (errno === Errno.EIO) {
+      counters.ioErrors++;
+      log.warn(`${name} ${path}: ${describeError(e)}`);
+    } else if (log.enabled('debug')) {
+      log.debug(`${name} ${path}: ${describeError(e)}`);
+    }
+    safeReply(reply, errno);
+  };
+
+  /**
+   * Runs `work`, replies with its result, and turns any failure into an errno reply; ETIMEDOUT
+   * if it takes longer than the timeout (then its own answer is dropped).
+   */
   function serve(name: string, path: string, reply: Reply, work: () => Promise<Answer>): void {
     counters.operations++;
+    const once = deadlines.track(reply);
     let result: Promise<Answer>;
     try {
       result = work();
@@ -82,41 +110,47 @@ export function createOperations(reader: SquashfsReader, options: { pathCacheEnt
       result = Promise.reject(e);
     }
     result.then(
-      (answer) => {
-        count(name, answer[0] < 0);
-        safeReply(reply, ...answer);
-      },
-      (e: unknown) => {
-        const errno = errnoOf(e);
-        count(name, true);
-        counters.errors++;
-        if (errno === Errno.EIO) {
-          counters.ioErrors++;
-          log.warn(`${name} ${path}: ${describeError(e)}`);
-        } else if (log.enabled('debug')) {
-          log.debug(`${name} ${path}: ${describeError(e)}`);
-        }
-        safeReply(reply, errno);
-      },
+      (r) => answer(name, once, r),
+      (e: unknown) => fail(name, path, once, e),
     );
+  }
+
+  /**
+   * Replies with `work(inode of path)`: at once when the path is resolved already (most requests:
+   * no promise, no microtask), else once it is.
+   */
+  function withInode(name: string, path: string, reply: Reply, work: (inode: Inode) => Answer): void {
+    const inode = paths.known(path);
+    if (inode === undefined) {
+      serve(name, path, reply, async () => work(await paths.resolve(path)));
+      return;
+    }
+    counters.operations++;
+    let result: Answer;
+    try {
+      result = work(inode);
+    } catch (e) {
+      fail(name, path, reply, e);
+      return;
+    }
+    answer(name, reply, result);
   }
 
   const inodeOf = (path: string): Promise<Inode> => paths.resolve(path);
   const hasXattrs = reader.info.xattrs;
   const readInto = (reader as Partial<ZeroCopyReader>).readInto?.bind(reader);
+  const readIntoNow = (reader as Partial<ZeroCopyReader>).readIntoNow?.bind(reader);
 
   const handlers: Record<string, Handler> = {
+    // Stats go out encoded (stat.ts: fuseStatOf; native.ts passes them to the addon as they are).
     getattr(path: string, reply: Reply) {
-      serve('getattr', path, reply, async () => [0, toFuseStat((await inodeOf(path)).stat)]);
+      withInode('getattr', path, reply, (inode) => [0, fuseStatOf(inode.stat)]);
     },
-    fgetattr(path: string, fd: number, reply: Reply) {
-      serve('fgetattr', path, reply, async () => [0, toFuseStat((handles.get(fd) ?? (await inodeOf(path))).stat)]);
+    fgetattr(path: string, _fd: number, reply: Reply) {
+      withInode('fgetattr', path, reply, (inode) => [0, fuseStatOf(inode.stat)]);
     },
     access(path: string, mode: number, reply: Reply) {
-      serve('access', path, reply, async () => {
-        await inodeOf(path);
-        return [mode & W_OK ? Errno.EROFS : 0];
-      });
+      withInode('access', path, reply, () => [mode & W_OK ? Errno.EROFS : 0]);
     },
     statfs(path: string, reply: Reply) {
       serve('statfs', path, reply, async () => [0, toFuseStatfs(reader.statfs())]);
@@ -135,25 +169,34 @@ export function createOperations(reader: SquashfsReader, options: { pathCacheEnt
         return [0, names, stats];
       });
     },
-    open(path: string, flags: number, reply: Reply) {
-      serve('open', path, reply, async () => {
-        const inode = await inodeOf(path);
-        if ((flags & O_ACCMODE) !== O_RDONLY || flags & O_TRUNC) return [Errno.EROFS];
-        if (inode.stat.type === 'directory') return [Errno.EISDIR];
-        return [0, handles.allocate(inode)];
-      });
-    },
-    release(_path: string, fd: number, reply: Reply) {
-      handles.release(fd);
-      safeReply(reply, 0);
-    },
-    read(path: string, fd: number, buffer: Buffer, length: number, position: number, reply: Reply) {
+    // No open or release: each would cost a round trip through this process per file, and libfuse
+    // answers both itself when they are not registered (open keeps kernel_cache's keep_cache). The
+    // checks are the kernel's: the mount is read-only ("ro": EROFS for any open for writing or
+    // O_TRUNC) and directories are opened with OPENDIR, not OPEN. A read names its file by path.
+    read(path: string, _fd: number, buffer: Buffer, length: number, position: number, reply: Reply) {
+      // The buffer is FUSE's own request memory: fill it in place where the reader can.
+      const target = buffer.length > length ? buffer.subarray(0, length) : buffer;
+      const known = paths.known(path);
+      if (known !== undefined && readIntoNow !== undefined) {
+        let n: number | undefined;
+        try {
+          n = readIntoNow(known, position, target);
+        } catch (e) {
+          counters.operations++;
+          fail('read', path, reply, e);
+          return;
+        }
+        if (n !== undefined) {
+          counters.operations++;
+          counters.bytesRead += n;
+          answer('read', reply, [n]);
+          return;
+        }
+      }
       counters.readsInFlight++;
       serve('read', path, reply, async () => {
         try {
-          const inode = handles.get(fd) ?? (await inodeOf(path));
-          // The buffer is FUSE's own request memory: fill it in place where the reader can.
-          const target = buffer.length > length ? buffer.subarray(0, length) : buffer;
+          const inode = known ?? (await inodeOf(path));
           const n = readInto ? await readInto(inode, position, target) : copyInto(target, await reader.read(inode, position, length));
           counters.bytesRead += n;
           return [n];
@@ -189,9 +232,10 @@ export function createOperations(reader: SquashfsReader, options: { pathCacheEnt
 
   return {
     handlers,
+    close: () => deadlines.stop(),
     stats: () => ({
       ...counters,
-      openHandles: handles.size,
+      timedOut: deadlines.timedOut,
       byOperation: structuredClone(byOperation),
       pathCache: { entries: paths.size, hits: paths.hits, misses: paths.misses },
     }),
@@ -201,6 +245,8 @@ export function createOperations(reader: SquashfsReader, options: { pathCacheEnt
 /** SquashfsImage's extra: read straight into a caller's buffer (not part of SquashfsReader). */
 interface ZeroCopyReader {
   readInto(file: Inode, offset: number, target: Uint8Array): Promise<number>;
+  /** The same without waiting when the bytes are at hand, else undefined. */
+  readIntoNow(file: Inode, offset: number, target: Uint8Array): number | undefined;
 }
 
 function copyInto(target: Uint8Array, data: Uint8Array): number {

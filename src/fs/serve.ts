@@ -49,10 +49,12 @@ export async function serve(reader: SquashfsReader, target: string, options: Mou
   const started = performance.now();
   try {
     const root = await reader.root();
-    const operations = createOperations(reader, { pathCacheEntries: options.pathCacheEntries });
+    const operations = createOperations(reader, {
+      pathCacheEntries: options.pathCacheEntries,
+      timeoutMs: options.operationTimeoutMs ?? DEFAULT_OPERATION_TIMEOUT_MS,
+    });
     const session = createSession(target, operations.handlers, {
       options: fuseOptions({ allowOther: options.allowOther, nonEmpty: options.nonEmpty, autoUnmount: options.autoUnmount, fsname: context.name }),
-      timeoutMs: options.operationTimeoutMs ?? DEFAULT_OPERATION_TIMEOUT_MS,
     });
     await new Promise<void>((done, fail) => {
       session.mount((error) => (error ? fail(new MountError(`cannot mount on ${target}: ${error.message}`, { cause: error })) : done()));
@@ -70,6 +72,7 @@ export async function serve(reader: SquashfsReader, target: string, options: Mou
       if (finished) return;
       finished = true;
       clearInterval(poll);
+      operations.close();
       unguard();
       session.release();
       // Bounded: a transport stuck in a retry or a stalled GET must not keep an unmounted server alive.

@@ -21,4 +21,6 @@ export interface ImageContext {
   readonly xattrs: XattrTable | undefined;
   /** uid/gid value for an id-table index (cached). */
   id(index: number): Promise<number>;
+  /** The same once it has been read, else undefined. */
+  idNow(index: number): number | undefined;
 }

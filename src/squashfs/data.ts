@@ -22,6 +22,14 @@ const MAX_RUN_BYTES = 8 << 20;
 export const MAX_READ_BYTES = 256 << 20;
 /** Fragment table entry: `u64 start, u32 size word, u32 unused`. */
 export const FRAGMENT_ENTRY_SIZE = 16;
+/** Checked fragment table entries kept (16 bytes each on disk; a read of a cached tail needs no await). */
+const FRAGMENT_ENTRIES_KEPT = 4096;
+
+/** A fragment table entry, checked against the image. */
+interface FragmentEntry {
+  start: number;
+  word: number;
+}
 
 /**
  * Marks a promise as observed: a block load may fail while the planner still awaits block-list
@@ -89,6 +97,7 @@ export class FileData {
   /** Buffers of decoded blocks, reused as the cache turns over (util/arena.ts says why). */
   private readonly arena: Arena;
   private readonly chunks = new LRUCache<string, BlockChunk>({ max: 1024 });
+  private readonly fragmentEntries = new LRUCache<number, FragmentEntry>({ max: FRAGMENT_ENTRIES_KEPT });
   private readonly checkpoints = new LRUCache<number, Checkpoint[]>({ max: 4096 });
   /** Where the last read of each recently read file ended: a read starting there is sequential. */
   private readonly lastEnd = new LRUCache<number, number>({ max: 1024 });
@@ -177,6 +186,28 @@ export class FileData {
         return undefined;
       }),
     );
+    return end - offset;
+  }
+
+  /**
+   * readInto done synchronously when it can be: a read within the file's fragment tail whose
+   * fragment block is decoded and in the cache (most reads of small files). Undefined otherwise:
+   * then readInto does it (and reports any error).
+   */
+  readTailNow(inode: SquashfsInode, offset: number, target: Uint8Array): number | undefined {
+    const f = inode.file!;
+    const bs = this.ctx.sb.blockSize;
+    const tailStart = f.blockCount * bs;
+    if (f.fragmentIndex === undefined || offset < tailStart || !Number.isSafeInteger(offset)) return undefined;
+    const end = Math.min(f.size, offset + target.length);
+    if (end <= offset) return 0;
+    const entry = this.fragmentEntries.get(f.fragmentIndex);
+    if (entry === undefined) return undefined;
+    const blk = this.cache.get(entry.start);
+    if (blk === undefined || blk.word !== entry.word || !blk.data.valid) return undefined;
+    const at = f.fragmentOffset - tailStart;
+    if (f.fragmentOffset + (f.size - tailStart) > blk.data.bytes.length) return undefined; // corrupt: readInto says so
+    target.set(blk.data.bytes.subarray(at + offset, at + end));
     return end - offset;
   }
 
@@ -366,19 +397,9 @@ export class FileData {
    * `cached` false: decoded into a buffer of its own, the block cache untouched.
    */
   private async fragmentTail(f: FileLayout, cached = true): Promise<BlockView> {
-    const table = this.ctx.fragments;
-    if (table === undefined || f.fragmentIndex === undefined) throw corrupt('file', 'tail without a fragment');
-    const e = await table.entry(f.fragmentIndex);
-    const start = u64(e, 0);
-    const word = u32(e, 8);
+    if (f.fragmentIndex === undefined) throw corrupt('file', 'tail without a fragment');
+    const { start, word } = await this.fragmentEntry(f.fragmentIndex);
     const len = word & WORD_LENGTH_MASK;
-    const S = 'fragment table';
-    if (word & WORD_RESERVED)
-      throw corrupt(S, `fragment ${f.fragmentIndex} size word 0x${word.toString(16)} has reserved bits set`);
-    if (len === 0 || len > this.ctx.sb.blockSize)
-      throw corrupt(S, `fragment ${f.fragmentIndex} stored length ${len} not in 1..block size`);
-    if (start + len > this.ctx.sb.bytesUsed)
-      throw corrupt(S, `fragment ${f.fragmentIndex} runs past bytes_used`, start);
     const uncached = async (): Promise<DataBlock> =>
       this.decode(await this.ctx.io.read(start, len, 'fragment block'), word, start, false);
     let blk = cached
@@ -393,6 +414,25 @@ export class FileData {
       throw corrupt('fragment block', `tail [${f.fragmentOffset}, +${tail}) beyond the fragment's ${n} bytes`, start);
     }
     return { lease: blk.data, start: f.fragmentOffset };
+  }
+
+  /** Entry `index` of the fragment table, checked (kept: see FRAGMENT_ENTRIES_KEPT). */
+  private async fragmentEntry(index: number): Promise<FragmentEntry> {
+    const kept = this.fragmentEntries.get(index);
+    if (kept !== undefined) return kept;
+    const table = this.ctx.fragments;
+    if (table === undefined) throw corrupt('file', 'tail without a fragment');
+    const e = await table.entry(index);
+    const start = u64(e, 0);
+    const word = u32(e, 8);
+    const len = word & WORD_LENGTH_MASK;
+    const S = 'fragment table';
+    if (word & WORD_RESERVED) throw corrupt(S, `fragment ${index} size word 0x${word.toString(16)} has reserved bits set`);
+    if (len === 0 || len > this.ctx.sb.blockSize) throw corrupt(S, `fragment ${index} stored length ${len} not in 1..block size`);
+    if (start + len > this.ctx.sb.bytesUsed) throw corrupt(S, `fragment ${index} runs past bytes_used`, start);
+    const entry = { start, word };
+    this.fragmentEntries.set(index, entry);
+    return entry;
   }
 
   /** Block-list chunk k of a file, decoding the list up to it once (checkpoints per chunk). */

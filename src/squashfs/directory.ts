@@ -50,7 +50,8 @@ async function scan(ctx: ImageContext, dir: DirectoryLayout, cursor: MetadataCur
   while (pos < end) {
     const where = cursor.block;
     if (end - pos < HEADER_SIZE) throw corrupt(S, `listing ends inside a header (${end - pos} bytes left)`, where);
-    const h = await cursor.read(HEADER_SIZE);
+    // readNow first: a listing's records nearly always sit in a cached block (no await per record).
+    const h = cursor.readNow(HEADER_SIZE) ?? (await cursor.read(HEADER_SIZE));
     pos += HEADER_SIZE;
     const count = u32(h, 0) + 1;
     const inodeBlock = u32(h, 4);
@@ -59,7 +60,7 @@ async function scan(ctx: ImageContext, dir: DirectoryLayout, cursor: MetadataCur
     if (inodeBlock >= inodeTableSize) throw corrupt(S, `header inode block ${inodeBlock} outside the inode table`, where);
     for (let i = 0; i < count; i++) {
       if (end - pos < ENTRY_SIZE) throw corrupt(S, 'listing ends inside an entry', cursor.block);
-      const e = await cursor.read(ENTRY_SIZE);
+      const e = cursor.readNow(ENTRY_SIZE) ?? (await cursor.read(ENTRY_SIZE));
       const inodeOffset = u16(e, 0);
       const ino = base + s16(e, 2);
       const type = u16(e, 4);
@@ -67,7 +68,7 @@ async function scan(ctx: ImageContext, dir: DirectoryLayout, cursor: MetadataCur
       pos += ENTRY_SIZE;
       if (nameSize > MAX_NAME) throw corrupt(S, `entry name of ${nameSize} bytes (max 256)`, cursor.block);
       if (end - pos < nameSize) throw corrupt(S, 'entry name runs past the end of the listing', cursor.block);
-      const name = await cursor.read(nameSize);
+      const name = cursor.readNow(nameSize) ?? (await cursor.read(nameSize));
       pos += nameSize;
       checkName(name, cursor.block);
       if (inodeOffset >= METADATA_BLOCK_SIZE) throw corrupt(S, `entry inode offset ${inodeOffset} beyond 8192`, cursor.block);
@@ -82,14 +83,25 @@ function listingCursor(ctx: ImageContext, dir: DirectoryLayout): MetadataCursor 
   return MetadataCursor.at(ctx.meta, ctx.directoryRegion, dir.blockStart, dir.blockOffset);
 }
 
+/**
+ * Visits every entry of a directory in stored order (at most MAX_DIRECTORY_ENTRIES). An entry's
+ * `name` is a view of a cached metadata block, valid only during the call: copy what is kept.
+ */
+export async function visitEntries(ctx: ImageContext, dir: DirectoryLayout, visit: (e: RawDirEntry) => void): Promise<void> {
+  if (dir.listingSize === 0) return;
+  let count = 0;
+  await scan(ctx, dir, listingCursor(ctx, dir), 0, (e) => {
+    if (++count > MAX_DIRECTORY_ENTRIES) throw corrupt(S, `listing holds more than ${MAX_DIRECTORY_ENTRIES} entries`);
+    visit(e);
+    return false;
+  });
+}
+
 /** Every entry of a directory, in stored order. */
 export async function readEntries(ctx: ImageContext, dir: DirectoryLayout): Promise<RawDirEntry[]> {
   const out: RawDirEntry[] = [];
-  if (dir.listingSize === 0) return out;
-  await scan(ctx, dir, listingCursor(ctx, dir), 0, (e) => {
-    if (out.length >= MAX_DIRECTORY_ENTRIES) throw corrupt(S, `listing holds more than ${MAX_DIRECTORY_ENTRIES} entries`);
+  await visitEntries(ctx, dir, (e) => {
     out.push({ ...e, name: e.name.slice() });
-    return false;
   });
   return out;
 }

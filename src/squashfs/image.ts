@@ -8,8 +8,9 @@ import { BlockCache } from './block-cache.js';
 import { MetadataReader, wrapDecodeError, type MetadataBlock, type Region } from './metadata.js';
 import { LookupTable } from './lookup-table.js';
 import { XattrTable } from './xattr.js';
-import { readInode, SquashfsInode } from './inode.js';
-import { findEntry, readEntries, MAX_NAME } from './directory.js';
+import { readInode, SquashfsInode, type DirectoryLayout } from './inode.js';
+import { findEntry, MAX_NAME } from './directory.js';
+import { keyBytes, ListingCache, nameKey, nameKeyOf, type ListedEntry } from './listing.js';
 import { FileData, FRAGMENT_ENTRY_SIZE } from './data.js';
 import { SubtreePrefetch } from './subtree-prefetch.js';
 import type { ImageContext } from './context.js';
@@ -38,6 +39,14 @@ const ID_ENTRY_SIZE = 4;
 const EXPORT_ENTRY_SIZE = 8;
 /** Decoded inodes kept (they are small; FUSE getattr/lookup hit them constantly). */
 const INODE_CACHE_ENTRIES = 16384;
+/** Parsed directory listings kept (estimated heap bytes: some 30,000 entries). */
+const LISTING_CACHE_BYTES = 4 << 20;
+/**
+ * A lookup in a directory whose listing is at most this long parses all of it (at most twice the cost
+ * of the scan a lookup would do, and the next lookups there are free); a longer one is searched
+ * through its index unless readdir has parsed it already.
+ */
+const PARSE_WHOLE_LISTING_BYTES = 16 << 10;
 /** Stream chunk: a multiple of every block size, so chunks after the first are block-aligned. */
 const STREAM_CHUNK = 1 << 20;
 
@@ -59,7 +68,9 @@ export interface CacheStats {
  */
 export class SquashfsImage implements SquashfsReader {
   readonly info: SuperblockInfo;
-  private readonly inodes = new LRUCache<number, Promise<SquashfsInode>>({ max: INODE_CACHE_ENTRIES });
+  /** Promises while decoding, the inodes themselves once decoded (for inodeNow). */
+  private readonly inodes = new LRUCache<number, Promise<SquashfsInode> | SquashfsInode>({ max: INODE_CACHE_ENTRIES });
+  private readonly listings: ListingCache;
   private closed = false;
   /** Listed directories' data fetched ahead, when the source takes prefetch hints. */
   private readonly subtrees?: SubtreePrefetch;
@@ -70,10 +81,11 @@ export class SquashfsImage implements SquashfsReader {
     private readonly data: FileData,
   ) {
     const sb = ctx.sb;
+    this.listings = new ListingCache(ctx, LISTING_CACHE_BYTES);
     const source = ctx.io.source;
     if (source.prefetch && ctx.fragments !== undefined) {
       const tree = {
-        entries: async (dir: SquashfsInode) => (await readEntries(ctx, dir.dir!)).map((e) => e.ref),
+        entries: async (dir: SquashfsInode) => (await this.listings.get(dir.ref, dir.dir!)).entries.map((e) => e.ref),
         inode: (ref: InodeRef) => this.inode(ref),
       };
       this.subtrees = new SubtreePrefetch(ctx, tree, (offset, length) => source.prefetch!(offset, length));
@@ -168,6 +180,7 @@ export class SquashfsImage implements SquashfsReader {
     const directoryRegion: Region = { name: 'directory table', start: sb.directoryTableStart, end: directoryEnd };
 
     const idValues = new Map<number, Promise<number>>();
+    const idsRead = new Map<number, number>();
     const ctx: ImageContext = {
       sb,
       io,
@@ -185,11 +198,15 @@ export class SquashfsImage implements SquashfsReader {
           if (index >= sb.idCount)
             return Promise.reject(corrupt('id table', `id index ${index} out of range (${sb.idCount} ids)`));
           v = ids.entry(index).then((b) => u32(b, 0));
-          v.catch(() => idValues.delete(index));
+          v.then(
+            (value) => idsRead.set(index, value),
+            () => idValues.delete(index),
+          );
           idValues.set(index, v);
         }
         return v;
       },
+      idNow: (index: number) => idsRead.get(index),
     };
     const image = new SquashfsImage(
       ctx,
@@ -219,15 +236,27 @@ export class SquashfsImage implements SquashfsReader {
   /** The inode at a reference (cached; concurrent requests share one decode). */
   inode(ref: InodeRef): Promise<SquashfsInode> {
     this.checkOpen();
-    let p = this.inodes.get(ref);
-    if (p === undefined) {
-      p = readInode(this.ctx, ref).catch((e: unknown) => {
+    const kept = this.inodes.get(ref);
+    if (kept instanceof SquashfsInode) return Promise.resolve(kept);
+    if (kept !== undefined) return kept;
+    const p: Promise<SquashfsInode> = readInode(this.ctx, ref).then(
+      (inode) => {
+        if (this.inodes.peek(ref) === p) this.inodes.set(ref, inode);
+        return inode;
+      },
+      (e: unknown) => {
         this.inodes.delete(ref);
         throw asSquashfsError(e, 'inode');
-      });
-      this.inodes.set(ref, p);
-    }
+      },
+    );
+    this.inodes.set(ref, p);
     return p;
+  }
+
+  /** The inode at `ref` if it is decoded already, else undefined. */
+  private inodeNow(ref: InodeRef): SquashfsInode | undefined {
+    const kept = this.inodes.get(ref);
+    return kept instanceof SquashfsInode ? kept : undefined;
   }
 
   /** Inode by inode number through the export table (EUNSUPPORTED without one, EINVAL out of range). */
@@ -277,9 +306,43 @@ export class SquashfsImage implements SquashfsReader {
     if (bytes.length === 0 || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
       throw new SquashfsError('EINVAL', `invalid name ${JSON.stringify(name)}`, { path });
     }
-    const entry = await wrap(findEntry(this.ctx, d.dir, bytes));
+    const entry = await wrap(this.findChild(d.ref, d.dir, bytes));
     if (entry === undefined) return undefined;
     return this.entryInode(entry.ref, entry.ino);
+  }
+
+  lookupChildNow(dir: Inode, name: string): SquashfsInode | null | undefined {
+    if (this.closed || !(dir instanceof SquashfsInode) || dir.dir === undefined) return undefined;
+    const listing = this.listings.peek(dir.ref);
+    // Names lookupChild refuses (empty, ".", "..", "/", NUL, too long) are left to it, with its error.
+    if (listing === undefined || name.length === 0 || name.length > MAX_NAME || name === '.' || name === '..')
+      return undefined;
+    if (name.includes('/') || name.includes('\0')) return undefined;
+    const key = nameKeyOf(name);
+    if (key.length > MAX_NAME) return undefined;
+    const entry = listing.byName.get(key);
+    if (entry === undefined) return null;
+    const inode = this.inodeNow(entry.ref);
+    return inode !== undefined && inode.stat.ino === entry.ino ? inode : undefined;
+  }
+
+  /** The entry named `name`: from the parsed listing when it is (or should be) kept, else by a scan. */
+  private async findChild(
+    ref: InodeRef,
+    dir: DirectoryLayout,
+    name: Uint8Array,
+  ): Promise<{ ref: number; ino: number } | undefined> {
+    let listing = this.listings.peek(ref);
+    if (listing === undefined && dir.listingSize <= PARSE_WHOLE_LISTING_BYTES) {
+      try {
+        listing = await this.listings.get(ref, dir);
+      } catch (e) {
+        // A scan still finds the names before a corrupt entry, as the kernel does.
+        if (!(e instanceof SquashfsError) || e.code !== 'ECORRUPT') throw e;
+      }
+    }
+    if (listing !== undefined) return listing.byName.get(nameKey(name));
+    return findEntry(this.ctx, dir, name);
   }
 
   private async entryInode(ref: number, ino: number): Promise<SquashfsInode> {
@@ -297,14 +360,14 @@ export class SquashfsImage implements SquashfsReader {
     const d = await this.resolve(dir);
     if (d.dir === undefined)
       throw new SquashfsError('ENOTDIR', `not a directory (inode ${d.stat.ino})`, { path: pathOf(dir) });
-    const raw = await wrap(readEntries(this.ctx, d.dir));
+    const listing = await wrap(this.listings.get(d.ref, d.dir));
     this.subtrees?.listed(d);
-    return Promise.all(
-      raw.map(async (e) => {
-        const inode = await this.entryInode(e.ref, e.ino);
-        return { name: Buffer.from(e.name).toString('utf8'), type: inode.stat.type, ino: inode.stat.ino, ref: e.ref };
-      }),
-    );
+    return Promise.all(listing.entries.map((e) => this.dirEntry(e)));
+  }
+
+  private async dirEntry(e: ListedEntry): Promise<DirEntry> {
+    const inode = await this.entryInode(e.ref, e.ino);
+    return { name: keyBytes(e.key).toString('utf8'), type: inode.stat.type, ino: inode.stat.ino, ref: e.ref };
   }
 
   async readlink(target: Inode | string): Promise<string> {
@@ -351,6 +414,16 @@ export class SquashfsImage implements SquashfsReader {
   async readInto(file: Inode | string, offset: number, target: Uint8Array): Promise<number> {
     const f = await this.resolve(file);
     return wrap(this.data.readInto(this.fileOf(f, file), offset, target));
+  }
+
+  /**
+   * readInto without waiting, when the bytes are at hand (a small file's tail in a cached fragment
+   * block); undefined when they are not, or for anything but an open image's regular file: then
+   * readInto does the read and reports what is wrong.
+   */
+  readIntoNow(file: Inode, offset: number, target: Uint8Array): number | undefined {
+    if (this.closed || !(file instanceof SquashfsInode) || file.file === undefined) return undefined;
+    return this.data.readTailNow(file, offset, target);
   }
 
   createReadStream(file: Inode | string, options: { start?: number; end?: number } = {}): Readable {
@@ -407,6 +480,7 @@ export class SquashfsImage implements SquashfsReader {
     if (this.closed) return;
     this.closed = true;
     this.inodes.clear();
+    this.listings.clear();
     this.metaCache.clear();
     this.data.cache.clear();
     try {

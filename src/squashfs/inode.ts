@@ -79,7 +79,8 @@ export async function readInode(ctx: ImageContext, ref: InodeRef): Promise<Squas
   if (offset >= METADATA_BLOCK_SIZE) throw corrupt(S, `inode reference ${ref}: offset ${offset} beyond 8192`);
   const cur = MetadataCursor.at(ctx.meta, ctx.inodeRegion, block, offset);
   const where = ctx.inodeRegion.start + block;
-  const h = await cur.read(INODE_HEADER_SIZE);
+  // readNow first: most inodes sit in a cached block (no await per field group).
+  const h = cur.readNow(INODE_HEADER_SIZE) ?? (await cur.read(INODE_HEADER_SIZE));
   const rawType = u16(h, 0);
   if (rawType < 1 || rawType > 14) throw corrupt(S, `unknown inode type ${rawType} (ref ${ref})`, where);
   const extended = rawType > 7;
@@ -91,7 +92,8 @@ export async function readInode(ctx: ImageContext, ref: InodeRef): Promise<Squas
   const mtime = u32(h, 8);
   const ino = u32(h, 12);
   if (ino === 0 || ino > ctx.sb.inodeCount) throw corrupt(S, `inode number ${ino} outside 1..${ctx.sb.inodeCount} (ref ${ref})`, where);
-  const [uid, gid] = await Promise.all([ctx.id(uidIndex), ctx.id(gidIndex)]);
+  const uid = ctx.idNow(uidIndex) ?? (await ctx.id(uidIndex));
+  const gid = ctx.idNow(gidIndex) ?? (await ctx.id(gidIndex));
 
   let nlink = 1;
   let size = 0;
@@ -105,13 +107,13 @@ export async function readInode(ctx: ImageContext, ref: InodeRef): Promise<Squas
   switch (type) {
     case 'directory': {
       if (!extended) {
-        const b = await cur.read(16);
+        const b = cur.readNow(16) ?? (await cur.read(16));
         const blockStart = u32(b, 0);
         nlink = u32(b, 4);
         size = u16(b, 8);
         dir = checkDir(ctx, ref, where, blockStart, size, u16(b, 10), u32(b, 12), 0, cur);
       } else {
-        const b = await cur.read(24);
+        const b = cur.readNow(24) ?? (await cur.read(24));
         nlink = u32(b, 0);
         size = u32(b, 4);
         const indexCount = u16(b, 16);
@@ -126,13 +128,13 @@ export async function readInode(ctx: ImageContext, ref: InodeRef): Promise<Squas
       let fragmentOffset: number;
       let sparse = 0;
       if (!extended) {
-        const b = await cur.read(16);
+        const b = cur.readNow(16) ?? (await cur.read(16));
         blocksStart = u32(b, 0);
         fragment = u32(b, 4);
         fragmentOffset = u32(b, 8);
         size = u32(b, 12);
       } else {
-        const b = await cur.read(40);
+        const b = cur.readNow(40) ?? (await cur.read(40));
         blocksStart = u64(b, 0);
         size = u64(b, 8);
         sparse = u64(b, 16);

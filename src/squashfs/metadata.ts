@@ -40,11 +40,8 @@ export class MetadataReader {
 
   /** The block whose header is at absolute `pos`, which must lie inside `region`. */
   block(pos: number, region: Region): Promise<MetadataBlock> {
-    const hit = this.cache.get(pos);
-    if (hit !== undefined) {
-      if (hit.next > region.end || pos < region.start) throw corrupt(region.name, 'metadata block outside its table', pos);
-      return Promise.resolve(hit);
-    }
+    const hit = this.cached(pos, region);
+    if (hit !== undefined) return Promise.resolve(hit);
     if (!(pos >= region.start && pos + 2 < region.end)) {
       return Promise.reject(corrupt(region.name, `metadata block position outside the table [${region.start}, ${region.end})`, pos));
     }
@@ -52,6 +49,13 @@ export class MetadataReader {
       if (b.next > region.end) throw corrupt(region.name, 'metadata block runs past the end of its table', pos);
       return b;
     });
+  }
+
+  /** The block at `pos` if it is decoded and cached (checked against `region` as block() does), else undefined. */
+  cached(pos: number, region: Region): MetadataBlock | undefined {
+    const hit = this.cache.get(pos);
+    if (hit !== undefined && (hit.next > region.end || pos < region.start)) throw corrupt(region.name, 'metadata block outside its table', pos);
+    return hit;
   }
 
   private async fetch(pos: number, region: Region): Promise<MetadataBlock> {
@@ -109,6 +113,20 @@ export class MetadataCursor {
     if (this.offset >= b.data.length) {
       throw corrupt(this.region.name, `metadata offset ${this.offset} beyond the block's ${b.data.length} bytes`, this.block);
     }
+  }
+
+  /**
+   * read(n) without waiting: the bytes when they lie in the current block and it is cached (the
+   * common case: a record inside a block already decoded), else undefined and nothing is consumed.
+   */
+  readNow(n: number): Uint8Array | undefined {
+    const b = this.reader.cached(this.block, this.region);
+    if (b === undefined) return undefined;
+    if (this.fresh) this.checkStart(b);
+    if (this.offset + n > b.data.length) return undefined;
+    const out = b.data.subarray(this.offset, this.offset + n);
+    this.offset += n;
+    return out;
   }
 
   /** Reads exactly `n` bytes; a subarray of the cached block when they sit in one block. */

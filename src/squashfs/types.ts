@@ -96,6 +96,12 @@ export interface SquashfsReader {
   lookup(path: string): Promise<Inode>;
   /** One step of a lookup; undefined when the name does not exist. ENOTDIR if `dir` is not a directory. */
   lookupChild(dir: Inode, name: string): Promise<Inode | undefined>;
+  /**
+   * lookupChild without waiting, when the answer is at hand (the directory's listing and the child's
+   * inode decoded): the inode, or null when the name is not there. Undefined when it is not at hand,
+   * or the lookup fails: then lookupChild answers. Optional so other readers need not provide it.
+   */
+  lookupChildNow?(dir: Inode, name: string): Inode | null | undefined;
   inode(ref: InodeRef): Promise<Inode>;
   stat(target: Inode | string): Promise<Stat>;
   readdir(dir: Inode | string): Promise<DirEntry[]>;

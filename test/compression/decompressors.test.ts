@@ -86,6 +86,17 @@ describe.each(CODEC_FIXTURES)('decompressor on real blocks of %s', (name) => {
   });
 });
 
+describe('one decompressor, many blocks', () => {
+  it('lz4: results kept across calls stay intact (the input buffer is reused, outputs are not)', async () => {
+    const lz4 = require('lz4-napi') as { compressSync(b: Buffer): Buffer };
+    const dec = await loadDecompressor(5);
+    const sources = [70_000, 300, 131_072, 5].map((n, i) => Buffer.from(Array.from({ length: n }, (_, j) => (j * (i + 7)) % 251)));
+    const decoded: Uint8Array[] = [];
+    for (const src of sources) decoded.push(await dec.decompress(lz4.compressSync(src).subarray(4), 131_072));
+    for (const [i, d] of decoded.entries()) expect(Buffer.from(d).equals(sources[i]!), `block ${i}`).toBe(true);
+  });
+});
+
 describe('decompression bombs (1 MiB of zeros, bound 8 KiB)', () => {
   const zeros = Buffer.alloc(1 << 20);
   const lzmaNative = require('lzma-native') as { compress(b: Buffer, opts: object): Promise<Buffer> };

@@ -166,3 +166,18 @@ export async function digestAt(path: string, offset: number, length: number): Pr
     await fh.close();
   }
 }
+
+/** Open file descriptors of all processes on files under `dir` (the kernel's view, from /proc). */
+export async function openFilesUnder(dir: string): Promise<number> {
+  const { readdir, readlink } = await import('node:fs/promises');
+  let count = 0;
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const fds = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
+    for (const fd of fds) {
+      const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+      if (target.startsWith(`${dir}/`)) count++;
+    }
+  }
+  return count;
+}

@@ -16,7 +16,7 @@ import { FileSource } from '../../src/r2/file.js';
 import { SquashfsImage } from '../../src/squashfs/image.js';
 import { type Fixture, fixture } from '../helpers/fixtures.js';
 import { withKernelMount } from '../helpers/kernel-mount.js';
-import { FaultySource, cleanupMountpoint, digestAt, execFileP, readInChild, tempMountpoint, waitFor } from './helpers.js';
+import { FaultySource, cleanupMountpoint, digestAt, execFileP, openFilesUnder, readInChild, tempMountpoint, waitFor } from './helpers.js';
 
 let image: Fixture;
 let dir: string;
@@ -100,6 +100,7 @@ describe('read-only', () => {
     const attempts: [string, () => Promise<unknown>][] = [
       ['create', () => fsp.writeFile(join(dir, 'new-file'), 'x')],
       ['open for writing', () => fsp.open(f, 'r+')],
+      ['open with O_TRUNC', () => fsp.open(f, constants.O_RDONLY | constants.O_TRUNC)],
       ['append', () => fsp.appendFile(f, 'x')],
       ['truncate', () => fsp.truncate(f, 0)],
       ['mkdir', () => fsp.mkdir(join(dir, 'new-dir'))],
@@ -152,6 +153,33 @@ describe('faults and unmounting', () => {
     }
   });
 
+  it('a read whose source stalls past the operation timeout fails (ETIMEDOUT); the mount stays up', async () => {
+    const source = new FaultySource(await FileSource.open(image.path));
+    const mp = await tempMountpoint();
+    const h = await mount(source, mp, { operationTimeoutMs: 400 });
+    let release!: () => void;
+    try {
+      const victim = (await bigFiles(mp, 256 * 1024))[0]!;
+      source.gate = new Promise((r) => {
+        release = r;
+      });
+      const started = Date.now();
+      const failed = await readAt(join(mp, victim.path), victim.size - 200_000, 100_000).catch((e: NodeJS.ErrnoException) => e);
+      expect(['ETIMEDOUT', 'EIO']).toContain((failed as NodeJS.ErrnoException).code);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(390);
+      expect(h.stats().fuse.timedOut).toBeGreaterThan(0);
+      source.gate = undefined;
+      release();
+      const after = await readAt(join(mp, victim.path), victim.size - 200_000, 100_000);
+      expect(after.length).toBe(100_000);
+    } finally {
+      source.gate = undefined;
+      release?.();
+      await h.unmount({ lazyIfBusy: true });
+      await cleanupMountpoint(mp);
+    }
+  });
+
   it('a busy mount is not unmounted without --lazy; lazily it goes, in-flight reads finish', async () => {
     const inner = await FileSource.open(image.path);
     const source = new FaultySource(inner);
@@ -180,7 +208,7 @@ describe('faults and unmounting', () => {
         return readInChild([[join(mp, f.path), 0, Math.min(f.size, 1 << 20)]]).then((lines) => ({ i, line: lines[0] }));
       });
       // All 16 have their file open and wait on the source.
-      await waitFor('16 open files', () => h.stats().fuse.openHandles >= 16, 90_000);
+      await waitFor('16 open files', async () => (await openFilesUnder(mp)) >= 16, 90_000);
       await expect(h.unmount()).rejects.toThrow(/busy/);
       void h.closed.then(() => {
         closedEarly = true;

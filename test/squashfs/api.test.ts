@@ -70,6 +70,41 @@ describe('lookups', () => {
     }
   });
 
+  test('a listed directory is parsed once: looking up each of its names decodes no more metadata', async () => {
+    const img = await SquashfsImage.open(await FileSource.open(gzip.path));
+    try {
+      const metadataReads = () => img.cacheStats().metadataHits + img.cacheStats().metadataMisses;
+      for (const path of ['/bigdir', '/names']) {
+        const dir = await img.lookup(path);
+        const entries = await img.readdir(dir);
+        const before = metadataReads();
+        for (const e of entries) expect((await img.lookupChild(dir, e.name))?.ref, e.name).toBe(e.ref);
+        expect(await img.lookupChild(dir, 'no-such-entry')).toBeUndefined();
+        expect(metadataReads() - before, path).toBe(0);
+      }
+    } finally {
+      await img.close();
+    }
+  });
+
+  test('lookupChildNow answers from a parsed listing and decoded inodes only, the same as lookupChild', async () => {
+    const img = await SquashfsImage.open(await FileSource.open(gzip.path));
+    try {
+      const dir = await img.lookup('/names');
+      const first = (await image.readdir('/names'))[0]!.name;
+      expect(img.lookupChildNow(dir, first)).toBeUndefined(); // listing not parsed yet
+      const entries = await img.readdir(dir); // parses it and decodes every child inode
+      expect(entries.some((e) => /[^\x00-\x7f]/.test(e.name))).toBe(true);
+      for (const e of entries) expect(img.lookupChildNow(dir, e.name), e.name).toBe(await img.lookupChild(dir, e.name));
+      expect(img.lookupChildNow(dir, 'no-such-entry')).toBeNull();
+      for (const bad of ['', '.', '..', 'a/b', 'a\0b', 'x'.repeat(300)]) expect(img.lookupChildNow(dir, bad), bad).toBeUndefined();
+      const file = await img.lookupChild(dir, entries.find((e) => e.type === 'file')!.name);
+      expect(img.lookupChildNow(file!, 'x')).toBeUndefined(); // not a directory: lookupChild says ENOTDIR
+    } finally {
+      await img.close();
+    }
+  });
+
   test('deep paths, odd names, "." and ".." components', async () => {
     let p = '/deep';
     for (let i = 0; i < 40; i++) {
