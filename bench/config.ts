@@ -30,7 +30,8 @@ export function parseProfile(spec: string): Profile {
 export type WorkloadId = 'W1' | 'W1P' | 'W2' | 'W3' | 'W2R';
 export const ALL_WORKLOADS: WorkloadId[] = ['W1', 'W1P', 'W2', 'W3', 'W2R'];
 
-export type PeerId = 'us' | 'A' | 'B' | 'C';
+/** `before`: our mount command from another checkout (--before-cli), for before/after in one run. */
+export type PeerId = 'us' | 'before' | 'A' | 'B' | 'C';
 export const ALL_PEERS: PeerId[] = ['us', 'A', 'B', 'C'];
 
 export const PEER_LABELS: Record<string, string> = {

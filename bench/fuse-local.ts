@@ -70,11 +70,13 @@ async function dropCaches(): Promise<void> {
 async function readAll(dir: string): Promise<number> {
   const started = performance.now();
   await Promise.all(
-    Array.from({ length: FILES }, (_, i) =>
-      new Promise<void>((done, fail) => {
-        const cat = spawn('cat', [join(dir, `random-${i}.bin`)], { stdio: ['ignore', 'ignore', 'inherit'] });
-        cat.on('exit', (code) => (code === 0 ? done() : fail(new Error(`cat exited ${code}`))));
-      }),
+    Array.from(
+      { length: FILES },
+      (_, i) =>
+        new Promise<void>((done, fail) => {
+          const cat = spawn('cat', [join(dir, `random-${i}.bin`)], { stdio: ['ignore', 'ignore', 'inherit'] });
+          cat.on('exit', (code) => (code === 0 ? done() : fail(new Error(`cat exited ${code}`))));
+        }),
     ),
   );
   const seconds = (performance.now() - started) / 1000;
@@ -106,7 +108,9 @@ async function main(): Promise<void> {
         await unmount(dir);
         await rmdir(dir);
       }
-      process.stderr.write(`run ${run + 1}/${runs} ${peer}: cold ${results[peer].cold.at(-1)?.toFixed(0)} MB/s, warm ${results[peer].warm.at(-1)?.toFixed(0)} MB/s, mount ${results[peer].mountMs.at(-1)?.toFixed(0)} ms\n`);
+      process.stderr.write(
+        `run ${run + 1}/${runs} ${peer}: cold ${results[peer].cold.at(-1)?.toFixed(0)} MB/s, warm ${results[peer].warm.at(-1)?.toFixed(0)} MB/s, mount ${results[peer].mountMs.at(-1)?.toFixed(0)} ms\n`,
+      );
     }
   }
   const base = results.squashfuse;

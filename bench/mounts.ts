@@ -86,7 +86,8 @@ export async function pidsServing(mountpoint: string): Promise<number[]> {
     if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
     try {
       const args = (await readFile(`/proc/${name}/cmdline`, 'utf8')).split('\0');
-      const named = args.includes(mountpoint) || args.includes(`${mountpoint}/`) || args[0] === `squashfs-r2 mount ${mountpoint}`;
+      const named =
+        args.includes(mountpoint) || args.includes(`${mountpoint}/`) || args[0] === `squashfs-r2 mount ${mountpoint}`;
       if (named) pids.push(Number(name));
     } catch {
       // gone

@@ -20,6 +20,8 @@ export interface PeerContext {
   workDir: string;
   /** Extra arguments for our mount command (e.g. --log-level debug --log-file F). */
   ourMountArgs?: string[];
+  /** Peer `before`: bin/squashfs-r2 of an earlier checkout (built). */
+  beforeCli?: string;
 }
 
 export interface MountedPeer {
@@ -101,7 +103,10 @@ export async function mountPeer(peer: PeerId, ctx: PeerContext): Promise<Mounted
         await squashfuse(image, mnt);
         return done(mnt, mounted, t0, {}, [passwd]);
       }
-      case 'us': {
+      case 'us':
+      case 'before': {
+        const cli = peer === 'us' ? OUR_CLI : ctx.beforeCli;
+        if (!cli) throw new Error('peer "before" needs --before-cli PATH');
         mounted.push({ mountpoint: mnt, pids: [] });
         const env = {
           ...process.env,
@@ -110,7 +115,7 @@ export async function mountPeer(peer: PeerId, ctx: PeerContext): Promise<Mounted
           AWS_REGION: REGION,
         };
         await startMountCommand(
-          OUR_CLI,
+          cli,
           [
             'mount',
             `s3://${ctx.bucket}/${ctx.image.key}`,

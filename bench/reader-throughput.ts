@@ -170,13 +170,18 @@ async function main(): Promise<void> {
         `${r.cpuSeconds.toFixed(2)} CPU-s = ${mbs(r.bytes, r.cpuSeconds)} MB per CPU-s (chunk ${chunk}, parallel ${parallel}${values.into ? ', readInto' : ''})`,
     );
   }
-  if (values.calibrate) console.log(`calibration: raw lz4-napi block decompression now runs at ${(await lz4Calibration(imagePath)).toFixed(0)} MB/s`);
+  if (values.calibrate)
+    console.log(
+      `calibration: raw lz4-napi block decompression now runs at ${(await lz4Calibration(imagePath)).toFixed(0)} MB/s`,
+    );
   if (!values['no-squashfuse']) {
     const s = await squashfuseRun(imagePath);
     console.log(
       `squashfuse + cat: ${s.seconds.toFixed(2)} s = ${mbs(bytes, s.seconds)} MB/s; ${s.cpuSeconds.toFixed(2)} CPU-s = ${mbs(bytes, s.cpuSeconds)} MB per CPU-s`,
     );
-    console.log(`ratio library / squashfuse: wall ${(s.seconds / best).toFixed(2)}, CPU ${(s.cpuSeconds / bestCpu).toFixed(2)}`);
+    console.log(
+      `ratio library / squashfuse: wall ${(s.seconds / best).toFixed(2)}, CPU ${(s.cpuSeconds / bestCpu).toFixed(2)}`,
+    );
   }
 }
 

@@ -4,7 +4,7 @@ import type { ImageSpec } from './workloads.js';
 
 /** The text table (stdout and docs) and the goals of issue 6, evaluated from a run's results. */
 
-const PEER_ORDER = ['us', 'us-warm', 'A', 'B', 'C'];
+const PEER_ORDER = ['before', 'us', 'us-warm', 'A', 'B', 'C'];
 const RATIOS: [string, string, string][] = [
   ['us/A', 'us', 'A'],
   ['us/B', 'us', 'B'],
@@ -113,21 +113,22 @@ const PHASES: { label: string; of: (r: RunResult) => number | undefined }[] = [
 
 /** Seconds per phase of W1P for each peer, with us/A and us/B per phase. */
 export function formatPhaseTable(results: RunResult[], p: Profile, image: ImageSpec | undefined): string | undefined {
-  const peers = ['us', 'A', 'B', 'C'].filter((peer) => find(results, p, 'W1P', peer));
+  const peers = ['before', 'us', 'A', 'B', 'C'].filter((peer) => find(results, p, 'W1P', peer));
   if (peers.length === 0) return undefined;
   const get = (peer: string) => find(results, p, 'W1P', peer);
-  const rows: string[][] = [['', ...peers, 'us/A', 'us/B']];
+  // us/before only when an earlier build ran in the same run (--before-cli).
+  const against = ['A', 'B', ...(get('before') ? ['before'] : [])];
+  const rows: string[][] = [['', ...peers, ...against.map((o) => `us/${o}`)]];
   for (const phase of PHASES) {
     const us = get('us');
     rows.push([
       `${phase.label} (s)`,
       ...peers.map((peer) => sec(phase.of(get(peer)!))),
-      ratio(us && phase.of(us), get('A') && phase.of(get('A')!)),
-      ratio(us && phase.of(us), get('B') && phase.of(get('B')!)),
+      ...against.map((o) => ratio(us && phase.of(us), get(o) && phase.of(get(o)!))),
     ]);
   }
   const num = (label: string, f: (r: RunResult) => string) =>
-    rows.push([label, ...peers.map((peer) => f(get(peer)!)), '', '']);
+    rows.push([label, ...peers.map((peer) => f(get(peer)!)), ...against.map(() => '')]);
   num('MiB fetched', (r) => (r.bytesDown / MiB).toFixed(1));
   num('GETs', (r) => String(r.gets));
   num('peak RSS (MiB)', (r) => (r.peakRssBytes / MiB).toFixed(1));

@@ -32,6 +32,7 @@ import { backupImage, type ImageSpec, projectImage, randomOffsets } from './work
 
 const USAGE = `usage: npm run bench -- [--quick] [--peers us,A,B,C] [--workloads W1,W1P,W2,W3,W2R] [--profiles 20ms,5ms,80ms]
                       [--data-dir DIR] [--out DIR] [--no-warm] [--server-mode r2|s3rver] [--concurrency 4] [--us-args="--log-level debug ..."]
+                      [--before-cli OTHER/bin/squashfs-r2]
 
 Runs every peer on the same data, the same local S3 server and the same proxy profile:
   A   s3fs mount of the bucket prefix + squashfuse on the image inside it
@@ -58,6 +59,7 @@ interface Options {
   outDir: string;
   warm: boolean;
   usArgs: string[];
+  beforeCli?: string;
   serverMode: 's3rver' | 'r2';
   concurrency: number;
 }
@@ -74,6 +76,7 @@ function parseOptions(argv: string[]): Options | undefined {
       out: { type: 'string', default: join(REPO, 'bench', 'results') },
       'no-warm': { type: 'boolean', default: false },
       'us-args': { type: 'string', default: '' },
+      'before-cli': { type: 'string' },
       'server-mode': { type: 'string', default: 'r2' },
       concurrency: { type: 'string', default: String(READ_CONCURRENCY) },
       help: { type: 'boolean', short: 'h', default: false },
@@ -94,7 +97,8 @@ function parseOptions(argv: string[]): Options | undefined {
   };
   return {
     sizes: values.quick ? QUICK : FULL,
-    peers: list(values.peers, ALL_PEERS, 'peer'),
+    peers: list(values.peers, [...ALL_PEERS, 'before'], 'peer'),
+    beforeCli: values['before-cli'] === undefined ? undefined : resolve(values['before-cli']),
     workloads: list(values.workloads, ALL_WORKLOADS, 'workload'),
     profiles: values.profiles.split(',').map(parseProfile),
     dataDir: resolve(values['data-dir']),
@@ -249,6 +253,7 @@ async function runPeer(ctx: RunContext, peer: PeerId): Promise<RunResult[]> {
       image: ctx.image,
       workDir,
       ourMountArgs: ctx.opts.usArgs,
+      beforeCli: ctx.opts.beforeCli,
     });
     const mountedAt = start + mounted.mountMs;
     const firstRequest = ctx.proxy.stats().log[0];

@@ -38,7 +38,9 @@ function timed(cmd: string, args: string[], env?: NodeJS.ProcessEnv): Promise<nu
     let err = '';
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     child.on('error', fail);
-    child.on('exit', (code) => (code === 0 ? done(performance.now() - t0) : fail(new Error(`${cmd}: exit ${code}: ${err.trim()}`))));
+    child.on('exit', (code) =>
+      code === 0 ? done(performance.now() - t0) : fail(new Error(`${cmd}: exit ${code}: ${err.trim()}`)),
+    );
   });
 }
 
@@ -80,7 +82,11 @@ async function main(argv: string[]): Promise<number> {
   const log = (m: string) => process.stderr.write(`${m}\n`);
   const image = await backupImage(resolve(values['data-dir']), FULL, log);
   const firstFile = image.smallFiles[0]!;
-  const server = await startS3Server({ directory: join(resolve(values['data-dir']), 's3'), buckets: [BUCKET], mode: 'r2' });
+  const server = await startS3Server({
+    directory: join(resolve(values['data-dir']), 's3'),
+    buckets: [BUCKET],
+    mode: 'r2',
+  });
   const proxy = await startProxy({ target: { host: '127.0.0.1', port: server.port }, rttMs: 0 });
   const work = await mkdtemp('/tmp/sqstartup-');
   try {
@@ -99,7 +105,11 @@ async function main(argv: string[]): Promise<number> {
           const mnt = join(work, `${cli.name}-mnt`);
           await mkdir(mnt, { recursive: true });
           const source = `s3://${BUCKET}/${image.key}`;
-          const mountMs = await timed(cli.path, ['mount', source, mnt, '--endpoint', proxy.url, '--path-style'], ourEnv());
+          const mountMs = await timed(
+            cli.path,
+            ['mount', source, mnt, '--endpoint', proxy.url, '--path-style'],
+            ourEnv(),
+          );
           const catMs = await timed('cat', [join(mnt, firstFile)]);
           add(cli.name, { mountMs, firstFileMs: mountMs + catMs });
           await unmount(mnt, await pidsServing(mnt));
@@ -108,7 +118,15 @@ async function main(argv: string[]): Promise<number> {
             const target = join(work, `${cli.name}-restored`);
             const state = join(work, `${cli.name}-state`);
             await mkdir(target, { recursive: true });
-            const args = ['mount-backup', restoreBackupId(image), target, '--bucket', BUCKET, '--prefix', RESTORE_PREFIX];
+            const args = [
+              'mount-backup',
+              restoreBackupId(image),
+              target,
+              '--bucket',
+              BUCKET,
+              '--prefix',
+              RESTORE_PREFIX,
+            ];
             const restoreMs = await timed(
               cli.path,
               [...args, '--endpoint', proxy.url, '--path-style', '--state-dir', state, '--quiet'],
@@ -133,8 +151,16 @@ async function main(argv: string[]): Promise<number> {
       log(`\n${rtt} ms RTT, ${runs} rounds (median, then every run in ms)`);
       for (const [name, s] of samples) {
         const list = (k: keyof Sample) => s.map((x) => x[k].toFixed(0)).join(' ');
-        log(`  ${name.padEnd(18)} mount ${median(s.map((x) => x.mountMs)).toFixed(0).padStart(4)}  [${list('mountMs')}]`);
-        log(`  ${''.padEnd(18)} +cat  ${median(s.map((x) => x.firstFileMs)).toFixed(0).padStart(4)}  [${list('firstFileMs')}]`);
+        log(
+          `  ${name.padEnd(18)} mount ${median(s.map((x) => x.mountMs))
+            .toFixed(0)
+            .padStart(4)}  [${list('mountMs')}]`,
+        );
+        log(
+          `  ${''.padEnd(18)} +cat  ${median(s.map((x) => x.firstFileMs))
+            .toFixed(0)
+            .padStart(4)}  [${list('firstFileMs')}]`,
+        );
       }
     }
   } finally {
