@@ -130,8 +130,9 @@ describe('recorded prefetch', () => {
     const mark2 = server.requests.length;
     const read2 = await digestsUnder(two.target, firstFiles);
     expect(read2).toEqual(read1);
-    // Nothing the files need is fetched again. What may still go out is sequential readahead past
-    // what was read (it was never read, so never recorded), outside every recorded range.
+    // Nothing the files need is fetched again. What may still go out, outside every recorded range:
+    // sequential readahead past what was read (it was never read, so never recorded), and the data
+    // spans of directories fuse-overlayfs lists on the way (src/squashfs/subtree-prefetch.ts).
     const whileReading = dataGets(server, archiveKey, mark2);
     console.log(
       `restore 2: ${whileReading.length} GETs while reading the recorded files (${whileReading.map((g) => g.range).join(', ')})`,
@@ -141,7 +142,7 @@ describe('recorded prefetch', () => {
       const overlapping = list.ranges.filter(([o, n]) => from < o + n && o <= to);
       expect(overlapping, `GET ${g.range} overlaps the recorded ranges`).toEqual([]);
     }
-    expect(whileReading.length).toBeLessThanOrEqual(4);
+    expect(whileReading.length).toBeLessThanOrEqual(8);
     await teardown(two.target);
   }, 240_000);
 
