@@ -3,10 +3,14 @@ import { Errno } from './errno.js';
 /** fuse-native's reply callback. */
 export type Reply = (code: number, ...values: unknown[]) => void;
 
+/** A reply that answers at most once; `timedOut` says the deadline answered it (a late failure is no news). */
+export type TrackedReply = Reply & { readonly timedOut: boolean };
+
 interface Pending {
   readonly due: number;
   readonly reply: Reply;
   done: boolean;
+  timedOut: boolean;
 }
 
 /**
@@ -31,19 +35,20 @@ export class Deadlines {
   }
 
   /** `reply`, answering at most once: by the caller, or with ETIMEDOUT when the deadline passes first. */
-  track(reply: Reply): Reply {
-    const entry: Pending = { due: Date.now() + this.timeoutMs, reply, done: false };
+  track(reply: Reply): TrackedReply {
+    const entry: Pending = { due: Date.now() + this.timeoutMs, reply, done: false, timedOut: false };
     this.pending.add(entry);
     if (this.timer === undefined) {
       this.timer = setInterval(() => this.sweep(), this.sweepMs);
       this.timer.unref();
     }
-    return (code, ...values) => {
+    const once: Reply = (code, ...values) => {
       if (entry.done) return;
       entry.done = true;
       this.pending.delete(entry);
       reply(code, ...values);
     };
+    return Object.defineProperty(once, 'timedOut', { get: () => entry.timedOut }) as TrackedReply;
   }
 
   private sweep(): void {
@@ -51,6 +56,7 @@ export class Deadlines {
     for (const entry of this.pending) {
       if (entry.due > now) break;
       entry.done = true;
+      entry.timedOut = true;
       this.pending.delete(entry);
       this.timedOut++;
       entry.reply(Errno.ETIMEDOUT);

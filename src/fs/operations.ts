@@ -111,7 +111,15 @@ export function createOperations(reader: SquashfsReader, options: OperationOptio
     }
     result.then(
       (r) => answer(name, once, r),
-      (e: unknown) => fail(name, path, once, e),
+      (e: unknown) => {
+        // Answered ETIMEDOUT already: its late failure (often a copy into the request memory libfuse
+        // has freed since, a detached buffer) is no fault of the mount's and no news to anyone.
+        if (once.timedOut) {
+          if (log.enabled('debug')) log.debug(`${name} ${path} after its timeout: ${describeError(e)}`);
+          return;
+        }
+        fail(name, path, once, e);
+      },
     );
   }
 
@@ -197,7 +205,9 @@ export function createOperations(reader: SquashfsReader, options: OperationOptio
       serve('read', path, reply, async () => {
         try {
           const inode = known ?? (await inodeOf(path));
-          const n = readInto ? await readInto(inode, position, target) : copyInto(target, await reader.read(inode, position, length));
+          const n = readInto
+            ? await readInto(inode, position, target)
+            : copyInto(target, await reader.read(inode, position, length));
           counters.bytesRead += n;
           return [n];
         } finally {

@@ -19,6 +19,7 @@ describe('deadlines', () => {
     expect(replies).toEqual([]);
     vi.advanceTimersByTime(400);
     expect(replies).toEqual([[Errno.ETIMEDOUT]]);
+    expect(reply.timedOut).toBe(true);
     reply(0, 'late');
     expect(replies).toEqual([[Errno.ETIMEDOUT]]);
     expect(deadlines.timedOut).toBe(1);
@@ -33,6 +34,7 @@ describe('deadlines', () => {
     reply(6);
     vi.advanceTimersByTime(5000);
     expect(replies).toEqual([[5]]);
+    expect(reply.timedOut).toBe(false);
     expect(deadlines.timedOut).toBe(0);
     expect(vi.getTimerCount()).toBe(0);
   });
