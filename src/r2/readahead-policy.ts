@@ -57,7 +57,7 @@ export class SequentialReadahead implements ReadaheadPolicy {
     objectSize: number,
     budgetBytes: number,
   ) {
-    // One window may not exceed a quarter of the cache (it is topped up when half is read).
+    // One window may not exceed a quarter of the cache.
     const windowCap =
       Math.floor(Math.min(opts.maxReadaheadBytes, opts.cacheBytes / 4) / opts.chunkBytes) * opts.chunkBytes;
     this.detector = new SequentialDetector(
@@ -70,7 +70,8 @@ export class SequentialReadahead implements ReadaheadPolicy {
         minStreamBytes: CACHE_DEFAULTS.minStreamBytes,
         budgetBytes,
         unitBytes: opts.chunkBytes,
-        topUpsPerWindow: PIECES_PER_WINDOW,
+        // One top-up is one GET: split a window so it arrives over several connections at once.
+        topUpsPerWindow: Math.max(1, Math.min(PIECES_PER_WINDOW, opts.maxReadaheadFetches)),
         minTopUpBytes: MIN_PIECE_BYTES,
       },
       objectSize,
@@ -81,12 +82,7 @@ export class SequentialReadahead implements ReadaheadPolicy {
     const plan = this.detector.observe(offset, length, roomBytes);
     if (!plan) return [];
     const { opts } = this;
-    // Split the window so it arrives over several connections at once.
-    const pieces = Math.max(1, Math.min(PIECES_PER_WINDOW, opts.maxReadaheadFetches));
-    const pieceBytes = Math.min(
-      opts.maxReadaheadRequestBytes,
-      Math.max(opts.chunkBytes, MIN_PIECE_BYTES, Math.ceil(plan.windowBytes / pieces)),
-    );
+    const pieceBytes = Math.min(opts.maxReadaheadRequestBytes, Math.max(opts.chunkBytes, plan.stepBytes));
     return [{ streamId: plan.streamId, start: plan.start, end: plan.end, pieceBytes }];
   }
 

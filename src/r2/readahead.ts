@@ -54,6 +54,8 @@ export interface ReadaheadPlan {
   start: number;
   end: number;
   windowBytes: number;
+  /** How much of the window is topped up at a time (the unit a policy fetches it in). */
+  stepBytes: number;
 }
 
 interface Stream {
@@ -135,18 +137,17 @@ export class SequentialDetector {
     const start = Math.max(stream.aheadUntil, stream.nextOffset);
     const limit = this.nextStreamStart(stream, start);
     // Top the stream up to one window ahead of its reader (so the streams' windows, each within its
-    // share, fit the budget together). When other streams hold the budget, wait until at least half
-    // a window is free rather than trickling one-chunk GETs.
+    // share, fit the budget together). Top up only when a whole step is free (of the window or of
+    // the budget other streams hold), so GETs stay large rather than one chunk per read.
     const wanted = Math.min(window - ahead, availableBytes, limit - start);
     const bytes = wanted >= limit - start ? wanted : Math.floor(wanted / unit) * unit;
-    // Top up only when a whole step is free, so GETs stay large (not one per read).
     const step = Math.max(this.options.minTopUpBytes ?? 0, Math.floor(window / (this.options.topUpsPerWindow ?? 2)));
     const enough = Math.max(unit, Math.min(step, window));
     if (bytes <= 0 || (bytes < enough && start + bytes < limit)) return undefined;
     if (grow) stream.grownAt = stream.nextOffset;
     stream.windowBytes = window;
     stream.aheadUntil = start + bytes;
-    return { streamId: stream.id, start, end: start + bytes, windowBytes: stream.windowBytes };
+    return { streamId: stream.id, start, end: start + bytes, windowBytes: stream.windowBytes, stepBytes: enough };
   }
 
   /**
