@@ -263,7 +263,7 @@ export class RangedObject implements RemoteObject {
         });
       }
       if (status === 416) {
-        const cr = parseContentRange(header(h, 'content-range'));
+        const cr = parseContentRange(h['content-range']);
         if (!this.info && cr && !cr.satisfied && cr.size === 0) {
           // An empty object: nothing to read, but a valid open.
           return { bytes: new Uint8Array(0), start: 0, info: identityOf(h, 0) };
@@ -284,9 +284,9 @@ export class RangedObject implements RemoteObject {
       let start: number;
       let end: number;
       if (status === 206) {
-        const cr = parseContentRange(header(h, 'content-range'));
+        const cr = parseContentRange(h['content-range']);
         if (!cr?.satisfied) {
-          throw fail('BadResponse', `206 without a valid Content-Range (${header(h, 'content-range') ?? 'none'})`, {
+          throw fail('BadResponse', `206 without a valid Content-Range (${h['content-range'] ?? 'none'})`, {
             status,
           });
         }
@@ -301,7 +301,7 @@ export class RangedObject implements RemoteObject {
         ({ start, end, size } = cr);
       } else if (status === 200) {
         // A 200 carries the whole object: acceptable only when the whole object is exactly what was asked.
-        size = Number(header(h, 'content-length'));
+        size = Number(h['content-length']);
         if (!Number.isSafeInteger(size) || size < 0)
           throw fail('BadResponse', `200 without a valid Content-Length`, { status });
         const want = expectedSpan(range, size);
@@ -326,7 +326,7 @@ export class RangedObject implements RemoteObject {
         if (problem) throw fail('ObjectChanged', `object changed since it was opened (${problem})`, { status });
       }
       const expected = end - start + 1;
-      const declared = header(h, 'content-length');
+      const declared = h['content-length'];
       if (declared !== undefined && Number(declared) !== expected) {
         throw fail('BadResponse', `Content-Length ${declared} but the range holds ${expected} bytes`, { status });
       }
@@ -404,14 +404,8 @@ function isRangeFault(e: unknown): boolean {
   return e instanceof SourceError && (e.code === 'BadResponse' || e.code === 'RangeIgnored');
 }
 
-type Headers = GetResponse['headers'];
-
-function header(h: Headers, name: string): string | undefined {
-  return h[name];
-}
-
-function identityOf(h: Headers, size: number): ObjectInfo {
-  return { size, etag: header(h, 'etag'), lastModified: header(h, 'last-modified') };
+function identityOf(h: GetResponse['headers'], size: number): ObjectInfo {
+  return { size, etag: h['etag'], lastModified: h['last-modified'] };
 }
 
 /** Why `seen` is not the pinned object, or undefined when it is. */
