@@ -146,11 +146,32 @@ describe('background mount', () => {
     expect((await runCli(['mount', image.path, dir])).code).toBe(0);
     const pid = (await serverPid(dir))!;
     process.kill(pid, 'SIGKILL');
-    await waitFor('auto_unmount to remove the mount', () => !isMountpoint(dir));
+    // fusermount3 unmounts once the server's socket closes; on a loaded machine that can take seconds.
+    await waitFor('auto_unmount to remove the mount', () => !isMountpoint(dir), 30_000).catch(async (e: Error) => {
+      throw new Error(`${e.message}; ${await afterKill(pid, dir)}`);
+    });
     // The directory is usable again (no ENOTCONN).
     expect((await stat(dir)).isDirectory()).toBe(true);
   });
 });
+
+/** What a dead mount left behind after SIGKILL looks like, for the failure message. */
+async function afterKill(pid: number, dir: string): Promise<string> {
+  const read = (path: string) => readFile(path, 'utf8').catch((e: NodeJS.ErrnoException) => `(${e.code})`);
+  const status = await read(`/proc/${pid}/status`);
+  const state = /^State:.*$/m.exec(status)?.[0] ?? status;
+  const stack = await read(`/proc/${pid}/stack`);
+  const helpers = await execFileP('pgrep', ['-af', 'fusermount']).then(
+    (r) => r.stdout.trim(),
+    () => '(none)',
+  );
+  // In a child with a deadline: on a connection nobody serves, stat would wait forever.
+  const probe = await execFileP('timeout', ['2', 'stat', '-c', '%i', dir]).then(
+    (r) => `stat ok (ino ${r.stdout.trim()})`,
+    (e: { stderr?: string; code?: number }) => `stat failed (${e.code}): ${e.stderr?.trim()}`,
+  );
+  return `server ${pid}: ${state.trim()} stack ${stack.trim()}; fusermount: ${helpers}; ${dir}: ${probe}`;
+}
 
 describe('foreground mount', () => {
   it('serves until SIGTERM, then unmounts cleanly and exits 0', async () => {
