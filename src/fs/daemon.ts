@@ -24,8 +24,13 @@ export const DETACHED_FLAG = '--serve-detached';
  * generation is then collected every few MiB of allocation, which frees the socket buffers a GET
  * leaves behind while they are still young. Measured with test/hardening/memory.test.ts (4 GiB read
  * through a 64 MiB cache): peak RSS 176 MiB without it, 152 MiB with it, no slower.
+ * An interrupt budget 7x V8's default: a function is optimized only after 7x as much of its bytecode
+ * ran. A fresh mount's first walk runs many functions a few thousand times each; optimizing them all
+ * at once kept V8's compiler threads busy on the cores the FUSE threads and the reader need (first
+ * walk of a 1,500-file tree: 0.76 s median with the default budget, 0.63 s with this one). What stays
+ * hot is optimized all the same, a little later.
  */
-export const SERVER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1'];
+export const SERVER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--interrupt-budget=500000'];
 
 export type Readiness = { ready: true } | { error: string; exitCode: number };
 

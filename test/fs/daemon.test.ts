@@ -44,7 +44,7 @@ describe('server node flags', () => {
   it('bin/squashfs-r2 starts its node processes with the same flags as the node paths', () => {
     const script = readFileSync(`${REPO_ROOT}/bin/squashfs-r2`, 'utf8');
     expect(script).toMatch(/^flags=/m);
-    expect(script.match(/^flags=(.*)$/m)![1]).toBe(SERVER_NODE_FLAGS.join(' '));
+    expect(script.match(/^flags="?(.*?)"?$/m)![1]).toBe(SERVER_NODE_FLAGS.join(' '));
     expect(script).toContain('exec node $flags "$cli"');
     expect(script).toContain('setsid -f node $flags "$cli" --serve-detached');
   });
