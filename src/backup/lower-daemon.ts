@@ -1,6 +1,7 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { text } from 'node:stream/consumers';
 import { parseArgs } from 'node:util';
+import { parseFuseCpu } from '../fs/affinity.js';
 import { decodeArgs, READY_FD, reportReadiness } from '../fs/daemon.js';
 import { describeError } from '../util/log.js';
 import { FAILURE_PREFIX } from './lower.js';
@@ -32,6 +33,7 @@ async function main(): Promise<number> {
       'cache-dir': { type: 'string' },
       'cache-dir-max-bytes': { type: 'string' },
       hydrate: { type: 'boolean' },
+      'fuse-cpu': { type: 'string' },
       // Record the first reads and store them as s3://<record-bucket>/<record-key>.
       'record-bucket': { type: 'string' },
       'record-key': { type: 'string' },
@@ -53,6 +55,7 @@ async function main(): Promise<number> {
       cacheDir: v['cache-dir'],
       cacheDirMaxBytes: v['cache-dir-max-bytes'] ? Number(v['cache-dir-max-bytes']) : undefined,
       hydrate: v.hydrate,
+      fuseCpu: parseFuseCpu(v['fuse-cpu'] ?? 'auto'),
       source: where,
     }),
   );

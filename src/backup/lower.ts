@@ -33,6 +33,8 @@ export interface LowerMountRequest {
   cacheDir?: string;
   cacheDirMax?: string;
   hydrate?: boolean;
+  /** auto, none or a CPU number (fs/affinity.ts); unset: auto. */
+  fuseCpu?: string;
   /** Record the first reads for `seconds` and store the list as s3://bucket/key. */
   recordPrefetch?: { bucket: string; key: string; seconds: number };
 }
@@ -78,6 +80,7 @@ function lowerArgv(req: LowerMountRequest): string[] {
   if (req.cacheDir) argv.push('--cache-dir', req.cacheDir);
   if (req.cacheDirMax) argv.push('--cache-dir-max-bytes', String(parseSize(req.cacheDirMax)));
   if (req.hydrate) argv.push('--hydrate');
+  if (req.fuseCpu !== undefined) argv.push('--fuse-cpu', req.fuseCpu);
   if (req.recordPrefetch) {
     const r = req.recordPrefetch;
     argv.push('--record-bucket', r.bucket, '--record-key', r.key, '--record-seconds', String(r.seconds));

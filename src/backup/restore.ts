@@ -44,6 +44,8 @@ export interface MountBackupOptions extends Partial<BucketOptions> {
   cacheDirMax?: string;
   /** Fetch the whole archive in the background once mounted (progress in `list`). */
   hydrate?: boolean;
+  /** The lower mount's CPU for its event loop and FUSE threads: auto (default), none or a number (fs/affinity.ts). */
+  fuseCpu?: string;
   /**
    * Record which parts of the archive this restore reads in its first `recordSeconds` (default 120)
    * and store them as `<prefix>/<id>/prefetch.json`; later restores fetch those first.
@@ -134,6 +136,7 @@ export async function mountBackup(
       cacheDir: options.cacheDir === undefined ? undefined : resolve(options.cacheDir),
       cacheDirMax: options.cacheDirMax,
       hydrate: options.hydrate,
+      fuseCpu: options.fuseCpu,
       recordPrefetch: options.recordPrefetch
         ? { bucket: bucketOptions.bucket, key: keys.prefetch, seconds: recordSeconds }
         : undefined,

@@ -12,12 +12,14 @@ import {
   type SourceOptions,
   splitCacheBudget,
 } from './open-image.js';
+import type { FuseCpu } from './affinity.js';
 import type { OperationStats } from './operations.js';
 import type { ServeContext } from './serve.js';
 import type { UnmountOptions } from './unmount.js';
 
 export { MountError, checkMountpoint, isMountpoint } from './mountpoint.js';
 export { unmountFuse, type UnmountOptions, type UnmountResult } from './unmount.js';
+export type { FuseCpu } from './affinity.js';
 export type { ImageSource, SourceOptions } from './open-image.js';
 export { splitCacheBudget } from './open-image.js';
 
@@ -51,6 +53,12 @@ export interface MountOptions {
   operationTimeoutMs?: number;
   /** Paths whose inodes are kept resolved (default 65536). */
   pathCacheEntries?: number;
+  /**
+   * Pin this process's main thread, and so libfuse's threads started from it, to one CPU before
+   * serving (see affinity.ts: each request is a hand-off between them). Default 'none': a program
+   * that embeds a mount owns its main thread. The CLI's servers use 'auto'.
+   */
+  fuseCpu?: FuseCpu;
 }
 
 export interface MountStats {
@@ -113,6 +121,8 @@ export async function prepareMount(source: string | ByteSource, options: MountOp
   const ownsSource = typeof source === 'string';
   const remote = ownsSource && isRemoteSpec(source);
   const budget = options.cacheBytes === undefined ? undefined : splitCacheBudget(options.cacheBytes, remote);
+  // Pinning spawns taskset; it runs during the image's first round trip and is done before serving.
+  const pinned = pinFuseThreads(options.fuseCpu);
   // What mounting needs next (the reader, the FUSE session and its addon: ~40 ms to load) loads while
   // the image's first round trip is in flight, not after it.
   let serving: Promise<typeof import('./serve.js')> | undefined;
@@ -157,6 +167,7 @@ export async function prepareMount(source: string | ByteSource, options: MountOp
         name: bytes.name,
         sourceStats: () => bytes.stats?.(),
         onClosed: closeSource,
+        pinned,
       }).finally(() => {
         state = 'done';
       });
@@ -206,6 +217,11 @@ function startHydration(source: ImageSource, target: string): void {
 /** Mounts a reader that is already open (it is closed on unmount). */
 export async function mountReader(reader: SquashfsReader, mountpoint: string, options: MountOptions & { name?: string } = {}): Promise<MountHandle> {
   const target = await checkMountpoint(mountpoint, { nonEmpty: options.nonEmpty });
-  return serveOn(import('./serve.js'), reader, target, options, { name: options.name ?? 'squashfs-r2' });
+  return serveOn(import('./serve.js'), reader, target, options, { name: options.name ?? 'squashfs-r2', pinned: pinFuseThreads(options.fuseCpu) });
+}
+
+function pinFuseThreads(choice: FuseCpu | undefined): Promise<unknown> | undefined {
+  if (choice === undefined || choice === 'none') return undefined;
+  return import('./affinity.js').then((m) => m.pinMainThread(choice));
 }
 

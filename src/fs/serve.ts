@@ -43,12 +43,15 @@ export interface ServeContext {
   sourceStats?: () => SourceStats | undefined;
   /** Runs after the reader is closed (closes a source the mount opened). */
   onClosed?: () => Promise<void>;
+  /** Settles once the main thread is pinned (or not): libfuse's threads must start after it. */
+  pinned?: Promise<unknown>;
 }
 
 export async function serve(reader: SquashfsReader, target: string, options: MountOptions, context: ServeContext): Promise<MountHandle> {
   const started = performance.now();
   try {
     const root = await reader.root();
+    await context.pinned?.catch(() => undefined);
     const operations = createOperations(reader, {
       pathCacheEntries: options.pathCacheEntries,
       timeoutMs: options.operationTimeoutMs ?? DEFAULT_OPERATION_TIMEOUT_MS,

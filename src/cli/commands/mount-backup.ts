@@ -7,6 +7,7 @@ import {
 } from '../../backup/cli-options.js';
 import { BackupInputError } from '../../backup/layout.js';
 import { mountBackup } from '../../backup/restore.js';
+import { parseFuseCpu } from '../../fs/affinity.js';
 
 export const usage = `usage: mount-backup [options] <backup-id> <dir>
        squashfs-r2 mount-backup [options] <backup-id> <dir>
@@ -25,6 +26,8 @@ options:
   --cache-dir-max N   size limit of --cache-dir, whole archives evicted least recently used (default 10G)
   --hydrate           once mounted, fetch the whole archive in the background below every read
                       (needs --cache-dir unless the archive fits the chunk memory); progress in "list"
+  --fuse-cpu CPU      auto (default), none or a CPU number: the CPU the lower mount's event loop and
+                      libfuse's threads share (see "squashfs-r2 mount --help")
   --record-prefetch   record what this restore reads in its first --record-seconds and store it beside
                       the backup (prefetch.json); later restores fetch those parts first, right after mounting
   --record-seconds N  length of the recording (default 120)
@@ -45,6 +48,7 @@ export async function run(argv: string[]): Promise<number> {
         'cache-dir': { type: 'string' },
         'cache-dir-max': { type: 'string' },
         hydrate: { type: 'boolean' },
+        'fuse-cpu': { type: 'string' },
         'record-prefetch': { type: 'boolean' },
         'record-seconds': { type: 'string' },
         'state-dir': { type: 'string' },
@@ -58,6 +62,13 @@ export async function run(argv: string[]): Promise<number> {
   quietSdkNotice();
   if (positionals.length !== 2) throw new BackupInputError(`expected <backup-id> <dir>\n\n${usage}`);
   const [id, dir] = positionals;
+  if (v['fuse-cpu'] !== undefined) {
+    try {
+      parseFuseCpu(v['fuse-cpu']);
+    } catch (e) {
+      throw new BackupInputError(`${(e as Error).message}\n\n${usage}`);
+    }
+  }
   const say = v.quiet ? () => undefined : (m: string) => process.stderr.write(`mount-backup: ${m}\n`);
   const result = await mountBackup(id, dir, {
     ...bucketOptionsFrom(v),
@@ -65,6 +76,7 @@ export async function run(argv: string[]): Promise<number> {
     cacheDir: v['cache-dir'],
     cacheDirMax: v['cache-dir-max'],
     hydrate: v.hydrate,
+    fuseCpu: v['fuse-cpu'],
     recordPrefetch: v['record-prefetch'],
     recordSeconds: v['record-seconds'] === undefined ? undefined : Number(v['record-seconds']),
     stateDir: v['state-dir'],

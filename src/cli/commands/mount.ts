@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { type FuseCpu, parseFuseCpu } from '../../fs/affinity.js';
 import { configureLogging, describeError, type LogLevel } from '../../util/log.js';
 import { parseSize } from '../../util/size.js';
 import { UsageError } from '../usage-error.js';
@@ -25,6 +26,9 @@ options:
   -f, --foreground    stay in the foreground (Ctrl-C or SIGTERM unmounts)
   --allow-other       let other users see the mount (needs user_allow_other in /etc/fuse.conf)
   --nonempty          mount even if <mountpoint> has entries (hidden while mounted; refused otherwise)
+  --fuse-cpu CPU      auto (default), none or a CPU number: the CPU the server's event loop and
+                      libfuse's threads share (every request is a hand-off between them); auto =
+                      the CPU the server starts on
   --log-file FILE     append log lines to FILE (the background process has no terminal)
   --log-level LEVEL   error, warn (default), info or debug
   --endpoint URL      S3/R2 endpoint
@@ -42,6 +46,7 @@ const OPTIONS = {
   foreground: { type: 'boolean', short: 'f' },
   'allow-other': { type: 'boolean' },
   nonempty: { type: 'boolean' },
+  'fuse-cpu': { type: 'string' },
   'log-file': { type: 'string' },
   'log-level': { type: 'string' },
   endpoint: { type: 'string' },
@@ -62,9 +67,9 @@ export async function run(argv: string[]): Promise<number> {
   } catch (e) {
     throw new UsageError(`${(e as Error).message}\n\n${usage}`);
   }
-  const { values, source, mountpoint } = parsed;
+  const { values, source, mountpoint, fuseCpu } = parsed;
   configureLogging({ level: values['log-level'] as LogLevel | undefined, file: values['log-file'] });
-  if (values.foreground || values['ready-fd'] !== undefined) return runServer(source, mountpoint, values);
+  if (values.foreground || values['ready-fd'] !== undefined) return runServer(source, mountpoint, values, fuseCpu);
   return runInBackground(argv, values);
 }
 
@@ -74,7 +79,8 @@ function parse(argv: string[]) {
   const [source, mountpoint] = positionals as [string, string];
   if (values['cache-size'] !== undefined) parseCacheSize(values['cache-size']);
   if (values['cache-dir-max'] !== undefined) parseSize(values['cache-dir-max']);
-  return { values, source, mountpoint };
+  const fuseCpu: FuseCpu = values['fuse-cpu'] === undefined ? 'auto' : parseFuseCpu(values['fuse-cpu']);
+  return { values, source, mountpoint, fuseCpu };
 }
 
 type Values = ReturnType<typeof parse>['values'];
@@ -90,7 +96,7 @@ function parseCacheSize(text: string): number {
  * Foreground: mount, serve until unmounted or signalled. With --ready-fd (started detached, see
  * src/fs/daemon.ts), report to the process waiting on that fd, and give up if not ready in time.
  */
-async function runServer(source: string, mountpoint: string, values: Values): Promise<number> {
+async function runServer(source: string, mountpoint: string, values: Values, fuseCpu: FuseCpu): Promise<number> {
   const readyFd = values['ready-fd'] === undefined ? undefined : Number(values['ready-fd']);
   // The server's connections open, and the source's transport loads, alongside the mount's modules.
   const where = { endpoint: values.endpoint, accountId: values['account-id'], pathStyle: values['path-style'], region: values.region };
@@ -137,6 +143,7 @@ async function runServer(source: string, mountpoint: string, values: Values): Pr
       cacheDir: values['cache-dir'] === undefined ? undefined : resolve(values['cache-dir']),
       cacheDirMaxBytes: values['cache-dir-max'] === undefined ? undefined : parseSize(values['cache-dir-max']),
       hydrate: values.hydrate,
+      fuseCpu,
       source: where,
     });
   } catch (e) {
