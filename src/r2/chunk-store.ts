@@ -186,7 +186,9 @@ export class ChunkStore {
     return {
       heldBytes: this.lru.heldBytes,
       aheadBytes: this.lru.aheadBytes,
+      behindBytes: this.lru.behindBytes,
       evictions: this.lru.evictions,
+      droppedBehind: this.lru.droppedBehind,
       prefetchedBytesUsed: this.lru.prefetchedBytesUsed,
       prefetchedBytesEvictedUnused: this.lru.prefetchedBytesEvictedUnused,
       reservedBytes: this.reserved,

@@ -79,7 +79,7 @@ describe('ChunkLru with an arena', () => {
     const b = arena.take(CHUNK);
     lru.set(5, a, true, 1); // unused readahead of stream 1
     expect(lru.aheadBytes).toBe(CHUNK);
-    expect(lru.get(5)).toBe(a); // read: into the LRU
+    expect(lru.get(5)).toBe(a); // read: into the behind tier
     lru.set(6, b, true, 1);
     lru.demote(() => true);
     expect(released).toEqual([]);
@@ -105,5 +105,41 @@ describe('ChunkLru with an arena', () => {
     expect(released).toEqual([]);
     expect(lru.makeRoom(CHUNK, 0, true)).toBe(true);
     expect(released).toEqual([a]);
+  });
+
+  it('drop-behind: a stream of any length turns over a few buffers and leaves the LRU alone', () => {
+    const capacity = 32;
+    const { arena, lru, released } = setup(capacity);
+    const keep = arena.take(CHUNK);
+    lru.set(1000, keep, false); // read without readahead: an LRU chunk
+    for (let c = 0; c < 100; c++) {
+      lru.set(c, arena.take(CHUNK), true, 1); // stream 1's readahead
+      expect(lru.get(c)!.valid).toBe(true); // read: the chunk handed out is never the one dropped
+      expect(lru.get(c)).toBe(lru.get(c)); // the stream's later reads of it: still there, not promoted
+      expect(lru.behindBytes).toBeLessThanOrEqual(lru.behindCapBytes);
+    }
+    const kept = lru.behindCapBytes / CHUNK;
+    expect(lru.droppedBehind).toBe(100 - kept);
+    expect(released).toHaveLength(100 - kept);
+    // Slots of dropped chunks were taken again: memory never grew past the cap (+ the LRU chunk).
+    expect(arena.allocated).toBeLessThanOrEqual(kept + 2);
+    expect(lru.has(99) && lru.has(100 - kept)).toBe(true);
+    expect(lru.has(100 - kept - 1)).toBe(false);
+    expect(lru.get(1000)).toBe(keep);
+    expect(lru.heldBytes).toBe((kept + 1) * CHUNK);
+  });
+
+  it('when room is needed, used readahead goes before the LRU', () => {
+    const { arena, lru, released } = setup(4);
+    const old = arena.take(CHUNK);
+    lru.set(0, old, false);
+    const used = arena.take(CHUNK);
+    lru.set(1, used, true, 1);
+    lru.get(1); // into the behind tier
+    lru.set(2, arena.take(CHUNK), false);
+    lru.set(3, arena.take(CHUNK), false);
+    expect(lru.makeRoom(CHUNK, 0)).toBe(true);
+    expect(released).toEqual([used]); // not chunk 0, the least recently used of the LRU
+    expect(lru.get(0)).toBe(old);
   });
 });
