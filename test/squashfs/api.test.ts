@@ -94,7 +94,7 @@ describe('lookups', () => {
       const first = (await image.readdir('/names'))[0]!.name;
       expect(img.lookupChildNow(dir, first)).toBeUndefined(); // listing not parsed yet
       const entries = await img.readdir(dir); // parses it and decodes every child inode
-      expect(entries.some((e) => /[^\x00-\x7f]/.test(e.name))).toBe(true);
+      expect(entries.some((e) => [...e.name].some((ch) => ch.charCodeAt(0) > 0x7f))).toBe(true);
       for (const e of entries) expect(img.lookupChildNow(dir, e.name), e.name).toBe(await img.lookupChild(dir, e.name));
       expect(img.lookupChildNow(dir, 'no-such-entry')).toBeNull();
       for (const bad of ['', '.', '..', 'a/b', 'a\0b', 'x'.repeat(300)]) expect(img.lookupChildNow(dir, bad), bad).toBeUndefined();
