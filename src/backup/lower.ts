@@ -3,6 +3,7 @@ import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { awaitReadiness, encodeArgs, SERVER_NODE_FLAGS } from '../fs/daemon.js';
+import { serverEnvironment } from '../fs/tls-free.js';
 import { parseSize as parseBytes } from '../util/size.js';
 import { BackupError, BackupInputError } from './layout.js';
 import { sleep, waitFor } from './mounts.js';
@@ -118,7 +119,10 @@ export function startLowerProcess(req: LowerMountRequest): LowerProcess {
   let child: ChildProcess;
   try {
     // The SDK's Node-version notice would otherwise be the first thing in every restore's log.
-    const env = { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env };
+    const env = serverEnvironment([req.source, ...req.flags], {
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+      ...process.env,
+    });
     child = spawn(process.execPath, [...SERVER_NODE_FLAGS, ...argv], {
       detached: true,
       stdio: ['pipe', log, log, 'pipe'],

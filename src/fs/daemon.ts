@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import type { Readable } from 'node:stream';
+import { serverEnvironment } from './tls-free.js';
 
 /**
  * Backgrounding a mount the way squashfuse and s3fs do. The serving process is started detached
@@ -143,6 +144,7 @@ export async function spawnServer(options: SpawnServerOptions): Promise<Readines
   const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, options.script, DETACHED_FLAG, room], {
     detached: true,
     stdio: ['pipe', 'ignore', stderr, 'pipe'],
+    env: serverEnvironment(options.args, process.env),
   });
   if (typeof stderr === 'number') closeSync(stderr);
   child.stdin?.on('error', () => undefined);
