@@ -22,7 +22,7 @@ import type { Lease } from '../util/arena.js';
  *   hydration, demoted readahead).
  * The cache bounds the ahead tier by its readahead budget, so it never starves the LRU.
  *
- * A chunk that leaves both tiers (evicted, replaced, cleared) is handed to `release`, which gives an
+ * A chunk that leaves the cache (evicted, dropped behind, replaced, cleared) is handed to `release`, which gives an
  * arena slot back for reuse (util/arena.ts).
  */
 
@@ -91,7 +91,10 @@ export class ChunkLru {
     return this.lru.size + this.ahead.size + this.behind.size;
   }
 
-  /** The chunk, marking it most recently used. Valid until the next call that may evict. */
+  /**
+   * The chunk, marking it used: unused readahead moves behind, an LRU chunk becomes the most recently
+   * used; a chunk behind stays where it is. Valid until the next call that may evict.
+   */
   get(index: number): Lease | undefined {
     const early = this.ahead.get(index);
     if (early) {
@@ -161,8 +164,8 @@ export class ChunkLru {
   }
 
   /**
-   * Evicts least recently used chunks until `incoming` more bytes fit beside `reserved` bytes already
-   * promised to fetches in flight. Unused readahead goes only when the LRU is empty and `mayEvictAhead`
+   * Drops used readahead (oldest first), then evicts least recently used chunks, until `incoming`
+   * more bytes fit beside `reserved` bytes already promised to fetches in flight. Unused readahead goes only when the LRU is empty and `mayEvictAhead`
    * (a reader waits; readahead never evicts readahead). Returns false when the room cannot be made.
    */
   makeRoom(incoming: number, reserved: number, mayEvictAhead = true): boolean {
