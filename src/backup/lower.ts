@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { FuseCpu } from '../fs/affinity.js';
 import { awaitReadiness, encodeArgs, SERVER_NODE_FLAGS } from '../fs/daemon.js';
 import { serverEnvironment } from '../fs/tls-free.js';
 import { parseSize as parseBytes } from '../util/size.js';
@@ -34,8 +35,8 @@ export interface LowerMountRequest {
   cacheDir?: string;
   cacheDirMax?: string;
   hydrate?: boolean;
-  /** auto, none or a CPU number (fs/affinity.ts); unset: auto. */
-  fuseCpu?: string;
+  /** The CPU of its event loop and FUSE threads (fs/affinity.ts); unset: auto. */
+  fuseCpu?: FuseCpu;
   /** Record the first reads for `seconds` and store the list as s3://bucket/key. */
   recordPrefetch?: { bucket: string; key: string; seconds: number };
 }
@@ -81,7 +82,7 @@ function lowerArgv(req: LowerMountRequest): string[] {
   if (req.cacheDir) argv.push('--cache-dir', req.cacheDir);
   if (req.cacheDirMax) argv.push('--cache-dir-max-bytes', String(parseSize(req.cacheDirMax)));
   if (req.hydrate) argv.push('--hydrate');
-  if (req.fuseCpu !== undefined) argv.push('--fuse-cpu', req.fuseCpu);
+  if (req.fuseCpu !== undefined) argv.push('--fuse-cpu', String(req.fuseCpu));
   if (req.recordPrefetch) {
     const r = req.recordPrefetch;
     argv.push('--record-bucket', r.bucket, '--record-key', r.key, '--record-seconds', String(r.seconds));

@@ -1,5 +1,6 @@
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import type { FuseCpu } from '../fs/affinity.js';
 import {
   assertBackupId,
   assertNotExpired,
@@ -44,8 +45,8 @@ export interface MountBackupOptions extends Partial<BucketOptions> {
   cacheDirMax?: string;
   /** Fetch the whole archive in the background once mounted (progress in `list`). */
   hydrate?: boolean;
-  /** The lower mount's CPU for its event loop and FUSE threads: auto (default), none or a number (fs/affinity.ts). */
-  fuseCpu?: string;
+  /** The lower mount's CPU for its event loop and FUSE threads (fs/affinity.ts); default auto. */
+  fuseCpu?: FuseCpu;
   /**
    * Record which parts of the archive this restore reads in its first `recordSeconds` (default 120)
    * and store them as `<prefix>/<id>/prefetch.json`; later restores fetch those first.

@@ -7,7 +7,7 @@ import {
 } from '../../backup/cli-options.js';
 import { BackupInputError } from '../../backup/layout.js';
 import { mountBackup } from '../../backup/restore.js';
-import { parseFuseCpu } from '../../fs/affinity.js';
+import { type FuseCpu, parseFuseCpu } from '../../fs/affinity.js';
 
 export const usage = `usage: mount-backup [options] <backup-id> <dir>
        squashfs-r2 mount-backup [options] <backup-id> <dir>
@@ -62,12 +62,11 @@ export async function run(argv: string[]): Promise<number> {
   quietSdkNotice();
   if (positionals.length !== 2) throw new BackupInputError(`expected <backup-id> <dir>\n\n${usage}`);
   const [id, dir] = positionals;
-  if (v['fuse-cpu'] !== undefined) {
-    try {
-      parseFuseCpu(v['fuse-cpu']);
-    } catch (e) {
-      throw new BackupInputError(`${(e as Error).message}\n\n${usage}`);
-    }
+  let fuseCpu: FuseCpu | undefined;
+  try {
+    fuseCpu = v['fuse-cpu'] === undefined ? undefined : parseFuseCpu(v['fuse-cpu']);
+  } catch (e) {
+    throw new BackupInputError(`${(e as Error).message}\n\n${usage}`);
   }
   const say = v.quiet ? () => undefined : (m: string) => process.stderr.write(`mount-backup: ${m}\n`);
   const result = await mountBackup(id, dir, {
@@ -76,7 +75,7 @@ export async function run(argv: string[]): Promise<number> {
     cacheDir: v['cache-dir'],
     cacheDirMax: v['cache-dir-max'],
     hydrate: v.hydrate,
-    fuseCpu: v['fuse-cpu'],
+    fuseCpu,
     recordPrefetch: v['record-prefetch'],
     recordSeconds: v['record-seconds'] === undefined ? undefined : Number(v['record-seconds']),
     stateDir: v['state-dir'],
