@@ -301,6 +301,36 @@ async function readAt(path: string, offset: number, length: number): Promise<Buf
   }
 }
 
+describe('opens', () => {
+  it('cost no request: one OPEN in all, answered ENOSYS, and each file read once however often it is opened', async () => {
+    const work = await fsp.mkdtemp(join(tmpdir(), 'no-open-'));
+    const mp = await tempMountpoint();
+    let h: MountHandle | undefined;
+    try {
+      await fsp.mkdir(join(work, 'tree', 'sub'), { recursive: true });
+      for (let i = 0; i < 30; i++) await fsp.writeFile(join(work, 'tree', 'sub', `f${i}`), `file ${i}\n`.repeat(i + 1));
+      const img = join(work, 'img.sqsh');
+      await execFileP('mksquashfs', [join(work, 'tree'), img, '-noappend', '-quiet', '-no-progress']);
+      h = await mount(img, mp);
+      for (let round = 0; round < 3; round++) {
+        for (let i = 0; i < 30; i++) {
+          expect(await fsp.readFile(join(mp, 'sub', `f${i}`), 'utf8')).toBe(`file ${i}\n`.repeat(i + 1));
+        }
+      }
+      // Opened for writing or truncation: refused by the kernel, with nothing asked of the mount.
+      await expect(fsp.open(join(mp, 'sub', 'f1'), 'r+')).rejects.toMatchObject({ code: 'EROFS' });
+      const ops = h.stats().fuse.byOperation;
+      // The kernel stopped sending OPEN after the first; each file's pages outlived its closes.
+      expect(ops.open).toEqual({ count: 1, errors: 0 });
+      expect(ops.read?.count).toBe(30);
+    } finally {
+      await h?.unmount({ lazyIfBusy: true }).catch(() => undefined);
+      await cleanupMountpoint(mp);
+      await fsp.rm(work, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('an image without xattrs', () => {
   it('answers getxattr EOPNOTSUPP and the kernel stops asking (one request in all); listxattr gives an empty list', async () => {
     const work = await fsp.mkdtemp(join(tmpdir(), 'no-xattrs-'));

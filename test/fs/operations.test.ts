@@ -1,6 +1,7 @@
 // The FUSE operation table: what is registered with libfuse decides which requests the kernel sends.
 import { describe, expect, test } from 'vitest';
-import { createOperations } from '../../src/fs/operations.js';
+import { release } from 'node:os';
+import { createOperations, zeroMessageOpens } from '../../src/fs/operations.js';
 import { fuseStatOf } from '../../src/fs/stat.js';
 import { FileSource } from '../../src/r2/file.js';
 import { SquashfsImage } from '../../src/squashfs/index.js';
@@ -13,11 +14,33 @@ describe('operation table', () => {
       const { handlers } = createOperations(image);
       expect(handlers.flush).toBeUndefined();
       expect(handlers.fsync).toBeUndefined();
-      // Nor open or release: libfuse answers them itself, without a round trip through this process.
-      expect(handlers.open).toBeUndefined();
+      // Nor release: the kernel sends none once OPEN has been answered ENOSYS (below).
       expect(handlers.release).toBeUndefined();
       // The read path is still there.
       for (const name of ['getattr', 'read', 'readdir']) expect(typeof handlers[name]).toBe('function');
+    } finally {
+      await image.close();
+    }
+  });
+});
+
+describe('open', () => {
+  test('answers ENOSYS at once on Linux 3.15 and later (the kernel then opens files itself); unregistered before', async () => {
+    const image = await SquashfsImage.open(await FileSource.open((await fixture('gzip-4k')).path));
+    try {
+      const { handlers, stats } = createOperations(image, { kernelRelease: '6.18.44-fc' });
+      const replies: unknown[][] = [];
+      handlers.open!('/sizes/text-1', 0, (...args: unknown[]) => replies.push(args));
+      expect(replies).toEqual([[-38, 0]]);
+      expect(stats().byOperation.open).toEqual({ count: 1, errors: 0 });
+      for (const release of ['3.15.0', '4.19.0-25-amd64', '10.0.0']) {
+        expect(typeof createOperations(image, { kernelRelease: release }).handlers.open).toBe('function');
+      }
+      // An older kernel would fail the open with ENOSYS: libfuse answers it (success) as before.
+      for (const release of ['3.14.79', '2.6.32', 'unknown']) {
+        expect(createOperations(image, { kernelRelease: release }).handlers.open).toBeUndefined();
+      }
+      expect(zeroMessageOpens(release())).toBe(true); // this machine's kernel
     } finally {
       await image.close();
     }
