@@ -75,6 +75,7 @@ export async function serve(reader: SquashfsReader, target: string, options: Mou
       if (finished) return;
       finished = true;
       clearInterval(poll);
+      if (log.enabled('debug')) log.debug(`${target}: stats at unmount ${JSON.stringify(stats())}`);
       operations.close();
       unguard();
       session.release();
@@ -94,6 +95,11 @@ export async function serve(reader: SquashfsReader, target: string, options: Mou
       if (!alive()) void finish();
     }, CONNECTION_POLL_MS);
 
+    const stats = () => ({
+      fuse: operations.stats(),
+      reader: (reader as { cacheStats?: () => unknown }).cacheStats?.(),
+      source: context.sourceStats?.(),
+    });
     log.info(`${target}: mounted ${context.name} (kernel mount and first stat ${(performance.now() - started).toFixed(1)} ms)`);
     return {
       mountpoint: target,
@@ -105,11 +111,7 @@ export async function serve(reader: SquashfsReader, target: string, options: Mou
         if (!alive()) await finish();
         await closed;
       },
-      stats: () => ({
-        fuse: operations.stats(),
-        reader: (reader as { cacheStats?: () => unknown }).cacheStats?.(),
-        source: context.sourceStats?.(),
-      }),
+      stats,
     };
   } catch (e) {
     await reader.close().catch(() => undefined);
