@@ -25,8 +25,8 @@ export function tlsFree(args: readonly string[], env: NodeJS.ProcessEnv): boolea
   return Boolean((env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY) || (env.R2_ACCESS_KEY_ID && env.R2_SECRET_ACCESS_KEY));
 }
 
-/** The environment for a server started with `args`: without NODE_EXTRA_CA_CERTS when it needs no TLS. */
-export function serverEnvironment(args: readonly string[], env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+/** `env` without NODE_EXTRA_CA_CERTS when a server started with `args` needs no TLS, else `env` itself. */
+export function withoutUnusedCaBundle(args: readonly string[], env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   if (env.NODE_EXTRA_CA_CERTS === undefined || !tlsFree(args, env)) return env;
   const { NODE_EXTRA_CA_CERTS: _unused, ...rest } = env;
   return rest;

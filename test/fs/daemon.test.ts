@@ -12,6 +12,7 @@ import {
   formatReadiness,
   parseReadiness,
   READY_FD,
+  SERVER_MALLOC_TUNABLES,
   SERVER_NODE_FLAGS,
 } from '../../src/fs/daemon.js';
 import { REPO_ROOT } from '../helpers/fixtures.js';
@@ -47,6 +48,12 @@ describe('server node flags', () => {
     expect(script.match(/^flags="?(.*?)"?$/m)![1]).toBe(SERVER_NODE_FLAGS.join(' '));
     expect(script).toContain('exec node $flags "$cli"');
     expect(script).toContain('setsid -f node $flags "$cli" --serve-detached');
+  });
+
+  it('bin/squashfs-r2 gives its mount servers the same malloc settings as the node paths, unless GLIBC_TUNABLES is set', () => {
+    const script = readFileSync(`${REPO_ROOT}/bin/squashfs-r2`, 'utf8');
+    expect(script.match(/^tunables="?(.*?)"?$/m)?.[1]).toBe(SERVER_MALLOC_TUNABLES);
+    expect(script).toContain('[ -z "${GLIBC_TUNABLES+set}" ]; then export GLIBC_TUNABLES="$tunables"');
   });
 });
 

@@ -7,7 +7,8 @@
 import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serverEnvironment, tlsFree } from '../../src/fs/tls-free.js';
+import { SERVER_MALLOC_TUNABLES, serverEnvironment } from '../../src/fs/daemon.js';
+import { tlsFree } from '../../src/fs/tls-free.js';
 import { type S3TestServer, startS3Server } from '../../src/testing/s3-server.js';
 import { type Fixture, fixture } from '../helpers/fixtures.js';
 import { CLI, CLI_NODE, cleanupMountpoint, ensureBuilt, runCli, serverPid, tempMountpoint } from './helpers.js';
@@ -54,11 +55,15 @@ describe('tlsFree', () => {
     }
   });
 
-  it('serverEnvironment drops only NODE_EXTRA_CA_CERTS, and only when no TLS is possible', () => {
+  it('serverEnvironment drops only NODE_EXTRA_CA_CERTS, only when no TLS is possible, and adds the malloc settings', () => {
     const env = { NODE_EXTRA_CA_CERTS: '/etc/ca.pem', PATH: '/bin', ...KEYS };
-    expect(serverEnvironment(['mount', '/a.sqsh', '/mnt'], env)).toEqual({ PATH: '/bin', ...KEYS });
-    expect(serverEnvironment(['mount', 's3://b/k', '/mnt'], env)).toBe(env);
+    const GLIBC_TUNABLES = SERVER_MALLOC_TUNABLES;
+    expect(serverEnvironment(['mount', '/a.sqsh', '/mnt'], env)).toEqual({ PATH: '/bin', ...KEYS, GLIBC_TUNABLES });
+    expect(serverEnvironment(['mount', 's3://b/k', '/mnt'], env)).toEqual({ ...env, GLIBC_TUNABLES });
     expect(env.NODE_EXTRA_CA_CERTS).toBe('/etc/ca.pem'); // the caller's own environment is untouched
+    expect(env).not.toHaveProperty('GLIBC_TUNABLES');
+    // The caller's own settings win, whatever they are.
+    expect(serverEnvironment(['mount', '/a.sqsh', '/mnt'], { PATH: '/bin', GLIBC_TUNABLES: '' })).toEqual({ PATH: '/bin', GLIBC_TUNABLES: '' });
   });
 });
 
@@ -100,6 +105,13 @@ describe('servers started by bin/squashfs-r2', () => {
     // The same from node (bin/cli.js mount starts the server with spawnServer).
     const viaNode = await environOf((dir) => ['mount', image.path, dir], {}, CLI_NODE);
     expect(viaNode.some((v) => v.startsWith('NODE_EXTRA_CA_CERTS='))).toBe(false);
+    // Both ways, the server runs with the malloc settings (huge pages, fewer mmaps). glibc 2.36 rewrites
+    // the variable as it reads it (this one became "glibc.malloc.hugetlb=1"): the start is compared.
+    for (const [i, environ] of [local, s3, viaNode].entries()) {
+      const tunables = environ.find((v) => v.startsWith('GLIBC_TUNABLES='));
+      expect(tunables?.length ?? 0, String(i)).toBeGreaterThan('GLIBC_TUNABLES=glibc.'.length);
+      expect(`GLIBC_TUNABLES=${SERVER_MALLOC_TUNABLES}`.startsWith(tunables!), `${i}: ${tunables}`).toBe(true);
+    }
   });
 
   it('a server that may use TLS keeps NODE_EXTRA_CA_CERTS', async () => {
