@@ -53,7 +53,8 @@ describe('server node flags', () => {
   it('bin/squashfs-r2 gives its mount servers the same malloc settings as the node paths, unless GLIBC_TUNABLES is set', () => {
     const script = readFileSync(`${REPO_ROOT}/bin/squashfs-r2`, 'utf8');
     expect(script.match(/^tunables="?(.*?)"?$/m)?.[1]).toBe(SERVER_MALLOC_TUNABLES);
-    expect(script).toContain('[ -z "${GLIBC_TUNABLES+set}" ]; then export GLIBC_TUNABLES="$tunables"');
+    // Only when unset: the caller's own settings win.
+    expect(script).toMatch(/\[ -z "\$\{GLIBC_TUNABLES\+set\}" \]; then export GLIBC_TUNABLES="\$tunables"/);
   });
 });
 
