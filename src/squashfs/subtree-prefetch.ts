@@ -70,7 +70,12 @@ export class SubtreePrefetch {
     );
   }
 
-  /** The data span of `dir`'s subtree, or undefined when it is empty or over the limits. */
+  /**
+   * The data span of `dir`'s subtree, or undefined when it is empty or over the limits. Walked a
+   * directory level at a time, each level's listings and inodes asked for together and the fragment
+   * blocks once each at the end: one await per level, not two per entry (a 1,500-file tree took
+   * 10-60 ms entry by entry, longer than the round trip its GETs then wait for).
+   */
   async spanOf(dir: SquashfsInode): Promise<Span | undefined> {
     const { maxBytes, maxEntries } = this.options;
     const bs = this.ctx.sb.blockSize;
@@ -78,15 +83,17 @@ export class SubtreePrefetch {
     let end = 0;
     let visited = 0;
     const inner: InodeRef[] = [];
-    const pending: SquashfsInode[] = [dir];
-    while (pending.length > 0) {
-      const d = pending.pop()!;
-      for (const ref of await this.tree.entries(d)) {
-        if (++visited > maxEntries) return undefined;
-        const inode = await this.tree.inode(ref);
+    const fragments = new Set<number>();
+    let level: SquashfsInode[] = [dir];
+    while (level.length > 0) {
+      const refs = (await Promise.all(level.map((d) => this.tree.entries(d)))).flat();
+      visited += refs.length;
+      if (visited > maxEntries) return undefined;
+      const next: SquashfsInode[] = [];
+      for (const inode of await Promise.all(refs.map((ref) => this.tree.inode(ref)))) {
         if (inode.dir) {
           inner.push(inode.ref);
-          pending.push(inode);
+          next.push(inode);
           continue;
         }
         const f = inode.file;
@@ -96,14 +103,17 @@ export class SubtreePrefetch {
           start = Math.min(start, f.blocksStart);
           end = Math.max(end, f.blocksStart + f.blockCount * bs);
         }
-        if (f.fragmentIndex !== undefined) {
-          const block = await this.fragmentBlock(f.fragmentIndex);
-          start = Math.min(start, block.start);
-          end = Math.max(end, block.end);
-        }
-        if (end - start > maxBytes) return undefined;
+        if (f.fragmentIndex !== undefined) fragments.add(f.fragmentIndex);
       }
+      if (end - start > maxBytes) return undefined;
+      level = next;
     }
+    // Files packed together share a fragment block: ~1,500 files of a source tree sit in ~100.
+    for (const block of await Promise.all([...fragments].map((i) => this.fragmentBlock(i)))) {
+      start = Math.min(start, block.start);
+      end = Math.max(end, block.end);
+    }
+    if (end - start > maxBytes) return undefined;
     // Its subdirectories' spans lie inside this one: no walk of their own.
     for (const ref of inner) this.walked.set(ref, true);
     if (end <= start) return undefined;
