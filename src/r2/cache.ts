@@ -6,7 +6,7 @@ import { ChunkFetcher } from './chunk-fetcher.js';
 import { ChunkLayout } from './chunk-layout.js';
 import { ChunkReader } from './chunk-reader.js';
 import { ChunkStore } from './chunk-store.js';
-import { type DiskCacheStats, DiskChunkStore } from './disk-cache.js';
+import type { DiskCacheStats, DiskChunkStore } from './disk-cache.js';
 import { Hydration, type HydrationStats, prefetchRange } from './hydration.js';
 import { PinnedMetadata } from './pinned-metadata.js';
 import { type ReadaheadPolicy, SequentialReadahead } from './readahead-policy.js';
@@ -111,8 +111,9 @@ export async function openCachedSource(remote: RemoteObject, options: CacheOptio
       `${remote.name}: hydrate needs a cache directory, or an object (${info.size} bytes) no larger than cacheBytes (${opts.cacheBytes})`,
     );
   }
+  // Imported only for a --cache-dir mount: it loads node:zlib and node:crypto (~3 ms at start-up).
   const disk = options.cacheDir
-    ? await DiskChunkStore.open(
+    ? await (await import('./disk-cache.js')).DiskChunkStore.open(
         { dir: options.cacheDir, maxBytes: options.cacheDirMaxBytes },
         { name: remote.name, etag: info.etag, size: info.size },
         opts.chunkBytes,
