@@ -301,21 +301,39 @@ async function readAt(path: string, offset: number, length: number): Promise<Buf
   }
 }
 
+/**
+ * Mounts (in this process) an image of `count` files sub/f0..f<count-1>, made by mksquashfs with
+ * `mksquashfsArgs`, runs `use` on the mount and removes everything afterwards.
+ */
+async function withSmallImage(
+  count: number,
+  content: (i: number) => string,
+  mksquashfsArgs: string[],
+  use: (mp: string, h: MountHandle) => Promise<void>,
+): Promise<void> {
+  const work = await fsp.mkdtemp(join(tmpdir(), 'small-image-'));
+  const mp = await tempMountpoint();
+  let h: MountHandle | undefined;
+  try {
+    await fsp.mkdir(join(work, 'tree', 'sub'), { recursive: true });
+    for (let i = 0; i < count; i++) await fsp.writeFile(join(work, 'tree', 'sub', `f${i}`), content(i));
+    const img = join(work, 'img.sqsh');
+    await execFileP('mksquashfs', [join(work, 'tree'), img, ...mksquashfsArgs, '-noappend', '-quiet', '-no-progress']);
+    h = await mount(img, mp);
+    await use(mp, h);
+  } finally {
+    await h?.unmount({ lazyIfBusy: true }).catch(() => undefined);
+    await cleanupMountpoint(mp);
+    await fsp.rm(work, { recursive: true, force: true });
+  }
+}
+
 describe('opens', () => {
   it('cost no request: one OPEN in all, answered ENOSYS, and each file read once however often it is opened', async () => {
-    const work = await fsp.mkdtemp(join(tmpdir(), 'no-open-'));
-    const mp = await tempMountpoint();
-    let h: MountHandle | undefined;
-    try {
-      await fsp.mkdir(join(work, 'tree', 'sub'), { recursive: true });
-      for (let i = 0; i < 30; i++) await fsp.writeFile(join(work, 'tree', 'sub', `f${i}`), `file ${i}\n`.repeat(i + 1));
-      const img = join(work, 'img.sqsh');
-      await execFileP('mksquashfs', [join(work, 'tree'), img, '-noappend', '-quiet', '-no-progress']);
-      h = await mount(img, mp);
+    const content = (i: number) => `file ${i}\n`.repeat(i + 1);
+    await withSmallImage(30, content, [], async (mp, h) => {
       for (let round = 0; round < 3; round++) {
-        for (let i = 0; i < 30; i++) {
-          expect(await fsp.readFile(join(mp, 'sub', `f${i}`), 'utf8')).toBe(`file ${i}\n`.repeat(i + 1));
-        }
+        for (let i = 0; i < 30; i++) expect(await fsp.readFile(join(mp, 'sub', `f${i}`), 'utf8')).toBe(content(i));
       }
       // Opened for writing or truncation: refused by the kernel, with nothing asked of the mount.
       await expect(fsp.open(join(mp, 'sub', 'f1'), 'r+')).rejects.toMatchObject({ code: 'EROFS' });
@@ -323,25 +341,13 @@ describe('opens', () => {
       // The kernel stopped sending OPEN after the first; each file's pages outlived its closes.
       expect(ops.open).toEqual({ count: 1, errors: 0 });
       expect(ops.read?.count).toBe(30);
-    } finally {
-      await h?.unmount({ lazyIfBusy: true }).catch(() => undefined);
-      await cleanupMountpoint(mp);
-      await fsp.rm(work, { recursive: true, force: true });
-    }
+    });
   });
 });
 
 describe('an image without xattrs', () => {
   it('answers getxattr EOPNOTSUPP and the kernel stops asking (one request in all); listxattr gives an empty list', async () => {
-    const work = await fsp.mkdtemp(join(tmpdir(), 'no-xattrs-'));
-    const mp = await tempMountpoint();
-    let h: MountHandle | undefined;
-    try {
-      await fsp.mkdir(join(work, 'tree', 'sub'), { recursive: true });
-      for (let i = 0; i < 20; i++) await fsp.writeFile(join(work, 'tree', 'sub', `f${i}`), `file ${i}\n`);
-      const img = join(work, 'img.sqsh');
-      await execFileP('mksquashfs', [join(work, 'tree'), img, '-no-xattrs', '-noappend', '-quiet', '-no-progress']);
-      h = await mount(img, mp);
+    await withSmallImage(20, (i) => `file ${i}\n`, ['-no-xattrs'], async (mp, h) => {
       const outcome = (p: Promise<unknown>) => p.then(() => 'ok', (e: { stderr?: string }) => String(e.stderr).trim().split(': ').pop());
       for (let i = 0; i < 20; i++) {
         const f = join(mp, 'sub', `f${i}`);
@@ -353,10 +359,6 @@ describe('an image without xattrs', () => {
       expect(ops.getxattr).toEqual({ count: 1, errors: 1 });
       expect(ops.listxattr).toEqual({ count: 1, errors: 0 });
       expect(await fsp.readFile(join(mp, 'sub', 'f7'), 'utf8')).toBe('file 7\n');
-    } finally {
-      await h?.unmount({ lazyIfBusy: true }).catch(() => undefined);
-      await cleanupMountpoint(mp);
-      await fsp.rm(work, { recursive: true, force: true });
-    }
+    });
   });
 });
