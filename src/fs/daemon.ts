@@ -36,17 +36,16 @@ export const SERVER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', 
 /**
  * glibc malloc settings of every process that serves a mount (GLIBC_TUNABLES; bin/squashfs-r2 sets
  * the same), unless the caller set GLIBC_TUNABLES itself. Blocks under 4 MiB come from the heap, not
- * from an mmap each; the heap asks for transparent huge pages (used where THP is "always" or
- * "madvise"; elsewhere nothing changes); and up to 16 MiB freed at the heap's top stays mapped
- * rather than going back to the kernel at 128 KiB. Why: each first write to a 4 KiB page is a page
- * fault, which on the VMs here costs ~10 µs through the hypervisor, and the mount's buffers (chunks,
- * decoded blocks, socket reads) are written fresh until the caches have filled, and again whenever
- * the heap's top is trimmed and regrown. 64 MiB of new 128 KiB buffers took 180-200 ms to fill,
- * 13-20 ms with huge pages; a W1P restore's server used 3.25 s of CPU instead of 4.03 s, and the
- * trim threshold halved the big files' page faults (~11,000 to ~6,000). Memory: the 4 GiB stream
- * through a 64 MiB cache peaks at VmHWM 158 MiB (146-150 without the trim threshold, 169 with 64 MiB).
+ * from an mmap each, and the heap asks for transparent huge pages (used where THP is "always" or
+ * "madvise"; elsewhere nothing changes). Why: each first write to a 4 KiB page is a page fault, which
+ * on the VMs here costs ~10 µs through the hypervisor, and the mount's buffers (chunks, decoded
+ * blocks, socket reads) are written fresh until the caches have filled. 64 MiB of new 128 KiB
+ * buffers took 180-200 ms to fill, 13-20 ms with these settings; a W1P restore's server used 3.25 s
+ * of CPU instead of 4.03 s. Memory: the 4 GiB stream through a 64 MiB cache peaks at VmHWM 146-150 MiB,
+ * as before. A 16 MiB trim threshold as well halved the big files' page faults again, but that test
+ * then crept from 130 to 158-173 MiB over its passes: not taken.
  */
-export const SERVER_MALLOC_TUNABLES = 'glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=16777216';
+export const SERVER_MALLOC_TUNABLES = 'glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=4194304';
 
 /** The environment of a server started with `args`, made from `env` (which is left as it is). */
 export function serverEnvironment(args: readonly string[], env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
