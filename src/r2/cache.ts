@@ -111,7 +111,7 @@ export async function openCachedSource(remote: RemoteObject, options: CacheOptio
       `${remote.name}: hydrate needs a cache directory, or an object (${info.size} bytes) no larger than cacheBytes (${opts.cacheBytes})`,
     );
   }
-  // Imported only for a --cache-dir mount: it loads node:zlib and node:crypto (~3 ms at start-up).
+  // Imported only for a --cache-dir mount: it loads node:zlib (~3 ms at start-up).
   const disk = options.cacheDir
     ? await (await import('./disk-cache.js')).DiskChunkStore.open(
         { dir: options.cacheDir, maxBytes: options.cacheDirMaxBytes },

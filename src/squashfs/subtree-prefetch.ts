@@ -72,9 +72,9 @@ export class SubtreePrefetch {
 
   /**
    * The data span of `dir`'s subtree, or undefined when it is empty or over the limits. Walked a
-   * directory level at a time, each level's listings and inodes asked for together and the fragment
-   * blocks once each at the end: one await per level, not two per entry (a 1,500-file tree took
-   * 10-60 ms entry by entry, longer than the round trip its GETs then wait for).
+   * directory level at a time: a level's inodes asked for together and the fragment blocks once each
+   * at the end, so one await per directory, not two per entry (a 1,500-file tree took 10-60 ms entry
+   * by entry, longer than the round trip its GETs then wait for).
    */
   async spanOf(dir: SquashfsInode): Promise<Span | undefined> {
     const { maxBytes, maxEntries } = this.options;
@@ -86,9 +86,13 @@ export class SubtreePrefetch {
     const fragments = new Set<number>();
     let level: SquashfsInode[] = [dir];
     while (level.length > 0) {
-      const refs = (await Promise.all(level.map((d) => this.tree.entries(d)))).flat();
+      // Listings one directory at a time, so that the walk stops at maxEntries as it reads them.
+      const refs: InodeRef[] = [];
+      for (const d of level) {
+        refs.push(...(await this.tree.entries(d)));
+        if (visited + refs.length > maxEntries) return undefined;
+      }
       visited += refs.length;
-      if (visited > maxEntries) return undefined;
       const next: SquashfsInode[] = [];
       for (const inode of await Promise.all(refs.map((ref) => this.tree.inode(ref)))) {
         if (inode.dir) {

@@ -33,12 +33,12 @@ describe('open', () => {
       handlers.open!('/sizes/text-1', 0, (...args: unknown[]) => replies.push(args));
       expect(replies).toEqual([[-38, 0]]);
       expect(stats().byOperation.open).toEqual({ count: 1, errors: 0 });
-      for (const release of ['3.15.0', '4.19.0-25-amd64', '10.0.0']) {
-        expect(typeof createOperations(image, { kernelRelease: release }).handlers.open).toBe('function');
+      for (const kernel of ['3.15.0', '4.19.0-25-amd64', '10.0.0']) {
+        expect(typeof createOperations(image, { kernelRelease: kernel }).handlers.open).toBe('function');
       }
       // An older kernel would fail the open with ENOSYS: libfuse answers it (success) as before.
-      for (const release of ['3.14.79', '2.6.32', 'unknown']) {
-        expect(createOperations(image, { kernelRelease: release }).handlers.open).toBeUndefined();
+      for (const kernel of ['3.14.79', '2.6.32', 'unknown']) {
+        expect(createOperations(image, { kernelRelease: kernel }).handlers.open).toBeUndefined();
       }
       expect(zeroMessageOpens(release())).toBe(true); // this machine's kernel
     } finally {

@@ -11,6 +11,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileSource } from '../../src/r2/file.js';
 import { SquashfsImage } from '../../src/squashfs/index.js';
+import type { ImageContext } from '../../src/squashfs/context.js';
+import type { SquashfsInode } from '../../src/squashfs/inode.js';
+import { SubtreePrefetch } from '../../src/squashfs/subtree-prefetch.js';
 import { wordText } from '../helpers/bytes.js';
 
 const KiB = 1024;
@@ -111,6 +114,34 @@ describe('subtree prefetch', () => {
       expect(
         Buffer.from(await img.read('/src/mid/text.txt', 0, 10)).equals(files.get('/src/mid/text.txt')!.subarray(0, 10)),
       ).toBe(true);
+    } finally {
+      await img.close();
+    }
+  });
+
+  it('stops reading listings once the subtree has more than maxEntries entries', async () => {
+    const { source } = await hintedSource();
+    const img = await SquashfsImage.open(source, { readaheadBytes: 0 });
+    try {
+      // The image's own walk, with a tree that counts the listings it is asked for.
+      const ctx = (img as unknown as { ctx: ImageContext }).ctx;
+      let listings = 0;
+      const tree = {
+        entries: async (dir: SquashfsInode) => {
+          listings++;
+          return (await img.readdir(dir)).map((e) => e.ref!);
+        },
+        inode: (ref: number) => (img as unknown as { inode(r: number): Promise<SquashfsInode> }).inode(ref),
+      };
+      const src = (await img.lookup('/src')) as SquashfsInode;
+      const walk = (maxEntries: number) => new SubtreePrefetch(ctx, tree, async () => true, { maxBytes: 64 * MiB, maxEntries }).spanOf(src);
+      expect(await walk(4096)).toBeDefined();
+      const all = listings; // /src and its 29 directories
+      expect(all).toBe(30);
+      listings = 0;
+      expect(await walk(50)).toBeUndefined();
+      // 8 entries under /src, 23 a level down, then the third level's listings until past 50.
+      expect(listings).toBeLessThan(all / 2);
     } finally {
       await img.close();
     }
