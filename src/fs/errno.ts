@@ -21,6 +21,7 @@ export const Errno = {
   ENODATA: -61,
   EOPNOTSUPP: -95,
   ETIMEDOUT: -110,
+  EPROTO: -71,
 } as const;
 
 /**

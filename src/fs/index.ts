@@ -59,7 +59,16 @@ export interface MountOptions {
    * that embeds a mount owns its main thread. The CLI's servers use 'auto'.
    */
   fuseCpu?: FuseCpu;
+  /**
+   * How the mount talks to the kernel: 'kernel' speaks /dev/fuse itself (READDIRPLUS, 1 MiB reads,
+   * small files pushed to the page cache; needs root), 'libfuse' goes through fuse-native. Default
+   * 'auto': 'kernel' where it can mount, else 'libfuse'. The environment's SQUASHFS_R2_FUSE_ENGINE
+   * sets the default.
+   */
+  fuseEngine?: FuseEngine;
 }
+
+export type FuseEngine = 'auto' | 'kernel' | 'libfuse';
 
 export interface MountStats {
   fuse: OperationStats;
@@ -89,7 +98,11 @@ export interface MountHandle {
  * threads (UV_THREADPOOL_SIZE, default 4): a local source needs a free thread to answer. Read the
  * mount from other processes, or use the CLI, which serves from a process of its own.
  */
-export async function mount(source: string | ByteSource, mountpoint: string, options: MountOptions = {}): Promise<MountHandle> {
+export async function mount(
+  source: string | ByteSource,
+  mountpoint: string,
+  options: MountOptions = {},
+): Promise<MountHandle> {
   // A bad mountpoint fails before any request is made.
   await checkMountpoint(mountpoint, { nonEmpty: options.nonEmpty });
   const prepared = await prepareMount(source, options);
@@ -127,8 +140,8 @@ export async function prepareMount(source: string | ByteSource, options: MountOp
   // the image's first round trip is in flight, not after it.
   let serving: Promise<typeof import('./serve.js')> | undefined;
   const loadServing = (): void => {
-    serving ??= Promise.all([import('./serve.js'), preloadReader()]).then(([module]) => {
-      module.preloadServing();
+    serving ??= Promise.all([import('./serve.js'), preloadReader()]).then(async ([module]) => {
+      await module.preloadServing(options.fuseEngine);
       return module;
     });
     serving.catch(() => undefined); // reported by mountAt, which awaits it
@@ -191,7 +204,7 @@ async function serveOn(
   options: MountOptions,
   context: ServeContext,
 ): Promise<MountHandle> {
-  let serve: (typeof import('./serve.js'))['serve'];
+  let serve: typeof import('./serve.js')['serve'];
   try {
     ({ serve } = await serving);
   } catch (e) {
@@ -209,19 +222,28 @@ function startHydration(source: ImageSource, target: string): void {
     return;
   }
   source.hydrate().then(
-    (h) => log.info(`${target}: hydration ${h.state}: ${h.doneBytes} of ${h.totalBytes} bytes local, ${h.fetchedBytes} fetched`),
+    (h) =>
+      log.info(
+        `${target}: hydration ${h.state}: ${h.doneBytes} of ${h.totalBytes} bytes local, ${h.fetchedBytes} fetched`,
+      ),
     (e) => log.warn(`${target}: hydration not possible: ${describeError(e)}`),
   );
 }
 
 /** Mounts a reader that is already open (it is closed on unmount). */
-export async function mountReader(reader: SquashfsReader, mountpoint: string, options: MountOptions & { name?: string } = {}): Promise<MountHandle> {
+export async function mountReader(
+  reader: SquashfsReader,
+  mountpoint: string,
+  options: MountOptions & { name?: string } = {},
+): Promise<MountHandle> {
   const target = await checkMountpoint(mountpoint, { nonEmpty: options.nonEmpty });
-  return serveOn(import('./serve.js'), reader, target, options, { name: options.name ?? 'squashfs-r2', pinned: pinFuseThreads(options.fuseCpu) });
+  return serveOn(import('./serve.js'), reader, target, options, {
+    name: options.name ?? 'squashfs-r2',
+    pinned: pinFuseThreads(options.fuseCpu),
+  });
 }
 
 function pinFuseThreads(choice: FuseCpu | undefined): Promise<unknown> | undefined {
   if (choice === undefined || choice === 'none') return undefined;
   return import('./affinity.js').then((m) => m.pinMainThread(choice));
 }
-

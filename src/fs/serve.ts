@@ -4,7 +4,9 @@ import type { SquashfsReader } from '../squashfs/types.js';
 import { describeError, logger } from '../util/log.js';
 import { guardMount } from './exit-guard.js';
 import { fuseOptions } from './fuse-options.js';
-import type { MountHandle, MountOptions } from './index.js';
+import type { FuseEngine, MountHandle, MountOptions } from './index.js';
+import { SquashfsImage } from '../squashfs/image.js';
+import { canMountDirectly } from './kernel/device.js';
 import { type ConnectionProbe, connectionProbe, MountError } from './mountpoint.js';
 import { createSession, loadFuse } from './native.js';
 import { createOperations } from './operations.js';
@@ -47,7 +49,16 @@ export interface ServeContext {
   pinned?: Promise<unknown>;
 }
 
-export async function serve(reader: SquashfsReader, target: string, options: MountOptions, context: ServeContext): Promise<MountHandle> {
+export async function serve(
+  reader: SquashfsReader,
+  target: string,
+  options: MountOptions,
+  context: ServeContext,
+): Promise<MountHandle> {
+  if (reader instanceof SquashfsImage && useKernelEngine(options.fuseEngine)) {
+    kernelEngine ??= await import('./kernel/serve-kernel.js');
+    return kernelEngine.serveKernel(reader, target, options, context);
+  }
   const started = performance.now();
   try {
     const root = await reader.root();
@@ -57,12 +68,21 @@ export async function serve(reader: SquashfsReader, target: string, options: Mou
       timeoutMs: options.operationTimeoutMs ?? DEFAULT_OPERATION_TIMEOUT_MS,
     });
     const session = createSession(target, operations.handlers, {
-      options: fuseOptions({ allowOther: options.allowOther, nonEmpty: options.nonEmpty, autoUnmount: options.autoUnmount, fsname: context.name }),
+      options: fuseOptions({
+        allowOther: options.allowOther,
+        nonEmpty: options.nonEmpty,
+        autoUnmount: options.autoUnmount,
+        fsname: context.name,
+      }),
     });
     await new Promise<void>((done, fail) => {
-      session.mount((error) => (error ? fail(new MountError(`cannot mount on ${target}: ${error.message}`, { cause: error })) : done()));
+      session.mount((error) =>
+        error ? fail(new MountError(`cannot mount on ${target}: ${error.message}`, { cause: error })) : done(),
+      );
     });
-    const probe = await verifyMounted(target, root.stat.ino, () => unmountFuse(target, { lazy: true }).then(() => undefined));
+    const probe = await verifyMounted(target, root.stat.ino, () =>
+      unmountFuse(target, { lazy: true }).then(() => undefined),
+    );
     const alive = probe.alive;
     const unguard = guardMount(target, probe);
 
@@ -100,7 +120,9 @@ export async function serve(reader: SquashfsReader, target: string, options: Mou
       reader: (reader as { cacheStats?: () => unknown }).cacheStats?.(),
       source: context.sourceStats?.(),
     });
-    log.info(`${target}: mounted ${context.name} (kernel mount and first stat ${(performance.now() - started).toFixed(1)} ms)`);
+    log.info(
+      `${target}: mounted ${context.name} (kernel mount and first stat ${(performance.now() - started).toFixed(1)} ms)`,
+    );
     return {
       mountpoint: target,
       reader,
@@ -127,7 +149,8 @@ export async function serve(reader: SquashfsReader, target: string, options: Mou
 async function verifyMounted(target: string, rootIno: number, undo: () => Promise<void>): Promise<ConnectionProbe> {
   try {
     const st = await stat(target);
-    if (st.ino !== rootIno) throw new MountError(`${target} answers with inode ${st.ino}, not the image root ${rootIno}`);
+    if (st.ino !== rootIno)
+      throw new MountError(`${target} answers with inode ${st.ino}, not the image root ${rootIno}`);
     return await connectionProbe(target);
   } catch (e) {
     await undo().catch(() => undefined);
@@ -135,7 +158,23 @@ async function verifyMounted(target: string, rootIno: number, undo: () => Promis
   }
 }
 
-/** Loads the FUSE addon now (it is synchronous: ~10 ms), rather than once the image is open. */
-export function preloadServing(): void {
-  loadFuse();
+let kernelEngine: typeof import('./kernel/serve-kernel.js') | undefined;
+
+/**
+ * Loads what serving needs now, rather than once the image is open: the kernel engine when it will
+ * be used, else the FUSE addon (synchronous: ~10 ms).
+ */
+export async function preloadServing(engine: FuseEngine | undefined): Promise<void> {
+  if (useKernelEngine(engine)) kernelEngine ??= await import('./kernel/serve-kernel.js');
+  else loadFuse();
+}
+
+/**
+ * 'kernel' (the default where it works: root, which may mount(2) FUSE itself) speaks /dev/fuse
+ * directly; 'libfuse' goes through fuse-native and libfuse 2.
+ */
+export function useKernelEngine(engine: FuseEngine | undefined): boolean {
+  const choice = engine ?? (process.env.SQUASHFS_R2_FUSE_ENGINE as FuseEngine | undefined) ?? 'auto';
+  if (choice === 'libfuse') return false;
+  return canMountDirectly();
 }

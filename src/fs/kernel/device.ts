@@ -1,0 +1,142 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, constants, openSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
+import { MountError } from '../mountpoint.js';
+import { MIN_READ_BUFFER } from './protocol.js';
+
+/** The filesystem type our mounts show (the same as libfuse's `subtype=squashfs-r2`). */
+export const KERNEL_FSTYPE = 'fuse.squashfs-r2';
+
+/**
+ * Mounts and, unless told not to, stays as the watchdog: mount(8) gets our /dev/fuse descriptor as
+ * fd 3 (`-i`: no mount.fuse helper), the shell then closes its copy, says "ok", and waits on its stdin,
+ * a pipe from the server. When the server dies, even by SIGKILL, the pipe closes and the shell
+ * detaches the mount if it is still ours (libfuse's auto_unmount, without fusermount). A clean
+ * unmount kills the watchdog first.
+ */
+const MOUNT_SCRIPT = `mount -i -t ${KERNEL_FSTYPE} -o "$1" -- "$2" "$3" 3<&3 || exit 1
+exec 3<&-
+echo ok
+[ "$4" = watch ] || exit 0
+read _ignored
+[ "$(findmnt -n -o FSTYPE -M "$3" 2>/dev/null | tail -n 1)" = ${KERNEL_FSTYPE} ] && exec umount -l -- "$3"
+exit 0`;
+
+/** Whether this process may mount without libfuse: mount(2) of a FUSE filesystem needs root. */
+export function canMountDirectly(): boolean {
+  return process.getuid?.() === 0;
+}
+
+export interface DeviceMountOptions {
+  /** Shown as the mount's source (fsname). */
+  source: string;
+  /** The root directory's st_mode (its type bits go to the kernel as rootmode). */
+  rootMode: number;
+  allowOther?: boolean;
+  autoUnmount?: boolean;
+}
+
+export interface MountedDevice {
+  fd: number;
+  /** The watchdog shell; killed (without it unmounting) before a clean unmount. */
+  watchdog?: ChildProcess;
+  /** Stops the watchdog without letting it unmount (the mount is being unmounted by us). */
+  disarm(): void;
+}
+
+/**
+ * Opens /dev/fuse and mounts it on `target`. The kernel sends INIT at once; requests wait in
+ * /dev/fuse until the session reads them, so the image may still be opening meanwhile.
+ */
+export async function mountDevice(target: string, options: DeviceMountOptions): Promise<MountedDevice> {
+  let fd: number;
+  try {
+    fd = openSync('/dev/fuse', constants.O_RDWR);
+  } catch (e) {
+    throw new MountError(`cannot open /dev/fuse: ${(e as Error).message}`, { cause: e });
+  }
+  const data = [
+    'ro',
+    'nosuid',
+    'nodev',
+    `fd=3`,
+    `rootmode=${(options.rootMode & 0o170000).toString(8)}`,
+    `user_id=${process.getuid?.() ?? 0}`,
+    `group_id=${process.getgid?.() ?? 0}`,
+    // The kernel checks modes itself, as it does for the kernel's own squashfs.
+    'default_permissions',
+    ...(options.allowOther ? ['allow_other'] : []),
+  ].join(',');
+  const watch = options.autoUnmount ?? true;
+  const child = spawn(
+    '/bin/sh',
+    ['-c', MOUNT_SCRIPT, 'squashfs-r2-mount', data, sanitizeSource(options.source), target, watch ? 'watch' : ''],
+    {
+      stdio: ['pipe', 'pipe', 'pipe', fd],
+      detached: true,
+    },
+  );
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const ok = await new Promise<boolean>((done) => {
+    child.stdout!.once('data', () => done(true));
+    child.once('exit', () => done(false));
+    child.once('error', () => done(false));
+  });
+  if (!ok) {
+    closeSync(fd);
+    throw new MountError(`cannot mount on ${target}: ${stderr.trim() || 'mount failed'}`);
+  }
+  child.stdout!.destroy();
+  child.stderr!.destroy();
+  child.unref();
+  (child.stdin as unknown as { unref?: () => void }).unref?.();
+  // The pipe's own handle must not keep the event loop alive either.
+  (child.stdin as unknown as { _handle?: { unref(): void } })._handle?.unref();
+  return {
+    fd,
+    watchdog: watch ? child : undefined,
+    disarm() {
+      if (watch && child.exitCode === null) child.kill('SIGKILL');
+    },
+  };
+}
+
+/** The source field: no separators or whitespace (mount(8) would split them). */
+function sanitizeSource(name: string): string {
+  const clean = name.replace(/[,\s\\="']/g, '_');
+  return clean.length > 200 ? `...${clean.slice(-200)}` : clean || 'squashfs-r2';
+}
+
+export interface RequestChannel {
+  /** Stops reading (the worker exits once its blocked read returns; unmounting makes it return). */
+  close(): void;
+}
+
+/** Reads requests on a worker thread and hands each to `onRequest`; `onEnd` once the device is gone. */
+export function readRequests(
+  fd: number,
+  onRequest: (req: Buffer) => void,
+  onEnd: (reason: string) => void,
+): RequestChannel {
+  // Big enough for any request but a large write (which the kernel answers E2BIG itself).
+  const bufferSize = Math.max(MIN_READ_BUFFER * 4, 64 << 10);
+  const worker = new Worker(new URL('./device-reader.js', import.meta.url), { workerData: { fd, bufferSize } });
+  let ended = false;
+  const end = (reason: string): void => {
+    if (ended) return;
+    ended = true;
+    onEnd(reason);
+  };
+  worker.on('message', (m: Uint8Array | { end: string }) => {
+    if (m instanceof Uint8Array) onRequest(Buffer.from(m.buffer, m.byteOffset, m.byteLength));
+    else end(m.end);
+  });
+  worker.on('error', (e) => end(String(e)));
+  worker.on('exit', () => end('exit'));
+  return {
+    close() {
+      worker.unref();
+    },
+  };
+}

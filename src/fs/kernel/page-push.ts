@@ -1,0 +1,159 @@
+import { Worker } from 'node:worker_threads';
+import type { SquashfsImage } from '../../squashfs/image.js';
+import type { SquashfsInode } from '../../squashfs/inode.js';
+import { describeError, logger } from '../../util/log.js';
+import { Notify, NOTIFY_STORE_OUT_SIZE, OUT_HEADER_SIZE, writeOutHeader, writeU64 } from './protocol.js';
+
+const log = logger('fs');
+
+export interface PushOptions {
+  /** Bytes of small files pushed per directory listing (0: pushing is off). */
+  perDirectoryBytes: number;
+  /** Only files up to this size are pushed; bigger ones are streamed by readahead when read. */
+  maxFileBytes: number;
+  /** Bytes decoded and waiting for the writer at most; beyond it listings push nothing more. */
+  maxQueuedBytes: number;
+}
+
+export const PUSH_DEFAULTS: PushOptions = {
+  perDirectoryBytes: 4 << 20,
+  maxFileBytes: 128 << 10,
+  maxQueuedBytes: 32 << 20,
+};
+
+/** Stores in flight to the writer thread at most (each is one write(2) there). */
+const WRITER_DEPTH = 8;
+
+interface Pending {
+  nodeid: number;
+  inode: SquashfsInode;
+}
+
+/**
+ * Small files of a listed directory, handed to the kernel's page cache (FUSE_NOTIFY_STORE) before
+ * anyone opens them: a listing says its files are about to be read (find, cp -r, tar, a build), and
+ * a file whose pages are cached is read with no request at all. mksquashfs packs a directory's small
+ * files into shared fragment blocks, so the bytes are one decode away once the listing's data has
+ * arrived (the subtree hint fetches it). Bounded per listing and in total; files already read or
+ * pushed are skipped. The kernel may drop the pages under memory pressure: they are a cache.
+ */
+export class PagePusher {
+  private readonly queue: Pending[] = [];
+  private queuedBytes = 0;
+  /** Node ids whose bytes the kernel has (pushed, or read through a READ): not pushed again. */
+  private readonly done = new Set<number>();
+  private writer: Worker | undefined;
+  private inWriter = 0;
+  private running = false;
+  private closed = false;
+  pushedFiles = 0;
+  pushedBytes = 0;
+  skippedFiles = 0;
+
+  constructor(
+    private readonly fd: number,
+    private readonly image: SquashfsImage,
+    private readonly options: PushOptions,
+  ) {}
+
+  get enabled(): boolean {
+    return this.options.perDirectoryBytes > 0;
+  }
+
+  /** Entries of one READDIRPLUS reply (the kernel now holds their inodes): queue their small files. */
+  listed(entries: readonly Pending[]): void {
+    if (!this.enabled || this.closed) return;
+    let budget = this.options.perDirectoryBytes;
+    for (const e of entries) {
+      const size = e.inode.stat.size;
+      if (e.inode.stat.type !== 'file' || size === 0 || size > this.options.maxFileBytes || this.done.has(e.nodeid))
+        continue;
+      if (size > budget || this.queuedBytes + size > this.options.maxQueuedBytes) {
+        this.skippedFiles++;
+        continue;
+      }
+      budget -= size;
+      this.queuedBytes += size;
+      this.done.add(e.nodeid);
+      this.queue.push(e);
+    }
+    if (!this.running && this.queue.length > 0) void this.run();
+  }
+
+  /** A READ reached us: the kernel has (or is getting) that file's pages. */
+  read(nodeid: number): void {
+    if (this.enabled) this.done.add(nodeid);
+  }
+
+  /** The kernel dropped the inode, and its pages with it. */
+  forgotten(nodeid: number): void {
+    this.done.delete(nodeid);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.queue.length = 0;
+    void this.writer?.terminate();
+  }
+
+  private async run(): Promise<void> {
+    this.running = true;
+    try {
+      while (!this.closed && this.queue.length > 0) {
+        const next = this.queue.shift()!;
+        const size = next.inode.stat.size;
+        this.queuedBytes -= size;
+        const message = Buffer.allocUnsafeSlow(OUT_HEADER_SIZE + NOTIFY_STORE_OUT_SIZE + size);
+        const data = message.subarray(OUT_HEADER_SIZE + NOTIFY_STORE_OUT_SIZE);
+        let n: number;
+        try {
+          n = this.image.readIntoNow(next.inode, 0, data) ?? (await this.image.readInto(next.inode, 0, data));
+        } catch (e) {
+          // Only a hint: the file's own READ reports what is wrong with it.
+          if (log.enabled('debug')) log.debug(`push of node ${next.nodeid}: ${describeError(e)}`);
+          this.done.delete(next.nodeid);
+          continue;
+        }
+        if (this.closed) return;
+        const len = OUT_HEADER_SIZE + NOTIFY_STORE_OUT_SIZE + n;
+        writeOutHeader(message, len, Notify.STORE, 0n);
+        writeU64(message, OUT_HEADER_SIZE, next.nodeid);
+        writeU64(message, OUT_HEADER_SIZE + 8, 0);
+        message.writeUInt32LE(n, OUT_HEADER_SIZE + 16);
+        message.writeUInt32LE(0, OUT_HEADER_SIZE + 20);
+        await this.send(message.subarray(0, len));
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private waiting: (() => void) | undefined;
+
+  private send(message: Buffer): Promise<void> {
+    const writer = (this.writer ??= this.startWriter());
+    this.inWriter++;
+    writer.postMessage(message, [message.buffer as ArrayBuffer]);
+    if (this.inWriter < WRITER_DEPTH) return Promise.resolve();
+    return new Promise((resume) => {
+      this.waiting = resume;
+    });
+  }
+
+  private startWriter(): Worker {
+    const writer = new Worker(new URL('./store-writer.js', import.meta.url), { workerData: { fd: this.fd } });
+    writer.unref();
+    writer.on('message', (written: number) => {
+      this.inWriter--;
+      if (written > 0) {
+        this.pushedFiles++;
+        this.pushedBytes += written - OUT_HEADER_SIZE - NOTIFY_STORE_OUT_SIZE;
+      }
+      const resume = this.waiting;
+      this.waiting = undefined;
+      resume?.();
+    });
+    writer.on('error', (e) => log.warn(`page-cache writer: ${describeError(e)}`));
+    return writer;
+  }
+}

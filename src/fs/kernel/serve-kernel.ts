@@ -1,0 +1,169 @@
+import { statSync, writeFileSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import type { SquashfsImage } from '../../squashfs/image.js';
+import type { SquashfsInode } from '../../squashfs/inode.js';
+import { describeError, logger } from '../../util/log.js';
+import { guardMount } from '../exit-guard.js';
+import type { MountHandle, MountOptions } from '../index.js';
+import { type ConnectionProbe, connectionProbe, MountError } from '../mountpoint.js';
+import type { ServeContext } from '../serve.js';
+import { type UnmountOptions, unmountFuse } from '../unmount.js';
+import { mountDevice, readRequests } from './device.js';
+import { PUSH_DEFAULTS } from './page-push.js';
+import { KernelSession } from './session.js';
+
+const log = logger('mount');
+
+const DEFAULT_CACHE_TIMEOUT_S = 86_400;
+const DEFAULT_OPERATION_TIMEOUT_MS = 120_000;
+const CONNECTION_POLL_MS = 250;
+const CLOSE_TIMEOUT_MS = 3_000;
+/**
+ * The mount's readahead window. The kernel starts a FUSE mount at 128 KiB (its block-device default)
+ * and caps what INIT may ask at that; root may widen it, as `blockdev --setra` does for a disk. With
+ * 1 MiB READs (max_pages) a window of 1 MiB keeps a sequential read one full request ahead.
+ */
+const KERNEL_READAHEAD_KB = 1024;
+
+/**
+ * Serves an open image on `target` over /dev/fuse directly (see session.ts): the same contract as
+ * serve.ts's libfuse path, resolved once the kernel answers stat on the mountpoint with the root.
+ */
+export async function serveKernel(
+  image: SquashfsImage,
+  target: string,
+  options: MountOptions,
+  context: ServeContext,
+): Promise<MountHandle> {
+  const started = performance.now();
+  try {
+    const root = (await image.root()) as SquashfsInode;
+    await context.pinned?.catch(() => undefined);
+    const device = await mountDevice(target, {
+      source: context.name,
+      rootMode: root.stat.mode,
+      allowOther: options.allowOther,
+      autoUnmount: options.autoUnmount,
+    });
+    let finished = false;
+    let resolveClosed!: () => void;
+    const closed = new Promise<void>((r) => {
+      resolveClosed = r;
+    });
+    let probe: ConnectionProbe | undefined;
+    let unguard: (() => void) | undefined;
+    const session = new KernelSession(
+      device.fd,
+      image,
+      root,
+      {
+        cacheTimeoutSeconds: options.cacheTimeoutSeconds ?? DEFAULT_CACHE_TIMEOUT_S,
+        operationTimeoutMs: options.operationTimeoutMs ?? DEFAULT_OPERATION_TIMEOUT_MS,
+        push: { ...PUSH_DEFAULTS, perDirectoryBytes: Number(process.env.SQR2_PUSH ?? PUSH_DEFAULTS.perDirectoryBytes) },
+      },
+      () => void finish(),
+    );
+    const channel = readRequests(
+      device.fd,
+      (req) => session.handle(req),
+      (reason) => {
+        if (log.enabled('debug')) log.debug(`${target}: the kernel connection ended (${reason})`);
+        void finish();
+      },
+    );
+    const stats = () => ({
+      fuse: session.stats(),
+      reader: image.cacheStats(),
+      source: context.sourceStats?.(),
+    });
+    const finish = async (): Promise<void> => {
+      if (finished) return;
+      finished = true;
+      clearInterval(poll);
+      if (log.enabled('debug')) log.debug(`${target}: stats at unmount ${JSON.stringify(stats())}`);
+      session.close();
+      channel.close();
+      device.disarm();
+      unguard?.();
+      await withinMs(
+        CLOSE_TIMEOUT_MS,
+        (async () => {
+          await image.close().catch((e) => log.warn(`closing the reader: ${describeError(e)}`));
+          await context.onClosed?.();
+        })(),
+        () => log.warn(`${target}: closing the reader and source took over ${CLOSE_TIMEOUT_MS} ms; leaving anyway`),
+      );
+      log.info(`${target}: unmounted`);
+      resolveClosed();
+    };
+    const poll = setInterval(() => {
+      if (probe !== undefined && !probe.alive()) void finish();
+    }, CONNECTION_POLL_MS);
+    poll.unref();
+
+    try {
+      const st = await stat(target);
+      if (st.ino !== root.stat.ino)
+        throw new MountError(`${target} answers with inode ${st.ino}, not the image root ${root.stat.ino}`);
+      probe = await connectionProbe(target);
+    } catch (e) {
+      device.disarm();
+      await unmountFuse(target, { lazy: true }).catch(() => undefined);
+      await finish();
+      throw e instanceof MountError
+        ? e
+        : new MountError(`${target} did not come up: ${describeError(e)}`, { cause: e });
+    }
+    setReadahead(target, KERNEL_READAHEAD_KB);
+    // Serving keeps the process alive while mounted (the worker is unref'd; this timer is not).
+    const keepAlive = setInterval(() => undefined, 1 << 30);
+    void closed.then(() => clearInterval(keepAlive));
+    unguard = guardMount(target, probe);
+    log.info(
+      `${target}: mounted ${context.name} over /dev/fuse (kernel mount and first stat ${(performance.now() - started).toFixed(1)} ms)`,
+    );
+    return {
+      mountpoint: target,
+      reader: image,
+      closed,
+      async unmount(unmountOptions?: UnmountOptions) {
+        // The watchdog stays until the connection is gone (finish disarms it): a failed unmount
+        // leaves the mount served and still guarded.
+        if (!finished) await unmountFuse(target, unmountOptions);
+        if (probe !== undefined && !probe.alive()) await finish();
+        await closed;
+      },
+      stats,
+    };
+  } catch (e) {
+    await image.close().catch(() => undefined);
+    await context.onClosed?.();
+    throw e;
+  }
+}
+
+/** Best effort: /sys/class/bdi/<major:minor>/read_ahead_kb of the mount's own device. */
+function setReadahead(target: string, kb: number): void {
+  try {
+    const dev = statSync(target).dev;
+    // Linux's dev_t encoding (new_encode_dev): minor bits split around the major's 12.
+    const major = (dev >> 8) & 0xfff;
+    const minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
+    writeFileSync(`/sys/class/bdi/${major}:${minor}/read_ahead_kb`, String(kb));
+  } catch (e) {
+    if (log.enabled('debug')) log.debug(`${target}: readahead window left as it is: ${describeError(e)}`);
+  }
+}
+
+async function withinMs(ms: number, work: Promise<void>, onTimeout: () => void): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((done) => {
+    timer = setTimeout(() => {
+      onTimeout();
+      done();
+    }, ms);
+    timer.unref();
+  });
+  await Promise.race([work, timeout]);
+  clearTimeout(timer);
+}
