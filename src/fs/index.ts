@@ -2,6 +2,8 @@ import type { SourceStats } from '../r2/types.js';
 import type { ByteSource } from '../squashfs/source.js';
 import type { SquashfsReader } from '../squashfs/types.js';
 import { describeError, logger } from '../util/log.js';
+import { resolve } from 'node:path';
+import { type FuseEngine, type MountedDevice, useKernelEngine } from './kernel/device.js';
 import { MountError, checkMountpoint } from './mountpoint.js';
 import {
   type ImageSource,
@@ -68,7 +70,7 @@ export interface MountOptions {
   fuseEngine?: FuseEngine;
 }
 
-export type FuseEngine = 'auto' | 'kernel' | 'libfuse';
+export type { FuseEngine } from './kernel/device.js';
 
 export interface MountStats {
   fuse: OperationStats;
@@ -104,14 +106,28 @@ export async function mount(
   options: MountOptions = {},
 ): Promise<MountHandle> {
   // A bad mountpoint fails before any request is made.
-  await checkMountpoint(mountpoint, { nonEmpty: options.nonEmpty });
-  const prepared = await prepareMount(source, options);
+  const target = await checkMountpoint(mountpoint, { nonEmpty: options.nonEmpty });
+  // The kernel engine mounts while the image opens (the mount waits for its INIT answer meanwhile).
+  const early = typeof source === 'string' && useKernelEngine(options.fuseEngine) ? await startEarlyMount(source, target, options) : undefined;
+  let prepared: PreparedMount;
   try {
-    return await prepared.mountAt(mountpoint);
+    prepared = await prepareMount(source, options);
   } catch (e) {
-    await prepared.close();
+    await early?.abandon();
     throw e;
   }
+  try {
+    return await prepared.mountAt(target, early && { device: early.device });
+  } catch (e) {
+    await prepared.close();
+    await early?.abandon();
+    throw e;
+  }
+}
+
+async function startEarlyMount(source: string, target: string, options: MountOptions) {
+  const { mountEarly } = await import('./kernel/serve-kernel.js');
+  return mountEarly(target, isRemoteSpec(source) ? source : resolve(source), options);
 }
 
 /** An image opened (source and reader) but not yet mounted: see prepareMount. */
@@ -120,7 +136,7 @@ export interface PreparedMount {
   /** The source it opened (undefined when a ByteSource was given). */
   readonly source?: ImageSource;
   /** Mounts it (once); the mount owns the reader and source from then on. Same contract as mount(). */
-  mountAt(mountpoint: string): Promise<MountHandle>;
+  mountAt(mountpoint: string, early?: { device: Promise<MountedDevice> }): Promise<MountHandle>;
   /** Closes the reader and the source it opened, unless a mount took them over (then a no-op). */
   close(): Promise<void>;
 }
@@ -171,9 +187,10 @@ export async function prepareMount(source: string | ByteSource, options: MountOp
   return {
     reader,
     source: ownsSource ? bytes : undefined,
-    async mountAt(mountpoint) {
+    async mountAt(mountpoint, early) {
       if (state !== 'open') throw new MountError('this image is already mounted or closed');
-      const target = await checkMountpoint(mountpoint, { nonEmpty: options.nonEmpty });
+      // Mounted early by mount(), which checked the mountpoint before (stat would now wait for us).
+      const target = early ? resolve(mountpoint) : await checkMountpoint(mountpoint, { nonEmpty: options.nonEmpty });
       state = 'mounting';
       // From here the mount owns reader and source: serve() closes both if it fails.
       const handle = await serveOn(serving!, reader, target, options, {
@@ -181,6 +198,7 @@ export async function prepareMount(source: string | ByteSource, options: MountOp
         sourceStats: () => bytes.stats?.(),
         onClosed: closeSource,
         pinned,
+        device: early?.device,
       }).finally(() => {
         state = 'done';
       });

@@ -6,7 +6,7 @@ import { guardMount } from './exit-guard.js';
 import { fuseOptions } from './fuse-options.js';
 import type { FuseEngine, MountHandle, MountOptions } from './index.js';
 import { SquashfsImage } from '../squashfs/image.js';
-import { canMountDirectly } from './kernel/device.js';
+import { type MountedDevice, useKernelEngine } from './kernel/device.js';
 import { type ConnectionProbe, connectionProbe, MountError } from './mountpoint.js';
 import { createSession, loadFuse } from './native.js';
 import { createOperations } from './operations.js';
@@ -47,6 +47,8 @@ export interface ServeContext {
   onClosed?: () => Promise<void>;
   /** Settles once the main thread is pinned (or not): libfuse's threads must start after it. */
   pinned?: Promise<unknown>;
+  /** The kernel engine's mount, made while the image was opening (see kernel/serve-kernel.ts mountEarly). */
+  device?: Promise<MountedDevice>;
 }
 
 export async function serve(
@@ -169,12 +171,4 @@ export async function preloadServing(engine: FuseEngine | undefined): Promise<vo
   else loadFuse();
 }
 
-/**
- * 'kernel' (the default where it works: root, which may mount(2) FUSE itself) speaks /dev/fuse
- * directly; 'libfuse' goes through fuse-native and libfuse 2.
- */
-export function useKernelEngine(engine: FuseEngine | undefined): boolean {
-  const choice = engine ?? (process.env.SQUASHFS_R2_FUSE_ENGINE as FuseEngine | undefined) ?? 'auto';
-  if (choice === 'libfuse') return false;
-  return canMountDirectly();
-}
+

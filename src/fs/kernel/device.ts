@@ -27,6 +27,21 @@ export function canMountDirectly(): boolean {
   return process.getuid?.() === 0;
 }
 
+export type FuseEngine = 'auto' | 'kernel' | 'libfuse';
+
+/**
+ * Which engine serves a mount: 'kernel' (the default where it can mount: root) speaks /dev/fuse
+ * itself; 'libfuse' goes through fuse-native and libfuse 2. SQUASHFS_R2_FUSE_ENGINE sets the default.
+ */
+export function useKernelEngine(engine: FuseEngine | undefined): boolean {
+  const choice = engine ?? (process.env.SQUASHFS_R2_FUSE_ENGINE as FuseEngine | undefined) ?? 'auto';
+  if (choice === 'libfuse') return false;
+  if (choice === 'kernel' && !canMountDirectly()) {
+    throw new MountError('the kernel FUSE engine mounts with mount(2), which needs root: run as root, or use --fuse-engine libfuse');
+  }
+  return canMountDirectly();
+}
+
 export interface DeviceMountOptions {
   /** Shown as the mount's source (fsname). */
   source: string;
@@ -38,6 +53,8 @@ export interface DeviceMountOptions {
 
 export interface MountedDevice {
   fd: number;
+  /** The thread that reads requests (readRequests starts it reading). */
+  reader: Worker;
   /** The watchdog shell; killed (without it unmounting) before a clean unmount. */
   watchdog?: ChildProcess;
   /** Stops the watchdog without letting it unmount (the mount is being unmounted by us). */
@@ -55,6 +72,8 @@ export async function mountDevice(target: string, options: DeviceMountOptions): 
   } catch (e) {
     throw new MountError(`cannot open /dev/fuse: ${(e as Error).message}`, { cause: e });
   }
+  // Boots while mount(8) runs (and, mounted early, while the image opens).
+  const reader = startReader(fd);
   const data = [
     'ro',
     'nosuid',
@@ -84,6 +103,7 @@ export async function mountDevice(target: string, options: DeviceMountOptions): 
     child.once('error', () => done(false));
   });
   if (!ok) {
+    reader.postMessage(false);
     closeSync(fd);
     throw new MountError(`cannot mount on ${target}: ${stderr.trim() || 'mount failed'}`);
   }
@@ -95,6 +115,7 @@ export async function mountDevice(target: string, options: DeviceMountOptions): 
   (child.stdin as unknown as { _handle?: { unref(): void } })._handle?.unref();
   return {
     fd,
+    reader,
     watchdog: watch ? child : undefined,
     disarm() {
       if (watch && child.exitCode === null) child.kill('SIGKILL');
@@ -109,19 +130,24 @@ function sanitizeSource(name: string): string {
 }
 
 export interface RequestChannel {
-  /** Stops reading (the worker exits once its blocked read returns; unmounting makes it return). */
+  /** Stops handing requests on (the worker's blocked read ends when the mount goes). */
   close(): void;
 }
 
-/** Reads requests on a worker thread and hands each to `onRequest`; `onEnd` once the device is gone. */
-export function readRequests(
-  fd: number,
-  onRequest: (req: Buffer) => void,
-  onEnd: (reason: string) => void,
-): RequestChannel {
-  // Big enough for any request but a large write (which the kernel answers E2BIG itself).
-  const bufferSize = Math.max(MIN_READ_BUFFER * 4, 64 << 10);
-  const worker = new Worker(new URL('./device-reader.js', import.meta.url), { workerData: { fd, bufferSize } });
+/** Big enough for any request but a large write (which the kernel answers E2BIG itself). */
+const REQUEST_BUFFER_BYTES = Math.max(MIN_READ_BUFFER * 4, 64 << 10);
+
+/** A worker booting (see device-reader.ts), to read `fd` once it is mounted. */
+function startReader(fd: number): Worker {
+  const worker = new Worker(new URL('./device-reader.js', import.meta.url), { workerData: { fd, bufferSize: REQUEST_BUFFER_BYTES } });
+  worker.unref();
+  worker.on('error', () => undefined); // reported through readRequests' onEnd
+  return worker;
+}
+
+/** Starts the device's reader and hands each request to `onRequest`; `onEnd` once the device is gone. */
+export function readRequests(device: MountedDevice, onRequest: (req: Buffer) => void, onEnd: (reason: string) => void): RequestChannel {
+  const worker = device.reader;
   let ended = false;
   const end = (reason: string): void => {
     if (ended) return;
@@ -129,14 +155,16 @@ export function readRequests(
     onEnd(reason);
   };
   worker.on('message', (m: Uint8Array | { end: string }) => {
+    if (ended) return;
     if (m instanceof Uint8Array) onRequest(Buffer.from(m.buffer, m.byteOffset, m.byteLength));
     else end(m.end);
   });
   worker.on('error', (e) => end(String(e)));
   worker.on('exit', () => end('exit'));
+  worker.postMessage(true);
   return {
     close() {
-      worker.unref();
+      ended = true;
     },
   };
 }

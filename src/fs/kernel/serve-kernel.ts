@@ -1,4 +1,4 @@
-import { statSync, writeFileSync } from 'node:fs';
+import { closeSync, statSync, writeFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { SquashfsImage } from '../../squashfs/image.js';
 import type { SquashfsInode } from '../../squashfs/inode.js';
@@ -8,7 +8,7 @@ import type { MountHandle, MountOptions } from '../index.js';
 import { type ConnectionProbe, connectionProbe, MountError } from '../mountpoint.js';
 import type { ServeContext } from '../serve.js';
 import { type UnmountOptions, unmountFuse } from '../unmount.js';
-import { mountDevice, readRequests } from './device.js';
+import { type DeviceMountOptions, type MountedDevice, mountDevice, readRequests } from './device.js';
 import { PUSH_DEFAULTS } from './page-push.js';
 import { KernelSession } from './session.js';
 
@@ -39,12 +39,7 @@ export async function serveKernel(
   try {
     const root = (await image.root()) as SquashfsInode;
     await context.pinned?.catch(() => undefined);
-    const device = await mountDevice(target, {
-      source: context.name,
-      rootMode: root.stat.mode,
-      allowOther: options.allowOther,
-      autoUnmount: options.autoUnmount,
-    });
+    const device = await (context.device ?? mountDevice(target, deviceOptions(context.name, options)));
     let finished = false;
     let resolveClosed!: () => void;
     const closed = new Promise<void>((r) => {
@@ -64,7 +59,7 @@ export async function serveKernel(
       () => void finish(),
     );
     const channel = readRequests(
-      device.fd,
+      device,
       (req) => session.handle(req),
       (reason) => {
         if (log.enabled('debug')) log.debug(`${target}: the kernel connection ended (${reason})`);
@@ -140,6 +135,40 @@ export async function serveKernel(
     await context.onClosed?.();
     throw e;
   }
+}
+
+export function deviceOptions(name: string, options: MountOptions): DeviceMountOptions {
+  // A squashfs root is always a directory (the reader refuses an image whose root is not).
+  return { source: name, rootMode: 0o040000, allowOther: options.allowOther, autoUnmount: options.autoUnmount };
+}
+
+/**
+ * Mounts before the image is open, so the kernel mount overlaps the image's first round trip;
+ * requests wait in /dev/fuse until serveKernel reads them. `abandon` undoes it if the open fails.
+ */
+export function mountEarly(target: string, name: string, options: MountOptions): EarlyMount {
+  const device = mountDevice(target, deviceOptions(name, options));
+  device.catch(() => undefined); // reported by whoever awaits it
+  return {
+    device,
+    async abandon() {
+      const d = await device.catch(() => undefined);
+      if (d === undefined) return;
+      d.disarm();
+      void d.reader.terminate();
+      await unmountFuse(target, { lazy: true }).catch(() => undefined);
+      try {
+        closeSync(d.fd);
+      } catch {
+        // closed already
+      }
+    },
+  };
+}
+
+export interface EarlyMount {
+  device: Promise<MountedDevice>;
+  abandon(): Promise<void>;
 }
 
 /** Best effort: /sys/class/bdi/<major:minor>/read_ahead_kb of the mount's own device. */

@@ -372,9 +372,11 @@ export class KernelSession {
         return;
       }
     }
+    // The request buffer is reused once this returns: the name goes on as a copy.
+    const nameCopy = Buffer.from(nameBytes);
     this.withNodeAsync(name, unique, parentId, async (p) => {
       const listing = await this.image.listing(p.inode, { hint: false }).catch(() => undefined);
-      const inode = await this.image.lookupChildBytes(p.inode, nameBytes);
+      const inode = await this.image.lookupChildBytes(p.inode, nameCopy);
       const index = inode && listing ? listing.entries.findIndex((e) => e.ref === inode.ref) : -1;
       this.replyEntry(name, unique, inode, parentId, index);
     });
