@@ -389,6 +389,16 @@ export class SquashfsImage implements SquashfsReader {
     return listing;
   }
 
+  /**
+   * Whether reading `dir`'s files now costs no fetch: true at once for a source that is local (no
+   * prefetch hints), else once the subtree span its listing hinted has arrived; false when none was
+   * hinted (a subtree over the hint's limits, the root) or it did not arrive.
+   */
+  async filesAtHand(dir: Inode): Promise<boolean> {
+    if (this.subtrees === undefined) return true;
+    return !this.closed && dir instanceof SquashfsInode ? ((await this.subtrees.arrival(dir)) ?? false) : false;
+  }
+
   /** The listing when it is parsed already (no subtree hint: the caller had it from listing()). */
   listingNow(dir: Inode): Listing | undefined {
     return dir instanceof SquashfsInode && dir.dir !== undefined && !this.closed

@@ -48,6 +48,8 @@ export class SubtreePrefetch {
   /** Spans asked for; tests and stats read it. */
   hinted = 0;
   private readonly walked = new LRUCache<InodeRef, true>({ max: WALKED_DIRECTORIES });
+  /** Per hinted directory (and the directories inside it): whether its span has arrived. */
+  private readonly arrivals = new LRUCache<InodeRef, Promise<boolean>>({ max: WALKED_DIRECTORIES });
 
   constructor(
     private readonly ctx: ImageContext,
@@ -60,14 +62,30 @@ export class SubtreePrefetch {
   listed(dir: SquashfsInode): void {
     if (dir.ref === this.ctx.sb.rootInodeRef || this.walked.has(dir.ref)) return;
     this.walked.set(dir.ref, true);
-    this.spanOf(dir).then(
-      (span) => {
-        if (!span) return;
+    const arrived = this.walk(dir).then(
+      (walked) => {
+        if (!walked) return false;
         this.hinted++;
-        this.prefetch(span.start, span.end - span.start).catch(() => undefined);
+        const fetched = this.prefetch(walked.span.start, walked.span.end - walked.span.start).catch(() => false);
+        for (const ref of walked.inner) this.arrivals.set(ref, fetched);
+        return fetched;
       },
-      () => undefined, // a corrupt inode is reported by the read that needs it
+      () => false, // a corrupt inode is reported by the read that needs it
     );
+    this.arrivals.set(dir.ref, arrived);
+  }
+
+  /**
+   * Whether the data of a listed directory's subtree is here: a promise of true once its hinted span
+   * has arrived, false when it was not hinted (too large) or did not arrive; undefined when the
+   * directory was not listed (or is the root, which is never hinted).
+   */
+  arrival(dir: SquashfsInode): Promise<boolean> | undefined {
+    return this.arrivals.get(dir.ref);
+  }
+
+  async spanOf(dir: SquashfsInode): Promise<Span | undefined> {
+    return (await this.walk(dir))?.span;
   }
 
   /**
@@ -76,7 +94,7 @@ export class SubtreePrefetch {
    * at the end, so one await per directory, not two per entry (a 1,500-file tree took 10-60 ms entry
    * by entry, longer than the round trip its GETs then wait for).
    */
-  async spanOf(dir: SquashfsInode): Promise<Span | undefined> {
+  private async walk(dir: SquashfsInode): Promise<{ span: Span; inner: InodeRef[] } | undefined> {
     const { maxBytes, maxEntries } = this.options;
     const bs = this.ctx.sb.blockSize;
     let start = Infinity;
@@ -121,7 +139,7 @@ export class SubtreePrefetch {
     // Its subdirectories' spans lie inside this one: no walk of their own.
     for (const ref of inner) this.walked.set(ref, true);
     if (end <= start) return undefined;
-    return { start, end: Math.min(end, this.ctx.sb.bytesUsed) };
+    return { span: { start, end: Math.min(end, this.ctx.sb.bytesUsed) }, inner };
   }
 
   private async fragmentBlock(index: number): Promise<Span> {

@@ -28,7 +28,13 @@ async function digests(root: string): Promise<Map<string, string>> {
     for (const e of await fsp.readdir(join(root, rel), { withFileTypes: true })) {
       const child = join(rel, e.name);
       if (e.isDirectory()) await visit(child);
-      else if (e.isFile()) out.set(child, createHash('sha256').update(await fsp.readFile(join(root, child))).digest('hex'));
+      else if (e.isFile())
+        out.set(
+          child,
+          createHash('sha256')
+            .update(await fsp.readFile(join(root, child)))
+            .digest('hex'),
+        );
     }
   };
   await visit('');
@@ -45,9 +51,15 @@ beforeAll(async () => {
     await fsp.mkdir(dir, { recursive: true });
     await fsp.writeFile(join(dir, `f${i}.txt`), `file ${i}\n`.repeat(1 + ((i * 37) % 900)));
   }
-  await fsp.writeFile(join(tree, 'big.bin'), Buffer.alloc(5 << 20, 7).map((_, i) => (i * 2654435761) >>> 24));
+  await fsp.writeFile(
+    join(tree, 'big.bin'),
+    Buffer.alloc(5 << 20, 7).map((_, i) => (i * 2654435761) >>> 24),
+  );
   await fsp.writeFile(join(tree, Buffer.from([0x6e, 0xff, 0x2e, 0x74]).toString('latin1')), 'latin1 name\n');
-  await fsp.writeFile(Buffer.concat([Buffer.from(`${tree}/`), Buffer.from([0x62, 0xe9, 0x00]).subarray(0, 2)]), 'not utf-8\n');
+  await fsp.writeFile(
+    Buffer.concat([Buffer.from(`${tree}/`), Buffer.from([0x62, 0xe9, 0x00]).subarray(0, 2)]),
+    'not utf-8\n',
+  );
   await fsp.link(join(tree, 'src', 'd0', 'e0', 'f0.txt'), join(tree, 'hardlink.txt'));
   image = join(work, 'image.sqsh');
   await execFileP('mksquashfs', [tree, image, '-comp', 'lz4', '-noappend', '-quiet']);
@@ -103,7 +115,10 @@ describe('kernel engine', () => {
     const dir = await tempMountpoint();
     const handle = await mount(image, dir, { fuseEngine: 'kernel' });
     try {
-      const [ours, theirs] = await Promise.all([fsp.readFile(join(dir, 'big.bin')), fsp.readFile(join(tree, 'big.bin'))]);
+      const [ours, theirs] = await Promise.all([
+        fsp.readFile(join(dir, 'big.bin')),
+        fsp.readFile(join(tree, 'big.bin')),
+      ]);
       expect(ours.equals(theirs)).toBe(true);
       const reads = handle.stats().fuse.byOperation.read?.count ?? 0;
       // 5 MiB in 128 KiB requests would be 40 of them.

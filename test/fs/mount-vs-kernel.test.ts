@@ -1,5 +1,5 @@
 /**
- * Every fixture image mounted with our FUSE adapter (from the local file, and from the S3 test
+ * Every fixture image mounted with our FUSE adapter (from the local file with both engines, and from the S3 test
  * server through openSource and the chunk cache) and walked like any directory, compared with the
  * kernel's own squashfs mount of the same image: type, mode, uid, gid, mtime, size (directories
  * too), nlink, rdev, link target, xattrs (trusted.* included), sha256 of every file, and st_ino.
@@ -9,7 +9,7 @@
  * test/helpers/manifest.ts).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mount } from '../../src/fs/index.js';
+import { type FuseEngine, mount } from '../../src/fs/index.js';
 import { openSource } from '../../src/r2/open-source.js';
 import { type S3TestServer, startS3Server } from '../../src/testing/s3-server.js';
 import { type Fixture, ensureFixtures } from '../helpers/fixtures.js';
@@ -29,10 +29,11 @@ const fixtures = await ensureFixtures();
 async function fuseView(
   source: Parameters<typeof mount>[0],
   fixture: Fixture,
+  fuseEngine?: FuseEngine,
 ): Promise<{ manifest: Manifest; inodes: Map<string, number> }> {
   const dir = await tempMountpoint();
   try {
-    const handle = await mount(source, dir);
+    const handle = await mount(source, dir, { fuseEngine });
     try {
       return { manifest: await manifestFromTree(dir), inodes: await inodeNumbers(dir) };
     } finally {
@@ -75,6 +76,10 @@ describe.each(fixtures.map((f) => [f.name, f] as const))('%s', (_name, fixture) 
 
   it('mounted from the local file, matches the kernel mount', async () => {
     expectSameView(oracle, await fuseView(fixture.path, fixture));
+  });
+
+  it('mounted from the local file through libfuse (fuse-native), matches the kernel mount', async () => {
+    expectSameView(oracle, await fuseView(fixture.path, fixture, 'libfuse'));
   });
 
   it('mounted from the S3 server, matches the kernel mount', async () => {

@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { type FuseCpu, parseFuseCpu } from '../../fs/affinity.js';
+import type { FuseEngine } from '../../fs/kernel/device.js';
 import { configureLogging, describeError, type LogLevel } from '../../util/log.js';
 import { parseSize } from '../../util/size.js';
 import { UsageError } from '../usage-error.js';
@@ -29,6 +30,9 @@ options:
   --fuse-cpu CPU      auto (default), none or a CPU number: the CPU the server's event loop and
                       libfuse's threads share (every request is a hand-off between them); auto =
                       the CPU the server starts on
+  --fuse-engine E     kernel (default as root): FUSE spoken over /dev/fuse by this process, with
+                      READDIRPLUS, 1 MiB reads and listed small files pushed to the page cache;
+                      libfuse (default otherwise): through fuse-native and libfuse 2
   --log-file FILE     append log lines to FILE (the background process has no terminal)
   --log-level LEVEL   error, warn (default), info or debug
   --endpoint URL      S3/R2 endpoint
@@ -47,6 +51,7 @@ const OPTIONS = {
   'allow-other': { type: 'boolean' },
   nonempty: { type: 'boolean' },
   'fuse-cpu': { type: 'string' },
+  'fuse-engine': { type: 'string' },
   'log-file': { type: 'string' },
   'log-level': { type: 'string' },
   endpoint: { type: 'string' },
@@ -80,6 +85,10 @@ function parse(argv: string[]) {
   if (values['cache-size'] !== undefined) parseCacheSize(values['cache-size']);
   if (values['cache-dir-max'] !== undefined) parseSize(values['cache-dir-max']);
   const fuseCpu: FuseCpu = values['fuse-cpu'] === undefined ? 'auto' : parseFuseCpu(values['fuse-cpu']);
+  const engine = values['fuse-engine'];
+  if (engine !== undefined && engine !== 'auto' && engine !== 'kernel' && engine !== 'libfuse') {
+    throw new Error(`--fuse-engine must be auto, kernel or libfuse, not ${JSON.stringify(engine)}`);
+  }
   return { values, source, mountpoint, fuseCpu };
 }
 
@@ -144,6 +153,7 @@ async function runServer(source: string, mountpoint: string, values: Values, fus
       cacheDirMaxBytes: values['cache-dir-max'] === undefined ? undefined : parseSize(values['cache-dir-max']),
       hydrate: values.hydrate,
       fuseCpu,
+      fuseEngine: values['fuse-engine'] as FuseEngine | undefined,
       source: where,
     });
   } catch (e) {

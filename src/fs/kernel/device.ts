@@ -37,7 +37,9 @@ export function useKernelEngine(engine: FuseEngine | undefined): boolean {
   const choice = engine ?? (process.env.SQUASHFS_R2_FUSE_ENGINE as FuseEngine | undefined) ?? 'auto';
   if (choice === 'libfuse') return false;
   if (choice === 'kernel' && !canMountDirectly()) {
-    throw new MountError('the kernel FUSE engine mounts with mount(2), which needs root: run as root, or use --fuse-engine libfuse');
+    throw new MountError(
+      'the kernel FUSE engine mounts with mount(2), which needs root: run as root, or use --fuse-engine libfuse',
+    );
   }
   return canMountDirectly();
 }
@@ -54,7 +56,7 @@ export interface DeviceMountOptions {
 export interface MountedDevice {
   fd: number;
   /** The thread that reads requests (readRequests starts it reading). */
-  reader: Worker;
+  reader: ReaderThread;
   /** The watchdog shell; killed (without it unmounting) before a clean unmount. */
   watchdog?: ChildProcess;
   /** Stops the watchdog without letting it unmount (the mount is being unmounted by us). */
@@ -103,7 +105,7 @@ export async function mountDevice(target: string, options: DeviceMountOptions): 
     child.once('error', () => done(false));
   });
   if (!ok) {
-    reader.postMessage(false);
+    reader.worker.postMessage(false);
     closeSync(fd);
     throw new MountError(`cannot mount on ${target}: ${stderr.trim() || 'mount failed'}`);
   }
@@ -138,22 +140,45 @@ export interface RequestChannel {
 const REQUEST_BUFFER_BYTES = Math.max(MIN_READ_BUFFER * 4, 64 << 10);
 
 /** A worker booting (see device-reader.ts), to read `fd` once it is mounted. */
-function startReader(fd: number): Worker {
-  const worker = new Worker(new URL('./device-reader.js', import.meta.url), { workerData: { fd, bufferSize: REQUEST_BUFFER_BYTES } });
+function startReader(fd: number): ReaderThread {
+  const worker = new Worker(new URL('./device-reader.js', import.meta.url), {
+    workerData: { fd, bufferSize: REQUEST_BUFFER_BYTES },
+  });
   worker.unref();
-  worker.on('error', () => undefined); // reported through readRequests' onEnd
-  return worker;
+  const thread: ReaderThread = { worker };
+  // A worker that cannot start (a missing file, no memory) fails before anyone listens: kept for readRequests.
+  worker.on('error', (e) => {
+    thread.failed ??= e instanceof Error ? e.message : String(e);
+  });
+  worker.on('exit', (code) => {
+    thread.failed ??= `reader thread exited (${code})`;
+  });
+  return thread;
+}
+
+export interface ReaderThread {
+  worker: Worker;
+  /** Why it stopped, once it has. */
+  failed?: string;
 }
 
 /** Starts the device's reader and hands each request to `onRequest`; `onEnd` once the device is gone. */
-export function readRequests(device: MountedDevice, onRequest: (req: Buffer) => void, onEnd: (reason: string) => void): RequestChannel {
-  const worker = device.reader;
+export function readRequests(
+  device: MountedDevice,
+  onRequest: (req: Buffer) => void,
+  onEnd: (reason: string) => void,
+): RequestChannel {
+  const { worker } = device.reader;
   let ended = false;
   const end = (reason: string): void => {
     if (ended) return;
     ended = true;
     onEnd(reason);
   };
+  if (device.reader.failed !== undefined) {
+    queueMicrotask(() => end(device.reader.failed!));
+    return { close: () => undefined };
+  }
   worker.on('message', (m: Uint8Array | { end: string }) => {
     if (ended) return;
     if (m instanceof Uint8Array) onRequest(Buffer.from(m.buffer, m.byteOffset, m.byteLength));

@@ -34,8 +34,9 @@ interface Pending {
  * anyone opens them: a listing says its files are about to be read (find, cp -r, tar, a build), and
  * a file whose pages are cached is read with no request at all. mksquashfs packs a directory's small
  * files into shared fragment blocks, so the bytes are one decode away once the listing's data has
- * arrived (the subtree hint fetches it). Bounded per listing and in total; files already read or
- * pushed are skipped. The kernel may drop the pages under memory pressure: they are a cache.
+ * arrived (the subtree hint fetches it); a directory whose data was not hinted is not pushed, so a
+ * push never costs a GET. Bounded per listing and in total; files already read or pushed are
+ * skipped. The kernel may drop the pages under memory pressure: they are a cache.
  */
 export class PagePusher {
   private readonly queue: Pending[] = [];
@@ -60,14 +61,32 @@ export class PagePusher {
     return this.options.perDirectoryBytes > 0;
   }
 
-  /** Entries of one READDIRPLUS reply (the kernel now holds their inodes): queue their small files. */
-  listed(entries: readonly Pending[]): void {
-    if (!this.enabled || this.closed) return;
+  /**
+   * Entries of one READDIRPLUS reply of `dir` (the kernel now holds their inodes): queue their small
+   * files once the directory's data is at hand. A push never fetches: it only saves the READs of
+   * bytes the subtree hint brought (or a local image holds).
+   */
+  listed(dir: SquashfsInode, entries: readonly Pending[]): void {
+    if (!this.enabled || this.closed || !entries.some((e) => this.wanted(e))) return;
+    this.image.filesAtHand(dir).then(
+      (here) => {
+        if (here) this.queueFiles(entries);
+      },
+      () => undefined,
+    );
+  }
+
+  private wanted(e: Pending): boolean {
+    const size = e.inode.stat.size;
+    return e.inode.stat.type === 'file' && size > 0 && size <= this.options.maxFileBytes && !this.done.has(e.nodeid);
+  }
+
+  private queueFiles(entries: readonly Pending[]): void {
+    if (this.closed) return;
     let budget = this.options.perDirectoryBytes;
     for (const e of entries) {
+      if (!this.wanted(e)) continue;
       const size = e.inode.stat.size;
-      if (e.inode.stat.type !== 'file' || size === 0 || size > this.options.maxFileBytes || this.done.has(e.nodeid))
-        continue;
       if (size > budget || this.queuedBytes + size > this.options.maxQueuedBytes) {
         this.skippedFiles++;
         continue;

@@ -62,7 +62,8 @@ export async function serveKernel(
       device,
       (req) => session.handle(req),
       (reason) => {
-        if (log.enabled('debug')) log.debug(`${target}: the kernel connection ended (${reason})`);
+        if (reason === 'ENODEV') log.debug(`${target}: the kernel connection ended`);
+        else log.error(`${target}: reading requests stopped: ${reason}`);
         void finish();
       },
     );
@@ -80,6 +81,13 @@ export async function serveKernel(
       channel.close();
       device.disarm();
       unguard?.();
+      // Ends a connection that is still there (a reader that failed before INIT was answered): whoever
+      // waits on the mountpoint gets ENOTCONN instead of waiting for ever.
+      try {
+        closeSync(device.fd);
+      } catch {
+        // closed already
+      }
       await withinMs(
         CLOSE_TIMEOUT_MS,
         (async () => {
@@ -155,7 +163,7 @@ export function mountEarly(target: string, name: string, options: MountOptions):
       const d = await device.catch(() => undefined);
       if (d === undefined) return;
       d.disarm();
-      void d.reader.terminate();
+      void d.reader.worker.terminate();
       await unmountFuse(target, { lazy: true }).catch(() => undefined);
       try {
         closeSync(d.fd);

@@ -466,7 +466,7 @@ export class KernelSession {
       }
       this.replyBuffer(name, unique, buf, at - OUT_HEADER_SIZE);
       // After the reply: the kernel has made the inodes the stores go into.
-      this.pusher.listed(linked);
+      this.pusher.listed(dir.inode, linked);
     });
   }
 
