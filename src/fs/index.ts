@@ -108,10 +108,15 @@ export async function mount(
   // A bad mountpoint fails before any request is made.
   const target = await checkMountpoint(mountpoint, { nonEmpty: options.nonEmpty });
   // The kernel engine mounts while the image opens (the mount waits for its INIT answer meanwhile).
-  const early = typeof source === 'string' && useKernelEngine(options.fuseEngine) ? await startEarlyMount(source, target, options) : undefined;
+  // Pinned first, so that the threads the mount starts (the kernel engine's reader) share the CPU.
+  const pinned = pinFuseThreads(options.fuseCpu);
+  const early =
+    typeof source === 'string' && useKernelEngine(options.fuseEngine)
+      ? await startEarlyMount(source, target, options, pinned)
+      : undefined;
   let prepared: PreparedMount;
   try {
-    prepared = await prepareMount(source, options);
+    prepared = await prepareMount(source, options, pinned);
   } catch (e) {
     await early?.abandon();
     throw e;
@@ -125,9 +130,28 @@ export async function mount(
   }
 }
 
-async function startEarlyMount(source: string, target: string, options: MountOptions) {
-  const { mountEarly } = await import('./kernel/serve-kernel.js');
-  return mountEarly(target, isRemoteSpec(source) ? source : resolve(source), options);
+async function startEarlyMount(
+  source: string,
+  target: string,
+  options: MountOptions,
+  pinned: Promise<unknown> | undefined,
+) {
+  const [{ mountEarly }] = await Promise.all([import('./kernel/serve-kernel.js'), pinned?.catch(() => undefined)]);
+  return mountEarly(target, mountSourceName(source), options);
+}
+
+/**
+ * What the mount table shows as the source of a mount made before the image is open: the path, or
+ * the URL without user info or query (a presigned URL's signature must not reach /proc/mounts).
+ */
+export function mountSourceName(source: string): string {
+  if (!isRemoteSpec(source)) return resolve(source);
+  try {
+    const u = new URL(source);
+    return `${u.protocol}//${u.host}${u.pathname}${u.search ? '?…' : ''}`;
+  } catch {
+    return 'squashfs-r2';
+  }
 }
 
 /** An image opened (source and reader) but not yet mounted: see prepareMount. */
@@ -145,13 +169,17 @@ export interface PreparedMount {
  * Opens the image without mounting it, so the first round trips overlap other work of the caller
  * (mount-backup opens the archive while it still checks meta.json), and only then mounts.
  */
-export async function prepareMount(source: string | ByteSource, options: MountOptions = {}): Promise<PreparedMount> {
+export async function prepareMount(
+  source: string | ByteSource,
+  options: MountOptions = {},
+  alreadyPinned?: Promise<unknown>,
+): Promise<PreparedMount> {
   const started = performance.now();
   const ownsSource = typeof source === 'string';
   const remote = ownsSource && isRemoteSpec(source);
   const budget = options.cacheBytes === undefined ? undefined : splitCacheBudget(options.cacheBytes, remote);
   // Pinning spawns taskset; it runs during the image's first round trip and is done before serving.
-  const pinned = pinFuseThreads(options.fuseCpu);
+  const pinned = alreadyPinned ?? pinFuseThreads(options.fuseCpu);
   // What mounting needs next (the reader, the FUSE session and its addon: ~40 ms to load) loads while
   // the image's first round trip is in flight, not after it.
   let serving: Promise<typeof import('./serve.js')> | undefined;

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isMountpoint, mount } from '../../src/fs/index.js';
+import { isMountpoint, mount, mountSourceName } from '../../src/fs/index.js';
 import { cleanupMountpoint, tempMountpoint } from './helpers.js';
 
 const execFileP = promisify(execFile);
@@ -156,5 +156,13 @@ describe('kernel engine', () => {
       await handle.unmount();
       await cleanupMountpoint(dir);
     }
+  });
+
+  it('the source the mount table shows before the image is open carries no query or user info', () => {
+    expect(mountSourceName('https://u:p@host.example/b/k.sqsh?X-Amz-Signature=abc')).toBe(
+      'https://host.example/b/k.sqsh?…',
+    );
+    expect(mountSourceName('s3://bucket/backups/x/data.sqsh')).toBe('s3://bucket/backups/x/data.sqsh');
+    expect(mountSourceName('relative/image.sqsh')).toMatch(/^\/.*\/relative\/image\.sqsh$/);
   });
 });

@@ -139,11 +139,46 @@ export interface RequestChannel {
 /** Big enough for any request but a large write (which the kernel answers E2BIG itself). */
 const REQUEST_BUFFER_BYTES = Math.max(MIN_READ_BUFFER * 4, 64 << 10);
 
-/** A worker booting (see device-reader.ts), to read `fd` once it is mounted. */
+/**
+ * The reader thread's code: reads FUSE requests from /dev/fuse (blocking, one request per read) and
+ * posts each to the main thread, which answers it with write(2) itself. A blocking read needs a
+ * thread of its own: Node cannot poll a character device on its event loop, and libuv's pool must
+ * stay free for the image's reads and for a process that reads its own mount. It is started before
+ * the mount exists (a worker takes 50-150 ms to boot) and reads once told the device is mounted.
+ * Source text, not a file: it runs the same from dist/ and from the TypeScript sources under test.
+ */
+const READER_SOURCE = `
+const { readSync } = require('node:fs');
+const { parentPort, workerData } = require('node:worker_threads');
+const { fd, bufferSize } = workerData;
+parentPort.once('message', (go) => {
+  if (!go) process.exit(0);
+  const buf = Buffer.allocUnsafeSlow(bufferSize);
+  for (;;) {
+    let n;
+    try {
+      n = readSync(fd, buf, 0, bufferSize, null);
+    } catch (e) {
+      // ENOENT: a request was interrupted before it was read; EINTR/EAGAIN: read again.
+      if (e.code === 'ENOENT' || e.code === 'EINTR' || e.code === 'EAGAIN') continue;
+      // ENODEV: unmounted (the connection is gone). Anything else ends serving too.
+      parentPort.postMessage({ end: e.code || String(e) });
+      return;
+    }
+    if (n === 0) {
+      parentPort.postMessage({ end: 'EOF' });
+      return;
+    }
+    // A copy of just this request, handed over (a view would clone the whole read buffer).
+    const request = Uint8Array.prototype.slice.call(buf, 0, n);
+    parentPort.postMessage(request, [request.buffer]);
+  }
+});
+`;
+
+/** A reader thread booting, to read `fd` once it is mounted. */
 function startReader(fd: number): ReaderThread {
-  const worker = new Worker(new URL('./device-reader.js', import.meta.url), {
-    workerData: { fd, bufferSize: REQUEST_BUFFER_BYTES },
-  });
+  const worker = new Worker(READER_SOURCE, { eval: true, workerData: { fd, bufferSize: REQUEST_BUFFER_BYTES } });
   worker.unref();
   const thread: ReaderThread = { worker };
   // A worker that cannot start (a missing file, no memory) fails before anyone listens: kept for readRequests.

@@ -21,6 +21,27 @@ export const PUSH_DEFAULTS: PushOptions = {
   maxQueuedBytes: 32 << 20,
 };
 
+/**
+ * The writer thread's code: writes FUSE_NOTIFY_STORE messages to /dev/fuse. They must not be written
+ * from the thread that answers requests: the kernel locks a file's pages to store into them, and a
+ * READ of that file holding them waits for an answer only that thread can give. Here a store that
+ * waits holds up only later stores. Source text: it runs the same from dist/ and under test.
+ */
+const WRITER_SOURCE = `
+const { writeSync } = require('node:fs');
+const { parentPort, workerData } = require('node:worker_threads');
+parentPort.on('message', (message) => {
+  let ok = true;
+  try {
+    writeSync(workerData.fd, message);
+  } catch {
+    // ENOENT: the kernel no longer has that inode; ENODEV: unmounted. A store is only a hint.
+    ok = false;
+  }
+  parentPort.postMessage(ok ? message.byteLength : -message.byteLength);
+});
+`;
+
 /** Stores in flight to the writer thread at most (each is one write(2) there). */
 const WRITER_DEPTH = 8;
 
@@ -160,7 +181,7 @@ export class PagePusher {
   }
 
   private startWriter(): Worker {
-    const writer = new Worker(new URL('./store-writer.js', import.meta.url), { workerData: { fd: this.fd } });
+    const writer = new Worker(WRITER_SOURCE, { eval: true, workerData: { fd: this.fd } });
     writer.unref();
     writer.on('message', (written: number) => {
       this.inWriter--;

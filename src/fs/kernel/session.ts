@@ -56,7 +56,7 @@ const DT: Record<FileType, number> = {
 
 const W_OK = 2;
 /** Reply buffers kept for reuse (reads waiting at once beyond this get buffers that are dropped). */
-const REPLY_BUFFERS_KEPT = 16;
+const REPLY_BUFFERS_KEPT = 4;
 /** Settles a tracked request without a reply: its work answered it. */
 const DONE = 1;
 const DOT = Buffer.from('.');
