@@ -89,7 +89,13 @@ export async function startMount(
   while (Date.now() < deadline) {
     if (exit !== undefined) throw new Error(`mount exited (${exit}) before serving: ${out.trim()}`);
     if (mountedHere(mountpoint)) {
-      await stat(mountpoint);
+      // The kernel engine mounts while the image opens: an image it then refuses makes this stat fail
+      // (ENOTCONN) as the process exits with the reason, which is what the caller wants to see.
+      await stat(mountpoint).catch(async (e: unknown) => {
+        await Promise.race([exited, sleep(5_000)]);
+        if (exit !== undefined) throw new Error(`mount exited (${exit}) before serving: ${out.trim()}`);
+        throw e;
+      });
       return handle;
     }
     await sleep(50);

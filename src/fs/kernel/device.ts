@@ -136,6 +136,13 @@ export interface RequestChannel {
   close(): void;
 }
 
+/**
+ * Heap limits of the engine's two threads: each only moves buffers along, and V8's default young
+ * generation (16 MiB semi-spaces, filled by a request's copy each) would count against the mount's
+ * memory bound for nothing.
+ */
+export const SMALL_THREAD = { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16 };
+
 /** Big enough for any request but a large write (which the kernel answers E2BIG itself). */
 const REQUEST_BUFFER_BYTES = Math.max(MIN_READ_BUFFER * 4, 64 << 10);
 
@@ -178,7 +185,11 @@ parentPort.once('message', (go) => {
 
 /** A reader thread booting, to read `fd` once it is mounted. */
 function startReader(fd: number): ReaderThread {
-  const worker = new Worker(READER_SOURCE, { eval: true, workerData: { fd, bufferSize: REQUEST_BUFFER_BYTES } });
+  const worker = new Worker(READER_SOURCE, {
+    eval: true,
+    workerData: { fd, bufferSize: REQUEST_BUFFER_BYTES },
+    resourceLimits: SMALL_THREAD,
+  });
   worker.unref();
   const thread: ReaderThread = { worker };
   // A worker that cannot start (a missing file, no memory) fails before anyone listens: kept for readRequests.

@@ -2,6 +2,7 @@ import { Worker } from 'node:worker_threads';
 import type { SquashfsImage } from '../../squashfs/image.js';
 import type { SquashfsInode } from '../../squashfs/inode.js';
 import { describeError, logger } from '../../util/log.js';
+import { SMALL_THREAD } from './device.js';
 import { Notify, NOTIFY_STORE_OUT_SIZE, OUT_HEADER_SIZE, writeOutHeader, writeU64 } from './protocol.js';
 
 const log = logger('fs');
@@ -181,7 +182,7 @@ export class PagePusher {
   }
 
   private startWriter(): Worker {
-    const writer = new Worker(WRITER_SOURCE, { eval: true, workerData: { fd: this.fd } });
+    const writer = new Worker(WRITER_SOURCE, { eval: true, workerData: { fd: this.fd }, resourceLimits: SMALL_THREAD });
     writer.unref();
     writer.on('message', (written: number) => {
       this.inWriter--;

@@ -187,14 +187,14 @@ export class KernelSession {
         // Kernels that offer no-open take ENOSYS as "no opens needed": no OPEN or RELEASE per file
         // from then on, and pages kept across opens. Older ones get a handle that keeps the cache.
         if (this.kernelFlags & InitFlag.NO_OPEN_SUPPORT) {
-          this.replyError(name, unique, Errno.ENOSYS);
+          this.replyNotNeeded(name, unique);
           return;
         }
         this.replyOpen(name, unique, FOPEN_KEEP_CACHE);
         return;
       case Op.OPENDIR:
         if (this.kernelFlags & InitFlag.NO_OPENDIR_SUPPORT) {
-          this.replyError(name, unique, Errno.ENOSYS);
+          this.replyNotNeeded(name, unique);
           return;
         }
         this.replyOpen(name, unique, FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR);
@@ -589,6 +589,14 @@ export class KernelSession {
 
   private replyEmpty(name: string, unique: bigint): void {
     this.replyError(name, unique, 0);
+  }
+
+  /** ENOSYS that the kernel takes as "not needed, stop asking" (OPEN, OPENDIR): no failure. */
+  private replyNotNeeded(name: string, unique: bigint): void {
+    const h = Buffer.allocUnsafe(OUT_HEADER_SIZE);
+    writeOutHeader(h, OUT_HEADER_SIZE, Errno.ENOSYS, unique);
+    this.count(name, false);
+    this.write(h);
   }
 
   private replyError(name: string, unique: bigint, errno: number): void {
