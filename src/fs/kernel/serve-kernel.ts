@@ -1,4 +1,4 @@
-import { closeSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { SquashfsImage } from '../../squashfs/image.js';
 import type { SquashfsInode } from '../../squashfs/inode.js';
@@ -18,12 +18,6 @@ const DEFAULT_CACHE_TIMEOUT_S = 86_400;
 const DEFAULT_OPERATION_TIMEOUT_MS = 120_000;
 const CONNECTION_POLL_MS = 250;
 const CLOSE_TIMEOUT_MS = 3_000;
-/**
- * The mount's readahead window. The kernel starts a FUSE mount at 128 KiB (its block-device default)
- * and caps what INIT may ask at that; root may widen it, as `blockdev --setra` does for a disk. With
- * 1 MiB READs (max_pages) a window of 1 MiB keeps a sequential read one full request ahead.
- */
-const KERNEL_READAHEAD_KB = 1024;
 
 /**
  * Serves an open image on `target` over /dev/fuse directly (see session.ts): the same contract as
@@ -54,7 +48,7 @@ export async function serveKernel(
       {
         cacheTimeoutSeconds: options.cacheTimeoutSeconds ?? DEFAULT_CACHE_TIMEOUT_S,
         operationTimeoutMs: options.operationTimeoutMs ?? DEFAULT_OPERATION_TIMEOUT_MS,
-        push: { ...PUSH_DEFAULTS, perDirectoryBytes: Number(process.env.SQR2_PUSH ?? PUSH_DEFAULTS.perDirectoryBytes) },
+        push: PUSH_DEFAULTS,
       },
       () => void finish(),
     );
@@ -117,7 +111,6 @@ export async function serveKernel(
         ? e
         : new MountError(`${target} did not come up: ${describeError(e)}`, { cause: e });
     }
-    setReadahead(target, KERNEL_READAHEAD_KB);
     // Serving keeps the process alive while mounted (the worker is unref'd; this timer is not).
     const keepAlive = setInterval(() => undefined, 1 << 30);
     void closed.then(() => clearInterval(keepAlive));
@@ -177,19 +170,6 @@ export function mountEarly(target: string, name: string, options: MountOptions):
 export interface EarlyMount {
   device: Promise<MountedDevice>;
   abandon(): Promise<void>;
-}
-
-/** Best effort: /sys/class/bdi/<major:minor>/read_ahead_kb of the mount's own device. */
-function setReadahead(target: string, kb: number): void {
-  try {
-    const dev = statSync(target).dev;
-    // Linux's dev_t encoding (new_encode_dev): minor bits split around the major's 12.
-    const major = (dev >> 8) & 0xfff;
-    const minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
-    writeFileSync(`/sys/class/bdi/${major}:${minor}/read_ahead_kb`, String(kb));
-  } catch (e) {
-    if (log.enabled('debug')) log.debug(`${target}: readahead window left as it is: ${describeError(e)}`);
-  }
 }
 
 async function withinMs(ms: number, work: Promise<void>, onTimeout: () => void): Promise<void> {

@@ -57,6 +57,12 @@ const DT: Record<FileType, number> = {
 const W_OK = 2;
 /** Reply buffers kept for reuse (reads waiting at once beyond this get buffers that are dropped). */
 const REPLY_BUFFERS_KEPT = 4;
+/**
+ * Background requests (readahead READs) the kernel keeps in flight at most: libfuse's 12. Each waits
+ * on the network with a 1 MiB reply buffer, and many at once look like random reads to the source's
+ * readahead detector.
+ */
+const MAX_BACKGROUND = 12;
 /** Settles a tracked request without a reply: its work answered it. */
 const DONE = 1;
 const DOT = Buffer.from('.');
@@ -246,7 +252,7 @@ export class KernelSession {
         }
         // FLUSH, FSYNC, locks, POLL, LSEEK, IOCTL, BMAP, STATX: ENOSYS, which for most of them the
         // kernel remembers and then handles itself (locks locally, lseek generically, no flush).
-        this.replyError(name, unique, Errno.ENOSYS);
+        this.replyNotNeeded(name, unique);
         return;
     }
   }
@@ -280,8 +286,8 @@ export class KernelSession {
     b.writeUInt32LE(Math.min(minor, FUSE_KERNEL_MINOR), at + 4);
     b.writeUInt32LE(maxReadahead, at + 8);
     b.writeUInt32LE(granted, at + 12);
-    b.writeUInt16LE(64, at + 16); // max_background: readahead and async reads in flight
-    b.writeUInt16LE(48, at + 18); // congestion_threshold
+    b.writeUInt16LE(MAX_BACKGROUND, at + 16); // max_background: readahead and async reads in flight
+    b.writeUInt16LE((MAX_BACKGROUND * 3) >> 2, at + 18); // congestion_threshold
     b.writeUInt32LE(4096, at + 20); // max_write: writes are refused anyway
     b.writeUInt32LE(1_000_000_000, at + 24); // time_gran: whole seconds
     b.writeUInt16LE(maxPages, at + 28);
@@ -591,7 +597,7 @@ export class KernelSession {
     this.replyError(name, unique, 0);
   }
 
-  /** ENOSYS that the kernel takes as "not needed, stop asking" (OPEN, OPENDIR): no failure. */
+  /** ENOSYS that the kernel takes as "not needed, stop asking" (OPEN, OPENDIR, FLUSH, STATX, ...): no failure. */
   private replyNotNeeded(name: string, unique: bigint): void {
     const h = Buffer.allocUnsafe(OUT_HEADER_SIZE);
     writeOutHeader(h, OUT_HEADER_SIZE, Errno.ENOSYS, unique);
