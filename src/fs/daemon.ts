@@ -121,8 +121,7 @@ export function awaitReadiness(child: ChildProcess, timeoutMs: number): Promise<
       const parsed = parseReadiness(text);
       if (parsed) settle(parsed);
       // No report: say why once the exit status is known (end of file can come first).
-      else if (exitStatus !== undefined)
-        settle({ error: `the mount process ${exitStatus} before the mount was ready`, exitCode: 1 });
+      else if (exitStatus !== undefined) settle({ error: `the mount process ${exitStatus} before the mount was ready`, exitCode: 1 });
     };
     const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
       exitStatus = signal ? `was killed by ${signal}` : `exited with status ${code}`;

@@ -71,9 +71,7 @@ export async function checkMountpoint(path: string, options: { nonEmpty?: boolea
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new MountError(`mountpoint ${abs} does not exist`);
     if (code === 'ENOTCONN') {
-      throw new MountError(
-        `mountpoint ${abs} is a dead FUSE mount (its process is gone): run "squashfs-r2 unmount ${abs}" first`,
-      );
+      throw new MountError(`mountpoint ${abs} is a dead FUSE mount (its process is gone): run "squashfs-r2 unmount ${abs}" first`);
     }
     throw new MountError(`mountpoint ${abs} cannot be used: ${(e as Error).message}`, { cause: e });
   }

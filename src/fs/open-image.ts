@@ -7,15 +7,7 @@ import { MountError } from './mountpoint.js';
 /** How to reach a remote image (see src/r2/open-source.ts); credentials come from the environment. */
 export type SourceOptions = Pick<
   RemoteSourceOptions,
-  | 'endpoint'
-  | 'accountId'
-  | 'pathStyle'
-  | 'region'
-  | 'profile'
-  | 'cacheBytes'
-  | 'cacheDir'
-  | 'cacheDirMaxBytes'
-  | 'whileOpening'
+  'endpoint' | 'accountId' | 'pathStyle' | 'region' | 'profile' | 'cacheBytes' | 'cacheDir' | 'cacheDirMaxBytes' | 'whileOpening'
 >;
 
 const REMOTE = /^[a-z][a-z0-9+.-]*:\/\//i;
@@ -44,10 +36,7 @@ const MiB = 1 << 20;
  */
 export function splitCacheBudget(totalBytes: number, remote: boolean): { readerBytes: number; sourceBytes: number } {
   if (!remote) return { readerBytes: totalBytes, sourceBytes: 0 };
-  const readerBytes = Math.min(
-    Math.floor(totalBytes / 2),
-    Math.max(4 * MiB, Math.min(64 * MiB, Math.floor(totalBytes / 8))),
-  );
+  const readerBytes = Math.min(Math.floor(totalBytes / 2), Math.max(4 * MiB, Math.min(64 * MiB, Math.floor(totalBytes / 8))));
   return { readerBytes, sourceBytes: totalBytes - readerBytes };
 }
 

@@ -220,9 +220,7 @@ export function createOperations(reader: SquashfsReader, options: OperationOptio
       serve('read', path, reply, async () => {
         try {
           const inode = known ?? (await inodeOf(path));
-          const n = readInto
-            ? await readInto(inode, position, target)
-            : copyInto(target, await reader.read(inode, position, length));
+          const n = readInto ? await readInto(inode, position, target) : copyInto(target, await reader.read(inode, position, length));
           counters.bytesRead += n;
           return [n];
         } finally {

@@ -170,3 +170,5 @@ export async function preloadServing(engine: FuseEngine | undefined): Promise<vo
   if (useKernelEngine(engine)) kernelEngine ??= await import('./kernel/serve-kernel.js');
   else loadFuse();
 }
+
+

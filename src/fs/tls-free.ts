@@ -22,9 +22,7 @@ export function tlsFree(args: readonly string[], env: NodeJS.ProcessEnv): boolea
   }
   if (!remote) return true;
   if (!endpoint.startsWith('http://')) return false;
-  return Boolean(
-    (env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY) || (env.R2_ACCESS_KEY_ID && env.R2_SECRET_ACCESS_KEY),
-  );
+  return Boolean((env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY) || (env.R2_ACCESS_KEY_ID && env.R2_SECRET_ACCESS_KEY));
 }
 
 /** `env` without NODE_EXTRA_CA_CERTS when a server started with `args` needs no TLS, else `env` itself. */
