@@ -51,23 +51,15 @@ export function pinMainThread(choice: FuseCpu): Promise<number | undefined> {
   const cpu = choice === 'auto' ? currentCpu() : choice;
   if (cpu === undefined) return Promise.resolve(undefined);
   return new Promise((done) => {
-    execFile(
-      'taskset',
-      ['-p', '-c', String(cpu), String(process.pid)],
-      { timeout: 5_000 },
-      (error, _stdout, stderr) => {
-        if (error) {
-          const why =
-            (error as NodeJS.ErrnoException).code === 'ENOENT'
-              ? 'taskset not found'
-              : stderr.trim() || describeError(error);
-          (choice === 'auto' ? log.debug : log.warn)(`FUSE threads not pinned to CPU ${cpu}: ${why}`);
-          done(undefined);
-          return;
-        }
-        log.debug(`event loop and FUSE threads pinned to CPU ${cpu}`);
-        done(cpu);
-      },
-    );
+    execFile('taskset', ['-p', '-c', String(cpu), String(process.pid)], { timeout: 5_000 }, (error, _stdout, stderr) => {
+      if (error) {
+        const why = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'taskset not found' : stderr.trim() || describeError(error);
+        (choice === 'auto' ? log.debug : log.warn)(`FUSE threads not pinned to CPU ${cpu}: ${why}`);
+        done(undefined);
+        return;
+      }
+      log.debug(`event loop and FUSE threads pinned to CPU ${cpu}`);
+      done(cpu);
+    });
   });
 }
