@@ -22,16 +22,7 @@ import {
   type Superblock,
 } from './superblock.js';
 import { loadDecompressor, type Decompressor } from './compression/index.js';
-import type {
-  DirEntry,
-  Inode,
-  InodeRef,
-  ReaderOptions,
-  SquashfsReader,
-  Stat,
-  StatFs,
-  SuperblockInfo,
-} from './types.js';
+import type { DirEntry, Inode, InodeRef, ReaderOptions, SquashfsReader, Stat, StatFs, SuperblockInfo } from './types.js';
 
 const DEFAULT_CACHE_BYTES = 64 << 20;
 const DEFAULT_READAHEAD_BYTES = 1 << 20;
@@ -129,19 +120,14 @@ export class SquashfsImage implements SquashfsReader {
       }
     }
     const cacheBytes = Math.max(1 << 20, options.cacheBytes ?? DEFAULT_CACHE_BYTES);
-    const metaCache = new BlockCache<MetadataBlock>(
-      Math.max(1 << 20, Math.floor(cacheBytes / 4)),
-      (b) => b.data.length + 64,
-    );
+    const metaCache = new BlockCache<MetadataBlock>(Math.max(1 << 20, Math.floor(cacheBytes / 4)), (b) => b.data.length + 64);
     const meta = new MetadataReader(io, decompressor, metaCache);
 
     // Tables from the end backwards, each must end where (or before) the next begins.
     const floor = sb.directoryTableStart;
     const idListEnd = sb.idTableStart + Math.ceil((sb.idCount * ID_ENTRY_SIZE) / METADATA_BLOCK_SIZE) * 8;
     const xattrs =
-      sb.xattrIdTableStart === undefined
-        ? undefined
-        : await XattrTable.open(io, meta, sb.xattrIdTableStart, sb.bytesUsed, idListEnd);
+      sb.xattrIdTableStart === undefined ? undefined : await XattrTable.open(io, meta, sb.xattrIdTableStart, sb.bytesUsed, idListEnd);
     const ids = await LookupTable.open('id table', io, meta, {
       listStart: sb.idTableStart,
       listEnd: xattrs?.start ?? sb.bytesUsed,
@@ -171,10 +157,7 @@ export class SquashfsImage implements SquashfsReader {
           });
     const directoryEnd = fragments?.firstBlock ?? exports?.firstBlock ?? ids.firstBlock;
     if (directoryEnd <= sb.directoryTableStart) {
-      throw corrupt(
-        'superblock',
-        `directory table start ${sb.directoryTableStart} not before the next table (${directoryEnd})`,
-      );
+      throw corrupt('superblock', `directory table start ${sb.directoryTableStart} not before the next table (${directoryEnd})`);
     }
     const inodeRegion: Region = { name: 'inode table', start: sb.inodeTableStart, end: sb.directoryTableStart };
     const directoryRegion: Region = { name: 'directory table', start: sb.directoryTableStart, end: directoryEnd };
@@ -195,8 +178,7 @@ export class SquashfsImage implements SquashfsReader {
       id(index: number): Promise<number> {
         let v = idValues.get(index);
         if (v === undefined) {
-          if (index >= sb.idCount)
-            return Promise.reject(corrupt('id table', `id index ${index} out of range (${sb.idCount} ids)`));
+          if (index >= sb.idCount) return Promise.reject(corrupt('id table', `id index ${index} out of range (${sb.idCount} ids)`));
           v = ids.entry(index).then((b) => u32(b, 0));
           v.then(
             (value) => idsRead.set(index, value),
@@ -208,15 +190,7 @@ export class SquashfsImage implements SquashfsReader {
       },
       idNow: (index: number) => idsRead.get(index),
     };
-    const image = new SquashfsImage(
-      ctx,
-      metaCache,
-      new FileData(
-        ctx,
-        cacheBytes - Math.floor(cacheBytes / 4),
-        Math.max(0, options.readaheadBytes ?? DEFAULT_READAHEAD_BYTES),
-      ),
-    );
+    const image = new SquashfsImage(ctx, metaCache, new FileData(ctx, cacheBytes - Math.floor(cacheBytes / 4), Math.max(0, options.readaheadBytes ?? DEFAULT_READAHEAD_BYTES)));
     await image.root(); // an image whose root is unreadable is refused at open
     return image;
   }
@@ -228,8 +202,7 @@ export class SquashfsImage implements SquashfsReader {
 
   async root(): Promise<Inode> {
     const root = await this.inode(this.ctx.sb.rootInodeRef);
-    if (root.stat.type !== 'directory')
-      throw corrupt('superblock', `root inode is a ${root.stat.type}, not a directory`);
+    if (root.stat.type !== 'directory') throw corrupt('superblock', `root inode is a ${root.stat.type}, not a directory`);
     return root;
   }
 
@@ -262,15 +235,13 @@ export class SquashfsImage implements SquashfsReader {
   /** Inode by inode number through the export table (EUNSUPPORTED without one, EINVAL out of range). */
   async inodeByNumber(ino: number): Promise<SquashfsInode> {
     const table = this.ctx.exports;
-    if (table === undefined)
-      throw new SquashfsError('EUNSUPPORTED', 'image has no export table (built with -no-exports?)');
+    if (table === undefined) throw new SquashfsError('EUNSUPPORTED', 'image has no export table (built with -no-exports?)');
     if (!Number.isInteger(ino) || ino < 1 || ino > this.ctx.sb.inodeCount) {
       throw new SquashfsError('EINVAL', `inode number ${ino} outside 1..${this.ctx.sb.inodeCount}`);
     }
     const ref = await wrap(table.entry(ino - 1).then((b) => u64(b, 0)));
     const inode = await this.inode(ref);
-    if (inode.stat.ino !== ino)
-      throw corrupt('export table', `entry for inode ${ino} points at inode ${inode.stat.ino}`);
+    if (inode.stat.ino !== ino) throw corrupt('export table', `entry for inode ${ino} points at inode ${inode.stat.ino}`);
     return inode;
   }
 
@@ -287,8 +258,7 @@ export class SquashfsImage implements SquashfsReader {
     }
     let walked = '';
     for (const part of parts) {
-      if (node.dir === undefined)
-        throw new SquashfsError('ENOTDIR', `${walked}: not a directory (looking up ${path})`, { path });
+      if (node.dir === undefined) throw new SquashfsError('ENOTDIR', `${walked}: not a directory (looking up ${path})`, { path });
       walked += '/' + part;
       const next = await this.lookupChild(node, part, path);
       if (next === undefined) throw new SquashfsError('ENOENT', `${walked}: no such file or directory`, { path });
@@ -301,8 +271,7 @@ export class SquashfsImage implements SquashfsReader {
     const d = await this.resolve(dir);
     if (d.dir === undefined) throw new SquashfsError('ENOTDIR', `not a directory (inode ${d.stat.ino})`, { path });
     const bytes = Buffer.from(name, 'utf8');
-    if (bytes.length > MAX_NAME)
-      throw new SquashfsError('ENAMETOOLONG', `name of ${bytes.length} bytes is too long`, { path });
+    if (bytes.length > MAX_NAME) throw new SquashfsError('ENAMETOOLONG', `name of ${bytes.length} bytes is too long`, { path });
     if (bytes.length === 0 || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
       throw new SquashfsError('EINVAL', `invalid name ${JSON.stringify(name)}`, { path });
     }
@@ -357,8 +326,7 @@ export class SquashfsImage implements SquashfsReader {
 
   private async entryInode(ref: number, ino: number): Promise<SquashfsInode> {
     const inode = await this.inode(ref);
-    if (inode.stat.ino !== ino)
-      throw corrupt('directory', `entry says inode ${ino}, inode at ${ref} is ${inode.stat.ino}`);
+    if (inode.stat.ino !== ino) throw corrupt('directory', `entry says inode ${ino}, inode at ${ref} is ${inode.stat.ino}`);
     return inode;
   }
 
@@ -368,8 +336,7 @@ export class SquashfsImage implements SquashfsReader {
 
   async readdir(dir: Inode | string): Promise<DirEntry[]> {
     const d = await this.resolve(dir);
-    if (d.dir === undefined)
-      throw new SquashfsError('ENOTDIR', `not a directory (inode ${d.stat.ino})`, { path: pathOf(dir) });
+    if (d.dir === undefined) throw new SquashfsError('ENOTDIR', `not a directory (inode ${d.stat.ino})`, { path: pathOf(dir) });
     const listing = await wrap(this.listings.get(d.ref, d.dir));
     this.subtrees?.listed(d);
     return Promise.all(listing.entries.map((e) => this.dirEntry(e)));
@@ -401,9 +368,7 @@ export class SquashfsImage implements SquashfsReader {
 
   /** The listing when it is parsed already (no subtree hint: the caller had it from listing()). */
   listingNow(dir: Inode): Listing | undefined {
-    return dir instanceof SquashfsInode && dir.dir !== undefined && !this.closed
-      ? this.listings.peek(dir.ref)
-      : undefined;
+    return dir instanceof SquashfsInode && dir.dir !== undefined && !this.closed ? this.listings.peek(dir.ref) : undefined;
   }
 
   /** The inode a listed entry names, checked against the number the entry carries. */
@@ -418,16 +383,14 @@ export class SquashfsImage implements SquashfsReader {
 
   async readlink(target: Inode | string): Promise<string> {
     const t = await this.resolve(target);
-    if (t.target === undefined)
-      throw new SquashfsError('EINVAL', `not a symlink (inode ${t.stat.ino})`, { path: pathOf(target) });
+    if (t.target === undefined) throw new SquashfsError('EINVAL', `not a symlink (inode ${t.stat.ino})`, { path: pathOf(target) });
     return Buffer.from(t.target).toString('utf8');
   }
 
   /** The raw bytes of a symlink target (names and targets are bytes; readlink decodes UTF-8). */
   async readlinkBytes(target: Inode | string): Promise<Uint8Array> {
     const t = await this.resolve(target);
-    if (t.target === undefined)
-      throw new SquashfsError('EINVAL', `not a symlink (inode ${t.stat.ino})`, { path: pathOf(target) });
+    if (t.target === undefined) throw new SquashfsError('EINVAL', `not a symlink (inode ${t.stat.ino})`, { path: pathOf(target) });
     return t.target.slice();
   }
 
@@ -501,12 +464,7 @@ export class SquashfsImage implements SquashfsReader {
 
   statfs(): StatFs {
     const sb = this.ctx.sb;
-    return {
-      blockSize: sb.blockSize,
-      blocks: Math.ceil(sb.bytesUsed / sb.blockSize),
-      files: sb.inodeCount,
-      nameMax: MAX_NAME,
-    };
+    return { blockSize: sb.blockSize, blocks: Math.ceil(sb.bytesUsed / sb.blockSize), files: sb.inodeCount, nameMax: MAX_NAME };
   }
 
   cacheStats(): CacheStats {
@@ -538,11 +496,8 @@ export class SquashfsImage implements SquashfsReader {
 
   private fileOf(f: SquashfsInode, target: Inode | string): SquashfsInode {
     if (f.file !== undefined) return f;
-    if (f.dir !== undefined)
-      throw new SquashfsError('EISDIR', `is a directory (inode ${f.stat.ino})`, { path: pathOf(target) });
-    throw new SquashfsError('EINVAL', `not a regular file (inode ${f.stat.ino}, ${f.stat.type})`, {
-      path: pathOf(target),
-    });
+    if (f.dir !== undefined) throw new SquashfsError('EISDIR', `is a directory (inode ${f.stat.ino})`, { path: pathOf(target) });
+    throw new SquashfsError('EINVAL', `not a regular file (inode ${f.stat.ino}, ${f.stat.type})`, { path: pathOf(target) });
   }
 
   private async resolve(target: Inode | string): Promise<SquashfsInode> {
