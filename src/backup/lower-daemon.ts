@@ -56,6 +56,7 @@ async function main(): Promise<number> {
       cacheDirMaxBytes: v['cache-dir-max-bytes'] ? Number(v['cache-dir-max-bytes']) : undefined,
       hydrate: v.hydrate,
       fuseCpu: parseFuseCpu(v['fuse-cpu'] ?? 'auto'),
+      servesOnly: true,
       source: where,
     }),
   );

@@ -68,6 +68,12 @@ export interface MountOptions {
    * sets the default.
    */
   fuseEngine?: FuseEngine;
+  /**
+   * This process does nothing but serve the mount (the CLI's servers): the kernel engine then reads
+   * requests on libuv's pool rather than booting a worker thread for it. A process that reads its
+   * own mount must leave it unset (its fs.promises calls need the pool's threads).
+   */
+  servesOnly?: boolean;
 }
 
 export type { FuseEngine } from './kernel/device.js';

@@ -154,6 +154,7 @@ async function runServer(source: string, mountpoint: string, values: Values, fus
       hydrate: values.hydrate,
       fuseCpu,
       fuseEngine: values['fuse-engine'] as FuseEngine | undefined,
+      servesOnly: true,
       source: where,
     });
   } catch (e) {

@@ -1,3 +1,4 @@
+import { write } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { SquashfsImage } from '../../squashfs/image.js';
 import type { SquashfsInode } from '../../squashfs/inode.js';
@@ -14,6 +15,13 @@ export interface PushOptions {
   maxFileBytes: number;
   /** Bytes decoded and waiting for the writer at most; beyond it listings push nothing more. */
   maxQueuedBytes: number;
+  /**
+   * Write the stores on libuv's pool, two at a time, rather than on a worker thread of their own
+   * (50-150 ms of CPU to boot): for a process that only serves (see DeviceMountOptions.readOnPool).
+   * Two pool threads may then wait on page locks, one reads requests, and one is left for a local
+   * image's reads, which a READ holding those locks may need.
+   */
+  writeOnPool?: boolean;
 }
 
 export const PUSH_DEFAULTS: PushOptions = {
@@ -45,6 +53,8 @@ parentPort.on('message', (message) => {
 
 /** Stores in flight to the writer thread at most (each is one write(2) there). */
 const WRITER_DEPTH = 8;
+/** The same on libuv's pool (see PushOptions.writeOnPool). */
+const POOL_WRITER_DEPTH = 2;
 
 interface Pending {
   nodeid: number;
@@ -172,28 +182,36 @@ export class PagePusher {
   private waiting: (() => void) | undefined;
 
   private send(message: Buffer): Promise<void> {
-    const writer = (this.writer ??= this.startWriter());
     this.inWriter++;
-    writer.postMessage(message, [message.buffer as ArrayBuffer]);
-    if (this.inWriter < WRITER_DEPTH) return Promise.resolve();
+    if (this.options.writeOnPool) {
+      write(this.fd, message, 0, message.length, null, (e) => this.written(e === null ? message.length : -1));
+      if (this.inWriter < POOL_WRITER_DEPTH) return Promise.resolve();
+    } else {
+      const writer = (this.writer ??= this.startWriter());
+      writer.postMessage(message, [message.buffer as ArrayBuffer]);
+      if (this.inWriter < WRITER_DEPTH) return Promise.resolve();
+    }
     return new Promise((resume) => {
       this.waiting = resume;
     });
   }
 
+  /** A store has been written (`written` > 0: its bytes, header included) or refused. */
+  private written(written: number): void {
+    this.inWriter--;
+    if (written > 0) {
+      this.pushedFiles++;
+      this.pushedBytes += written - OUT_HEADER_SIZE - NOTIFY_STORE_OUT_SIZE;
+    }
+    const resume = this.waiting;
+    this.waiting = undefined;
+    resume?.();
+  }
+
   private startWriter(): Worker {
     const writer = new Worker(WRITER_SOURCE, { eval: true, workerData: { fd: this.fd }, resourceLimits: SMALL_THREAD });
     writer.unref();
-    writer.on('message', (written: number) => {
-      this.inWriter--;
-      if (written > 0) {
-        this.pushedFiles++;
-        this.pushedBytes += written - OUT_HEADER_SIZE - NOTIFY_STORE_OUT_SIZE;
-      }
-      const resume = this.waiting;
-      this.waiting = undefined;
-      resume?.();
-    });
+    writer.on('message', (written: number) => this.written(written));
     writer.on('error', (e) => log.warn(`page-cache writer: ${describeError(e)}`));
     return writer;
   }

@@ -48,7 +48,7 @@ export async function serveKernel(
       {
         cacheTimeoutSeconds: options.cacheTimeoutSeconds ?? DEFAULT_CACHE_TIMEOUT_S,
         operationTimeoutMs: options.operationTimeoutMs ?? DEFAULT_OPERATION_TIMEOUT_MS,
-        push: PUSH_DEFAULTS,
+        push: { ...PUSH_DEFAULTS, writeOnPool: options.servesOnly },
       },
       () => void finish(),
     );
@@ -140,7 +140,13 @@ export async function serveKernel(
 
 export function deviceOptions(name: string, options: MountOptions): DeviceMountOptions {
   // A squashfs root is always a directory (the reader refuses an image whose root is not).
-  return { source: name, rootMode: 0o040000, allowOther: options.allowOther, autoUnmount: options.autoUnmount };
+  return {
+    source: name,
+    rootMode: 0o040000,
+    allowOther: options.allowOther,
+    autoUnmount: options.autoUnmount,
+    readOnPool: options.servesOnly,
+  };
 }
 
 /**
@@ -156,7 +162,7 @@ export function mountEarly(target: string, name: string, options: MountOptions):
       const d = await device.catch(() => undefined);
       if (d === undefined) return;
       d.disarm();
-      void d.reader.worker.terminate();
+      void d.reader?.worker.terminate();
       await unmountFuse(target, { lazy: true }).catch(() => undefined);
       try {
         closeSync(d.fd);
