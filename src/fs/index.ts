@@ -69,9 +69,9 @@ export interface MountOptions {
    */
   fuseEngine?: FuseEngine;
   /**
-   * This process does nothing but serve the mount (the CLI's servers): the kernel engine then reads
-   * requests on libuv's pool rather than booting a worker thread for it. A process that reads its
-   * own mount must leave it unset (its fs.promises calls need the pool's threads).
+   * This process does nothing but serve the mount (the CLI's servers): the kernel engine then writes
+   * its page-cache stores on libuv's pool rather than booting a second worker thread for them. A
+   * process that reads its own mount must leave it unset (its fs.promises calls need the pool).
    */
   servesOnly?: boolean;
 }

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, constants, openSync, read } from 'node:fs';
+import { closeSync, constants, openSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { MountError } from '../mountpoint.js';
 import { MIN_READ_BUFFER } from './protocol.js';
@@ -51,19 +51,12 @@ export interface DeviceMountOptions {
   rootMode: number;
   allowOther?: boolean;
   autoUnmount?: boolean;
-  /**
-   * Read requests on libuv's pool instead of a worker thread of their own (which takes 50-150 ms of
-   * CPU to boot, during the open's round trip). Only for a process that does nothing but serve:
-   * one that reads its own mount through fs.promises could take every pool thread waiting on
-   * answers whose requests the pool was to read.
-   */
-  readOnPool?: boolean;
 }
 
 export interface MountedDevice {
   fd: number;
-  /** The thread that reads requests (readRequests starts it reading); none: libuv's pool reads them. */
-  reader?: ReaderThread;
+  /** The thread that reads requests (readRequests starts it reading). */
+  reader: ReaderThread;
   /** The watchdog shell; killed (without it unmounting) before a clean unmount. */
   watchdog?: ChildProcess;
   /** Stops the watchdog without letting it unmount (the mount is being unmounted by us). */
@@ -82,7 +75,7 @@ export async function mountDevice(target: string, options: DeviceMountOptions): 
     throw new MountError(`cannot open /dev/fuse: ${(e as Error).message}`, { cause: e });
   }
   // Boots while mount(8) runs (and, mounted early, while the image opens).
-  const reader = options.readOnPool ? undefined : startReader(fd);
+  const reader = startReader(fd);
   const data = [
     'ro',
     'nosuid',
@@ -112,7 +105,7 @@ export async function mountDevice(target: string, options: DeviceMountOptions): 
     child.once('error', () => done(false));
   });
   if (!ok) {
-    reader?.worker.postMessage(false);
+    reader.worker.postMessage(false);
     closeSync(fd);
     throw new MountError(`cannot mount on ${target}: ${stderr.trim() || 'mount failed'}`);
   }
@@ -222,7 +215,6 @@ export function readRequests(
   onEnd: (reason: string) => void,
 ): RequestChannel {
   const reader = device.reader;
-  if (reader === undefined) return readOnPool(device.fd, onRequest, onEnd);
   const { worker } = reader;
   let ended = false;
   const end = (reason: string): void => {
@@ -246,45 +238,6 @@ export function readRequests(
   return {
     close() {
       ended = true;
-    },
-  };
-}
-
-/**
- * Requests read by one blocking read at a time on libuv's pool, each handed to `onRequest` on the
- * event loop before the next read is issued (see DeviceMountOptions.readOnPool). The buffer is reused
- * once `onRequest` returns.
- */
-function readOnPool(fd: number, onRequest: (req: Buffer) => void, onEnd: (reason: string) => void): RequestChannel {
-  let stopped = false;
-  const buf = Buffer.allocUnsafeSlow(REQUEST_BUFFER_BYTES);
-  const next = (): void => {
-    read(fd, buf, 0, buf.length, null, (e, n) => {
-      if (stopped) return;
-      if (e !== null) {
-        const code = e.code ?? String(e);
-        // ENOENT: a request was interrupted before it was read; EINTR/EAGAIN: read again.
-        if (code === 'ENOENT' || code === 'EINTR' || code === 'EAGAIN') {
-          next();
-          return;
-        }
-        stopped = true;
-        onEnd(code);
-        return;
-      }
-      if (n === 0) {
-        stopped = true;
-        onEnd('EOF');
-        return;
-      }
-      onRequest(buf.subarray(0, n));
-      next();
-    });
-  };
-  next();
-  return {
-    close() {
-      stopped = true;
     },
   };
 }

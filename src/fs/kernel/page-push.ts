@@ -17,9 +17,9 @@ export interface PushOptions {
   maxQueuedBytes: number;
   /**
    * Write the stores on libuv's pool, two at a time, rather than on a worker thread of their own
-   * (50-150 ms of CPU to boot): for a process that only serves (see DeviceMountOptions.readOnPool).
-   * Two pool threads may then wait on page locks, one reads requests, and one is left for a local
-   * image's reads, which a READ holding those locks may need.
+   * (50-150 ms of CPU to boot): for a process that only serves (MountOptions.servesOnly). Two pool
+   * threads may then wait on page locks; two are left for a local image's reads, which a READ
+   * holding those locks may need.
    */
   writeOnPool?: boolean;
 }

@@ -145,7 +145,6 @@ export function deviceOptions(name: string, options: MountOptions): DeviceMountO
     rootMode: 0o040000,
     allowOther: options.allowOther,
     autoUnmount: options.autoUnmount,
-    readOnPool: options.servesOnly,
   };
 }
 
@@ -162,7 +161,7 @@ export function mountEarly(target: string, name: string, options: MountOptions):
       const d = await device.catch(() => undefined);
       if (d === undefined) return;
       d.disarm();
-      void d.reader?.worker.terminate();
+      void d.reader.worker.terminate();
       await unmountFuse(target, { lazy: true }).catch(() => undefined);
       try {
         closeSync(d.fd);
