@@ -2,6 +2,7 @@ import { stat } from 'node:fs/promises';
 import type { SourceStats } from '../r2/types.js';
 import type { SquashfsReader } from '../squashfs/types.js';
 import { describeError, logger } from '../util/log.js';
+import { closeServed } from './close-served.js';
 import { guardMount } from './exit-guard.js';
 import { fuseOptions } from './fuse-options.js';
 import type { FuseEngine, MountHandle, MountOptions } from './index.js';
@@ -23,22 +24,6 @@ const log = logger('mount');
 /** How often the connection is checked, to notice an unmount done by someone else (fusermount -u). */
 const CONNECTION_POLL_MS = 250;
 const DEFAULT_OPERATION_TIMEOUT_MS = 120_000;
-/** Longest wait for the reader and source to close once the kernel connection is gone. */
-const CLOSE_TIMEOUT_MS = 3_000;
-
-/** Waits for `work`, but no longer than `ms` (then calls `onTimeout` and resolves). */
-async function withinMs(ms: number, work: Promise<void>, onTimeout: () => void): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<void>((done) => {
-    timer = setTimeout(() => {
-      onTimeout();
-      done();
-    }, ms);
-    timer.unref();
-  });
-  await Promise.race([work, timeout]);
-  clearTimeout(timer);
-}
 
 export interface ServeContext {
   name: string;
@@ -101,16 +86,7 @@ export async function serve(
       operations.close();
       unguard();
       session.release();
-      // Bounded: a transport stuck in a retry or a stalled GET must not keep an unmounted server alive.
-      await withinMs(
-        CLOSE_TIMEOUT_MS,
-        (async () => {
-          await reader.close().catch((e) => log.warn(`closing the reader: ${describeError(e)}`));
-          await context.onClosed?.();
-        })(),
-        () => log.warn(`${target}: closing the reader and source took over ${CLOSE_TIMEOUT_MS} ms; leaving anyway`),
-      );
-      log.info(`${target}: unmounted`);
+      await closeServed(target, reader, context.onClosed);
       resolveClosed();
     };
     const poll = setInterval(() => {

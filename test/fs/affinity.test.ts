@@ -74,16 +74,22 @@ describe.skipIf(!canPin)('servers started by the CLI', () => {
     return { threads: await threadCpus(pid), done: () => runCli(['unmount', dir]) };
   }
 
+  /** The serving threads (named after the server) share one CPU, at least `min` of them; Node's helpers keep every CPU. */
+  function expectPinnedTogether(threads: ThreadCpus[], min: number): void {
+    // The server renamed itself before mounting: threads started since carry that name.
+    const serving = threads.filter((t) => t.name.startsWith('squashfs-r2'));
+    const helpers = threads.filter((t) => !t.name.startsWith('squashfs-r2'));
+    expect(serving.length, JSON.stringify(threads)).toBeGreaterThanOrEqual(min);
+    expect(new Set(serving.map((t) => t.cpus)).size, JSON.stringify(serving)).toBe(1);
+    expect(serving[0]!.cpus).toMatch(/^\d+$/);
+    expect(helpers.length).toBeGreaterThan(0);
+    for (const t of helpers) expect(t.cpus, JSON.stringify(t)).not.toMatch(/^\d+$/);
+  }
+
   it('kernel engine (the default as root): the event loop and the thread reading /dev/fuse share one CPU by default; Node\'s own helpers keep every CPU', async () => {
     const { threads, done } = await serve([]);
     try {
-      const serving = threads.filter((t) => t.name.startsWith('squashfs-r2'));
-      const helpers = threads.filter((t) => !t.name.startsWith('squashfs-r2'));
-      expect(serving.length, JSON.stringify(threads)).toBeGreaterThanOrEqual(2); // main + reader
-      expect(new Set(serving.map((t) => t.cpus)).size, JSON.stringify(serving)).toBe(1);
-      expect(serving[0]!.cpus).toMatch(/^\d+$/);
-      expect(helpers.length).toBeGreaterThan(0);
-      for (const t of helpers) expect(t.cpus, JSON.stringify(t)).not.toMatch(/^\d+$/);
+      expectPinnedTogether(threads, 2); // main + the reader thread
     } finally {
       await done();
     }
@@ -92,14 +98,7 @@ describe.skipIf(!canPin)('servers started by the CLI', () => {
   it('libfuse engine: pin the event loop and the FUSE threads to one CPU by default; Node\'s own helpers keep every CPU', async () => {
     const { threads, done } = await serve(['--fuse-engine', 'libfuse']);
     try {
-      // The server renamed itself before mounting: threads started since carry that name.
-      const serving = threads.filter((t) => t.name.startsWith('squashfs-r2'));
-      const helpers = threads.filter((t) => !t.name.startsWith('squashfs-r2'));
-      expect(serving.length, JSON.stringify(threads)).toBeGreaterThanOrEqual(2); // main + libfuse
-      expect(new Set(serving.map((t) => t.cpus)).size, JSON.stringify(serving)).toBe(1);
-      expect(serving[0]!.cpus).toMatch(/^\d+$/);
-      expect(helpers.length).toBeGreaterThan(0);
-      for (const t of helpers) expect(t.cpus, JSON.stringify(t)).not.toMatch(/^\d+$/);
+      expectPinnedTogether(threads, 2); // main + libfuse
     } finally {
       await done();
     }

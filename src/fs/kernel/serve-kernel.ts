@@ -3,6 +3,7 @@ import { stat } from 'node:fs/promises';
 import type { SquashfsImage } from '../../squashfs/image.js';
 import type { SquashfsInode } from '../../squashfs/inode.js';
 import { describeError, logger } from '../../util/log.js';
+import { closeServed } from '../close-served.js';
 import { guardMount } from '../exit-guard.js';
 import type { MountHandle, MountOptions } from '../index.js';
 import { type ConnectionProbe, connectionProbe, MountError } from '../mountpoint.js';
@@ -17,7 +18,6 @@ const log = logger('mount');
 const DEFAULT_CACHE_TIMEOUT_S = 86_400;
 const DEFAULT_OPERATION_TIMEOUT_MS = 120_000;
 const CONNECTION_POLL_MS = 250;
-const CLOSE_TIMEOUT_MS = 3_000;
 
 /**
  * Serves an open image on `target` over /dev/fuse directly (see session.ts): the same contract as
@@ -82,15 +82,7 @@ export async function serveKernel(
       } catch {
         // closed already
       }
-      await withinMs(
-        CLOSE_TIMEOUT_MS,
-        (async () => {
-          await image.close().catch((e) => log.warn(`closing the reader: ${describeError(e)}`));
-          await context.onClosed?.();
-        })(),
-        () => log.warn(`${target}: closing the reader and source took over ${CLOSE_TIMEOUT_MS} ms; leaving anyway`),
-      );
-      log.info(`${target}: unmounted`);
+      await closeServed(target, image, context.onClosed);
       resolveClosed();
     };
     const poll = setInterval(() => {
@@ -177,15 +169,3 @@ export interface EarlyMount {
   abandon(): Promise<void>;
 }
 
-async function withinMs(ms: number, work: Promise<void>, onTimeout: () => void): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<void>((done) => {
-    timer = setTimeout(() => {
-      onTimeout();
-      done();
-    }, ms);
-    timer.unref();
-  });
-  await Promise.race([work, timeout]);
-  clearTimeout(timer);
-}
