@@ -344,15 +344,13 @@ export class SquashfsImage implements SquashfsReader {
 
   /**
    * A directory's parsed listing, names as exact bytes (latin1 keys: see listing.ts): what the kernel
-   * engine answers LOOKUP and READDIRPLUS from. Counts as a listing for the subtree prefetch unless
-   * `hint` is false.
+   * engine answers READDIRPLUS from. Counts as a listing for the subtree prefetch.
    */
-  async listing(dir: Inode, options: { hint?: boolean } = {}): Promise<Listing> {
+  async listing(dir: Inode): Promise<Listing> {
     const d = await this.resolve(dir);
     if (d.dir === undefined) throw new SquashfsError('ENOTDIR', `not a directory (inode ${d.stat.ino})`);
     const listing = this.listings.peek(d.ref) ?? (await wrap(this.listings.get(d.ref, d.dir)));
-    // A lookup is no sign the directory's files will be read (a path walk passes through it).
-    if (options.hint ?? true) this.subtrees?.listed(d);
+    this.subtrees?.listed(d);
     return listing;
   }
 

@@ -81,9 +81,8 @@ export interface KernelSessionOptions {
 interface Node {
   readonly inode: SquashfsInode;
   lookups: number;
-  /** The directory it was last listed or looked up in, and its index there (for the push-ahead). */
+  /** The directory it was last listed or looked up in (its ".." in a listing). */
   parent: number;
-  index: number;
 }
 
 /**
@@ -118,7 +117,7 @@ export class KernelSession {
     private readonly onDestroy: () => void,
   ) {
     this.rootRef = root.ref;
-    this.nodes.set(FUSE_ROOT_ID, { inode: root, lookups: 1, parent: FUSE_ROOT_ID, index: -1 });
+    this.nodes.set(FUSE_ROOT_ID, { inode: root, lookups: 1, parent: FUSE_ROOT_ID });
     this.deadlines = new Deadlines(options.operationTimeoutMs);
     this.pusher = new PagePusher(fd, image, options.push);
   }
@@ -318,18 +317,17 @@ export class KernelSession {
     // The kernel only names nodes it was given; one we forgot early is still where its id says.
     const ref = nodeid === FUSE_ROOT_ID ? this.rootRef : nodeid - 2;
     const inode = await this.image.inode(ref);
-    return { inode, lookups: 0, parent: FUSE_ROOT_ID, index: -1 };
+    return { inode, lookups: 0, parent: FUSE_ROOT_ID };
   }
 
   /** Records a lookup the kernel now holds (LOOKUP reply or READDIRPLUS entry). */
-  private remember(inode: SquashfsInode, parent: number, index: number): number {
+  private remember(inode: SquashfsInode, parent: number): number {
     const id = this.nodeIdOf(inode.ref);
     const node = this.nodes.get(id);
-    if (node === undefined) this.nodes.set(id, { inode, lookups: 1, parent, index });
+    if (node === undefined) this.nodes.set(id, { inode, lookups: 1, parent });
     else {
       node.lookups++;
       node.parent = parent;
-      if (index >= 0) node.index = index;
     }
     return id;
   }
@@ -369,22 +367,20 @@ export class KernelSession {
       const key = nameKey(nameBytes);
       const entry = listing.byName.get(key);
       if (entry === undefined) {
-        this.replyEntry(name, unique, undefined, parentId, -1);
+        this.replyEntry(name, unique, undefined, parentId);
         return;
       }
       const inode = this.image.inodeNow(entry.ref);
       if (inode !== undefined && inode.stat.ino === entry.ino) {
-        this.replyEntry(name, unique, inode, parentId, listing.entries.indexOf(entry));
+        this.replyEntry(name, unique, inode, parentId);
         return;
       }
     }
     // The request buffer is reused once this returns: the name goes on as a copy.
     const nameCopy = Buffer.from(nameBytes);
     this.withNodeAsync(name, unique, parentId, async (p) => {
-      const listing = await this.image.listing(p.inode, { hint: false }).catch(() => undefined);
       const inode = await this.image.lookupChildBytes(p.inode, nameCopy);
-      const index = inode && listing ? listing.entries.findIndex((e) => e.ref === inode.ref) : -1;
-      this.replyEntry(name, unique, inode, parentId, index);
+      this.replyEntry(name, unique, inode, parentId);
     });
   }
 
@@ -459,7 +455,7 @@ export class KernelSession {
         if (at + need > end) break;
         if (plus) {
           if (inode !== undefined) {
-            const id = this.remember(inode, nodeid, cookie - 2);
+            const id = this.remember(inode, nodeid);
             linked.push({ nodeid: id, inode });
             writeEntryOut(buf, at, id, this.options.cacheTimeoutSeconds, attrOf(inode.stat));
           } else {
@@ -538,13 +534,12 @@ export class KernelSession {
     unique: bigint,
     inode: SquashfsInode | undefined,
     parent: number,
-    index: number,
   ): void {
     const b = this.scratch;
     const len = OUT_HEADER_SIZE + ENTRY_OUT_SIZE;
     writeOutHeader(b, len, 0, unique);
     // A missing name is a negative entry (node id 0), cached as long as a positive one.
-    const id = inode === undefined ? 0 : this.remember(inode, parent, index);
+    const id = inode === undefined ? 0 : this.remember(inode, parent);
     writeEntryOut(b, OUT_HEADER_SIZE, id, this.options.cacheTimeoutSeconds, inode && attrOf(inode.stat));
     this.count(name, false);
     if (!this.write(b.subarray(0, len)) && inode !== undefined) this.forget(id, 1);
