@@ -24,6 +24,16 @@ export interface PushOptions {
   writeOnPool?: boolean;
 }
 
+/** What the pusher reports in the mount's stats. */
+export interface PushStats {
+  pushedFiles: number;
+  pushedBytes: number;
+  /** Queued files a READ reached before their push (the walk outran the pushes). */
+  overtakenFiles: number;
+  /** Pushes queued or being written now. */
+  pendingPushes: number;
+}
+
 export const PUSH_DEFAULTS: PushOptions = {
   perDirectoryBytes: 4 << 20,
   maxFileBytes: 128 << 10,
@@ -75,6 +85,8 @@ export class PagePusher {
   private queuedBytes = 0;
   /** Node ids whose bytes the kernel has (pushed, or read through a READ): not pushed again. */
   private readonly done = new Set<number>();
+  /** Node ids waiting in `queue`; a READ of one takes it out (its pages are then the READ's). */
+  private readonly queued = new Set<number>();
   private writer: Worker | undefined;
   private inWriter = 0;
   private running = false;
@@ -82,6 +94,8 @@ export class PagePusher {
   pushedFiles = 0;
   pushedBytes = 0;
   skippedFiles = 0;
+  /** Queued files a READ reached first (the walk outran the pushes). */
+  overtakenFiles = 0;
 
   constructor(
     private readonly fd: number,
@@ -100,6 +114,9 @@ export class PagePusher {
    */
   listed(dir: SquashfsInode, entries: readonly Pending[]): void {
     if (!this.enabled || this.closed || !entries.some((e) => this.wanted(e))) return;
+    // The writer thread boots (tens of ms of CPU) while the listing's data arrives and decodes,
+    // not after: a walk reads the first files moments after listing them.
+    if (!this.options.writeOnPool) this.writer ??= this.startWriter();
     this.image.filesAtHand(dir).then(
       (here) => {
         if (here) this.queueFiles(entries);
@@ -126,6 +143,7 @@ export class PagePusher {
       budget -= size;
       this.queuedBytes += size;
       this.done.add(e.nodeid);
+      this.queued.add(e.nodeid);
       this.queue.push(e);
     }
     if (!this.running && this.queue.length > 0) void this.run();
@@ -133,7 +151,14 @@ export class PagePusher {
 
   /** A READ reached us: the kernel has (or is getting) that file's pages. */
   read(nodeid: number): void {
-    if (this.enabled) this.done.add(nodeid);
+    if (!this.enabled) return;
+    this.done.add(nodeid);
+    if (this.queued.delete(nodeid)) this.overtakenFiles++;
+  }
+
+  /** Files queued or being written: 0 once every push so far has landed or been given up. */
+  get pendingFiles(): number {
+    return this.queue.length + this.inWriter;
   }
 
   /** The kernel dropped the inode, and its pages with it. */
@@ -144,6 +169,7 @@ export class PagePusher {
   close(): void {
     this.closed = true;
     this.queue.length = 0;
+    this.queued.clear();
     void this.writer?.terminate();
   }
 
@@ -154,6 +180,8 @@ export class PagePusher {
         const next = this.queue.shift()!;
         const size = next.inode.stat.size;
         this.queuedBytes -= size;
+        // Read meanwhile: the kernel has the pages; a store now would only copy them again.
+        if (!this.queued.delete(next.nodeid)) continue;
         const message = Buffer.allocUnsafeSlow(OUT_HEADER_SIZE + NOTIFY_STORE_OUT_SIZE + size);
         const data = message.subarray(OUT_HEADER_SIZE + NOTIFY_STORE_OUT_SIZE);
         let n: number;

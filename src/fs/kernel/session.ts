@@ -7,7 +7,7 @@ import { describeError, logger } from '../../util/log.js';
 import { Deadlines, type Reply } from '../deadlines.js';
 import { Errno, errnoOf } from '../errno.js';
 import type { OperationStats } from '../operations.js';
-import { PagePusher, type PushOptions } from './page-push.js';
+import { PagePusher, type PushOptions, type PushStats } from './page-push.js';
 import {
   ATTR_OUT_SIZE,
   type Attr,
@@ -128,11 +128,13 @@ export class KernelSession {
     this.pusher.close();
   }
 
-  stats(): OperationStats & { pushedFiles: number; pushedBytes: number; nodes: number } {
+  stats(): OperationStats & PushStats & { nodes: number } {
     return {
       ...this.counters,
       pushedFiles: this.pusher.pushedFiles,
       pushedBytes: this.pusher.pushedBytes,
+      overtakenFiles: this.pusher.overtakenFiles,
+      pendingPushes: this.pusher.pendingFiles,
       timedOut: this.deadlines.timedOut,
       byOperation: structuredClone(this.byOperation),
       pathCache: { entries: 0, hits: 0, misses: 0 },
