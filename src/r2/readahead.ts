@@ -28,6 +28,11 @@
 
 /** A stream that has read this much on its own is another reader, not stray reads of this one. */
 const ESTABLISHED_STREAM_BYTES = 4 * 1024 * 1024;
+/**
+ * A stream not read for this long no longer takes a share of the budget (it may still resume):
+ * a finished walk's streams otherwise cut the next big file's window to a third.
+ */
+export const IDLE_STREAM_MS = 500;
 
 export interface ReadaheadOptions {
   initialWindowBytes: number;
@@ -47,6 +52,8 @@ export interface ReadaheadOptions {
   topUpsPerWindow?: number;
   /** ... and at least this much of it. Default 0. */
   minTopUpBytes?: number;
+  /** Milliseconds now (tests pass a fake clock). Default performance.now. */
+  now?: () => number;
 }
 
 export interface ReadaheadPlan {
@@ -69,6 +76,8 @@ interface Stream {
   /** The reader's position when the window last grew. */
   grownAt: number;
   sequentialReads: number;
+  /** When it was last read (options.now). */
+  readAt: number;
 }
 
 export class SequentialDetector {
@@ -96,6 +105,7 @@ export class SequentialDetector {
    */
   observe(offset: number, length: number, availableBytes = Infinity): ReadaheadPlan | undefined {
     const end = offset + length;
+    const now = this.options.now ? this.options.now() : performance.now();
     const stream = this.match(offset);
     if (!stream) {
       this.streams.push({
@@ -107,11 +117,13 @@ export class SequentialDetector {
         windowBytes: 0,
         grownAt: offset,
         sequentialReads: 1,
+        readAt: now,
       });
       if (this.streams.length > this.options.maxStreams) this.streams.shift();
       return undefined;
     }
     this.touch(stream);
+    stream.readAt = now;
     const advanced = end > stream.nextOffset;
     stream.lastStart = offset;
     stream.nextOffset = Math.max(stream.nextOffset, end);
@@ -129,9 +141,13 @@ export class SequentialDetector {
       : grow
         ? Math.min(stream.windowBytes * 2, this.options.maxWindowBytes)
         : stream.windowBytes;
-    // Fair share: the budget over the streams that hold readahead now (this one included).
+    // Fair share: the budget over the streams that hold readahead now and are still being read
+    // (this one included). An idle stream's unread readahead still counts against availableBytes
+    // until the runner demotes it; it only stops cutting the others' windows.
     const budget = this.options.budgetBytes ?? Infinity;
-    const holders = 1 + this.streams.filter((s) => s !== stream && s.aheadUntil > s.nextOffset).length;
+    const holders =
+      1 +
+      this.streams.filter((s) => s !== stream && s.aheadUntil > s.nextOffset && now - s.readAt < IDLE_STREAM_MS).length;
     const share = Math.max(Math.min(this.options.initialWindowBytes, budget), Math.floor(budget / holders));
     const window = Math.min(grown, share);
     const start = Math.max(stream.aheadUntil, stream.nextOffset);
@@ -141,7 +157,10 @@ export class SequentialDetector {
     // the budget other streams hold), so GETs stay large rather than one chunk per read.
     const wanted = Math.min(window - ahead, availableBytes, limit - start);
     const bytes = wanted >= limit - start ? wanted : Math.floor(wanted / unit) * unit;
-    const step = Math.max(this.options.minTopUpBytes ?? 0, Math.floor(window / (this.options.topUpsPerWindow ?? 2)));
+    // A step is whole units: a policy splits the window into GETs of `stepBytes`, and a step that is
+    // not a multiple of the chunk leaves a one-chunk GET after every full one (twice the GETs).
+    const rawStep = Math.max(this.options.minTopUpBytes ?? 0, Math.floor(window / (this.options.topUpsPerWindow ?? 2)));
+    const step = Math.max(unit, Math.floor(rawStep / unit) * unit);
     const enough = Math.max(unit, Math.min(step, window));
     if (bytes <= 0 || (bytes < enough && start + bytes < limit)) return undefined;
     if (grow) stream.grownAt = stream.nextOffset;

@@ -82,6 +82,50 @@ describe('SequentialDetector', () => {
     for (let s = 0; s < bases.length; s++) expect(planned[s]).toBeGreaterThan(next[s]!); // every stream kept a window
   });
 
+  it('streams no longer read stop taking a share: a finished walk leaves the next file its whole window', () => {
+    let clock = 0;
+    const budget = 128 * MiB;
+    const d = new SequentialDetector({ ...options, budgetBytes: budget, unitBytes: 1 * MiB, now: () => clock }, 1 << 30);
+    // Two earlier readers (a tree walk's) read a little each and stop with readahead unread.
+    for (const base of [600 * MiB, 700 * MiB]) for (let i = 0; i < 40; i++) d.observe(base + i * 128 * KiB, 128 * KiB);
+    const windowsWhile = (ms: number): number => {
+      clock += ms;
+      let widest = 0;
+      for (let at = 0; at < 300 * MiB; at += 128 * KiB) {
+        const plan = d.observe(at, 128 * KiB);
+        if (plan) widest = Math.max(widest, plan.windowBytes);
+      }
+      return widest;
+    };
+    // Read at once, they are live readers and the budget is split three ways (the fair share)...
+    const d2 = new SequentialDetector({ ...options, budgetBytes: budget, unitBytes: 1 * MiB, now: () => 0 }, 1 << 30);
+    for (const base of [600 * MiB, 700 * MiB]) for (let i = 0; i < 40; i++) d2.observe(base + i * 128 * KiB, 128 * KiB);
+    let shared = 0;
+    for (let at = 0; at < 300 * MiB; at += 128 * KiB) shared = Math.max(shared, d2.observe(at, 128 * KiB)?.windowBytes ?? 0);
+    expect(shared).toBeLessThanOrEqual(Math.ceil(budget / 3));
+    // ... but a second later they are idle, and the new reader's window reaches the maximum.
+    expect(windowsWhile(1000)).toBe(64 * MiB);
+  });
+
+  it('a window is topped up in whole units (a part-unit step would cost an extra one-unit GET each time)', () => {
+    const unit = 1 * MiB;
+    // A share of a third of 128 MiB: 42.67 MiB, whose eighth is not a whole MiB.
+    const d = new SequentialDetector(
+      { ...options, budgetBytes: 128 * MiB, unitBytes: unit, topUpsPerWindow: 8, now: () => 0 },
+      1 << 30,
+    );
+    for (const base of [600 * MiB, 700 * MiB]) for (let i = 0; i < 40; i++) d.observe(base + i * 128 * KiB, 128 * KiB);
+    let steps = 0;
+    for (let at = 0; at < 300 * MiB; at += 128 * KiB) {
+      const plan = d.observe(at, 128 * KiB);
+      if (!plan) continue;
+      steps++;
+      expect(plan.stepBytes % unit).toBe(0);
+      expect((plan.end - plan.start) % unit === 0 || plan.end === 1 << 30).toBe(true);
+    }
+    expect(steps).toBeGreaterThan(10);
+  });
+
   it("a window stops where another live stream began: files lie back to back, the next one is another reader's", () => {
     const d = new SequentialDetector(options, 1 << 30);
     const next = 10 * MiB;
