@@ -4,6 +4,7 @@ import type { SquashfsReader } from '../squashfs/types.js';
 import { describeError, logger } from '../util/log.js';
 import { resolve } from 'node:path';
 import { type FuseEngine, type MountedDevice, useKernelEngine } from './kernel/device.js';
+import { mountEarly } from './kernel/early-mount.js';
 import { MountError, checkMountpoint } from './mountpoint.js';
 import {
   type ImageSource,
@@ -58,7 +59,8 @@ export interface MountOptions {
   /**
    * Pin this process's main thread, and so libfuse's threads started from it, to one CPU before
    * serving (see affinity.ts: each request is a hand-off between them). Default 'none': a program
-   * that embeds a mount owns its main thread. The CLI's servers use 'auto'.
+   * that embeds a mount owns its main thread. The CLI's servers use 'auto', which pins for the
+   * libfuse engine only (see pinFuseThreads); a CPU number pins with either engine.
    */
   fuseCpu?: FuseCpu;
   /**
@@ -114,12 +116,11 @@ export async function mount(
   // A bad mountpoint fails before any request is made.
   const target = await checkMountpoint(mountpoint, { nonEmpty: options.nonEmpty });
   // The kernel engine mounts while the image opens (the mount waits for its INIT answer meanwhile).
-  // Pinned first, so that the threads the mount starts (the kernel engine's reader) share the CPU.
-  const pinned = pinFuseThreads(options.fuseCpu);
-  const early =
-    typeof source === 'string' && useKernelEngine(options.fuseEngine)
-      ? await startEarlyMount(source, target, options, pinned)
-      : undefined;
+  // Pinned first (when asked for a CPU), so that the reader thread the mount starts shares it.
+  const pinned = pinFuseThreads(options);
+  const kernel = typeof source === 'string' && useKernelEngine(options.fuseEngine);
+  if (kernel) await pinned;
+  const early = kernel && typeof source === 'string' ? mountEarly(target, mountSourceName(source), options) : undefined;
   let prepared: PreparedMount;
   try {
     prepared = await prepareMount(source, options, pinned);
@@ -134,16 +135,6 @@ export async function mount(
     await early?.abandon();
     throw e;
   }
-}
-
-async function startEarlyMount(
-  source: string,
-  target: string,
-  options: MountOptions,
-  pinned: Promise<unknown> | undefined,
-) {
-  const [{ mountEarly }] = await Promise.all([import('./kernel/serve-kernel.js'), pinned?.catch(() => undefined)]);
-  return mountEarly(target, mountSourceName(source), options);
 }
 
 /**
@@ -185,7 +176,7 @@ export async function prepareMount(
   const remote = ownsSource && isRemoteSpec(source);
   const budget = options.cacheBytes === undefined ? undefined : splitCacheBudget(options.cacheBytes, remote);
   // Pinning spawns taskset; it runs during the image's first round trip and is done before serving.
-  const pinned = alreadyPinned ?? pinFuseThreads(options.fuseCpu);
+  const pinned = alreadyPinned ?? pinFuseThreads(options);
   // What mounting needs next (the reader, the FUSE session and its addon: ~40 ms to load) loads while
   // the image's first round trip is in flight, not after it.
   let serving: Promise<typeof import('./serve.js')> | undefined;
@@ -291,11 +282,28 @@ export async function mountReader(
   const target = await checkMountpoint(mountpoint, { nonEmpty: options.nonEmpty });
   return serveOn(import('./serve.js'), reader, target, options, {
     name: options.name ?? 'squashfs-r2',
-    pinned: pinFuseThreads(options.fuseCpu),
+    pinned: pinFuseThreads(options),
   });
 }
 
-function pinFuseThreads(choice: FuseCpu | undefined): Promise<unknown> | undefined {
+/**
+ * Pins the event loop (and the FUSE threads it starts) to one CPU, as `options.fuseCpu` says. 'auto'
+ * pins for the libfuse engine only: its every request is a hand-off between a libfuse thread and
+ * the event loop (affinity.ts). The kernel engine's reader gained nothing from sharing a CPU (W1 from
+ * a local image, walk and big files, pinned or not: the same within noise), and the taskset it waits
+ * for, with the reader then booting beside the image's open on one CPU, cost ~60 ms of its start-up.
+ */
+function pinFuseThreads(options: MountOptions): Promise<unknown> | undefined {
+  const choice = options.fuseCpu;
   if (choice === undefined || choice === 'none') return undefined;
+  if (choice === 'auto' && kernelEngineChosen(options.fuseEngine)) return undefined;
   return import('./affinity.js').then((m) => m.pinMainThread(choice));
+}
+
+function kernelEngineChosen(engine: FuseEngine | undefined): boolean {
+  try {
+    return useKernelEngine(engine);
+  } catch {
+    return false; // asked for without root: the mount itself says so
+  }
 }

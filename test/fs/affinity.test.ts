@@ -86,8 +86,14 @@ describe.skipIf(!canPin)('servers started by the CLI', () => {
     for (const t of helpers) expect(t.cpus, JSON.stringify(t)).not.toMatch(/^\d+$/);
   }
 
-  it('kernel engine (the default as root): the event loop and the thread reading /dev/fuse share one CPU by default; Node\'s own helpers keep every CPU', async () => {
-    const { threads, done } = await serve([]);
+  it('kernel engine (the default as root): nothing pinned by default (it gained nothing, and cost start-up); --fuse-cpu N pins the event loop and the thread reading /dev/fuse together', async () => {
+    const auto = await serve([]);
+    try {
+      for (const t of auto.threads) expect(t.cpus, JSON.stringify(t)).not.toMatch(/^\d+$/);
+    } finally {
+      await auto.done();
+    }
+    const { threads, done } = await serve(['--fuse-cpu', String(availableParallelism() - 1)]);
     try {
       expectPinnedTogether(threads, 2); // main + the reader thread
     } finally {

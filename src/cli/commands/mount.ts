@@ -28,8 +28,8 @@ options:
   --allow-other       let other users see the mount (needs user_allow_other in /etc/fuse.conf)
   --nonempty          mount even if <mountpoint> has entries (hidden while mounted; refused otherwise)
   --fuse-cpu CPU      auto (default), none or a CPU number: the CPU the server's event loop and
-                      libfuse's threads share (every request is a hand-off between them); auto =
-                      the CPU the server starts on
+                      its FUSE threads share (every request is a hand-off between them); auto =
+                      the CPU the server starts on with libfuse, none with the kernel engine
   --fuse-engine E     kernel (default as root): FUSE spoken over /dev/fuse by this process, with
                       READDIRPLUS, reads up to 1 MiB and listed small files pushed to the page cache;
                       libfuse (default otherwise): through fuse-native and libfuse 2

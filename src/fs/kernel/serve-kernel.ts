@@ -9,7 +9,8 @@ import type { MountHandle, MountOptions } from '../index.js';
 import { type ConnectionProbe, connectionProbe, MountError } from '../mountpoint.js';
 import type { ServeContext } from '../serve.js';
 import { type UnmountOptions, unmountFuse } from '../unmount.js';
-import { type DeviceMountOptions, type MountedDevice, mountDevice, readRequests } from './device.js';
+import { mountDevice, readRequests } from './device.js';
+import { deviceOptions } from './early-mount.js';
 import { PUSH_DEFAULTS } from './page-push.js';
 import { KernelSession } from './session.js';
 
@@ -129,43 +130,3 @@ export async function serveKernel(
     throw e;
   }
 }
-
-export function deviceOptions(name: string, options: MountOptions): DeviceMountOptions {
-  // A squashfs root is always a directory (the reader refuses an image whose root is not).
-  return {
-    source: name,
-    rootMode: 0o040000,
-    allowOther: options.allowOther,
-    autoUnmount: options.autoUnmount,
-  };
-}
-
-/**
- * Mounts before the image is open, so the kernel mount overlaps the image's first round trip;
- * requests wait in /dev/fuse until serveKernel reads them. `abandon` undoes it if the open fails.
- */
-export function mountEarly(target: string, name: string, options: MountOptions): EarlyMount {
-  const device = mountDevice(target, deviceOptions(name, options));
-  device.catch(() => undefined); // reported by whoever awaits it
-  return {
-    device,
-    async abandon() {
-      const d = await device.catch(() => undefined);
-      if (d === undefined) return;
-      d.disarm();
-      void d.reader.worker.terminate();
-      await unmountFuse(target, { lazy: true }).catch(() => undefined);
-      try {
-        closeSync(d.fd);
-      } catch {
-        // closed already
-      }
-    },
-  };
-}
-
-export interface EarlyMount {
-  device: Promise<MountedDevice>;
-  abandon(): Promise<void>;
-}
-
