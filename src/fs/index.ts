@@ -4,7 +4,7 @@ import type { SquashfsReader } from '../squashfs/types.js';
 import { describeError, logger } from '../util/log.js';
 import { resolve } from 'node:path';
 import { type FuseEngine, type MountedDevice, useKernelEngine } from './kernel/device.js';
-import { mountEarly } from './kernel/early-mount.js';
+import { type EarlyMount, mountEarly } from './kernel/early-mount.js';
 import { MountError, checkMountpoint } from './mountpoint.js';
 import {
   type ImageSource,
@@ -118,9 +118,11 @@ export async function mount(
   // The kernel engine mounts while the image opens (the mount waits for its INIT answer meanwhile).
   // Pinned first (when asked for a CPU), so that the reader thread the mount starts shares it.
   const pinned = pinFuseThreads(options);
-  const kernel = typeof source === 'string' && useKernelEngine(options.fuseEngine);
-  if (kernel) await pinned;
-  const early = kernel && typeof source === 'string' ? mountEarly(target, mountSourceName(source), options) : undefined;
+  let early: EarlyMount | undefined;
+  if (typeof source === 'string' && useKernelEngine(options.fuseEngine)) {
+    await pinned;
+    early = mountEarly(target, mountSourceName(source), options);
+  }
   let prepared: PreparedMount;
   try {
     prepared = await prepareMount(source, options, pinned);

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { describeError } from '../util/log.js';
 
 /** A mount failure a person can act on; the CLI prints the message and exits non-zero. */
 export class MountError extends Error {
@@ -118,6 +119,24 @@ export async function connectionProbe(mountpoint: string): Promise<ConnectionPro
   );
   if (ino !== undefined) return { directory: dir, alive: () => inodeOf(dir) === ino };
   return { alive: () => isMountpoint(mountpoint) };
+}
+
+/**
+ * Proves the mount serves: stat through the kernel must return the image's root inode number.
+ * Returns the connection probe; on failure the half-made mount is removed before rejecting.
+ */
+export async function verifyMounted(target: string, rootIno: number, undo: () => Promise<void>): Promise<ConnectionProbe> {
+  try {
+    const st = await stat(target);
+    if (st.ino !== rootIno)
+      throw new MountError(`${target} answers with inode ${st.ino}, not the image root ${rootIno}`);
+    return await connectionProbe(target);
+  } catch (e) {
+    await undo().catch(() => undefined);
+    throw e instanceof MountError
+      ? e
+      : new MountError(`${target} did not come up: ${describeError(e)}`, { cause: e });
+  }
 }
 
 function inodeOf(path: string): number | undefined {

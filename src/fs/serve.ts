@@ -1,14 +1,13 @@
-import { stat } from 'node:fs/promises';
 import type { SourceStats } from '../r2/types.js';
 import type { SquashfsReader } from '../squashfs/types.js';
-import { describeError, logger } from '../util/log.js';
+import { logger } from '../util/log.js';
 import { closeServed } from './close-served.js';
 import { guardMount } from './exit-guard.js';
 import { fuseOptions } from './fuse-options.js';
 import type { FuseEngine, MountHandle, MountOptions } from './index.js';
 import { SquashfsImage } from '../squashfs/image.js';
 import { type MountedDevice, useKernelEngine } from './kernel/device.js';
-import { type ConnectionProbe, connectionProbe, MountError } from './mountpoint.js';
+import { MountError, verifyMounted } from './mountpoint.js';
 import { createSession, loadFuse } from './native.js';
 import { createOperations } from './operations.js';
 import { type UnmountOptions, unmountFuse } from './unmount.js';
@@ -32,7 +31,7 @@ export interface ServeContext {
   onClosed?: () => Promise<void>;
   /** Settles once the main thread is pinned (or not): libfuse's threads must start after it. */
   pinned?: Promise<unknown>;
-  /** The kernel engine's mount, made while the image was opening (see kernel/serve-kernel.ts mountEarly). */
+  /** The kernel engine's mount, made while the image was opening (see kernel/early-mount.ts). */
   device?: Promise<MountedDevice>;
 }
 
@@ -117,22 +116,6 @@ export async function serve(
     await reader.close().catch(() => undefined);
     await context.onClosed?.();
     throw e;
-  }
-}
-
-/**
- * Proves the mount serves: stat through the kernel must return the image's root inode number.
- * Returns the connection probe; on failure the half-made mount is removed before rejecting.
- */
-async function verifyMounted(target: string, rootIno: number, undo: () => Promise<void>): Promise<ConnectionProbe> {
-  try {
-    const st = await stat(target);
-    if (st.ino !== rootIno)
-      throw new MountError(`${target} answers with inode ${st.ino}, not the image root ${rootIno}`);
-    return await connectionProbe(target);
-  } catch (e) {
-    await undo().catch(() => undefined);
-    throw e instanceof MountError ? e : new MountError(`${target} did not come up: ${describeError(e)}`, { cause: e });
   }
 }
 

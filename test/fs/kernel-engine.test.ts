@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isMountpoint, mount, mountSourceName } from '../../src/fs/index.js';
+import { isMountpoint, type MountHandle, type MountOptions, mount, mountSourceName } from '../../src/fs/index.js';
 import { cleanupMountpoint, tempMountpoint } from './helpers.js';
 
 const execFileP = promisify(execFile);
@@ -39,6 +39,21 @@ async function digests(root: string): Promise<Map<string, string>> {
   };
   await visit('');
   return out;
+}
+
+/** Mounts the test image with `options`, runs `body` on it, and unmounts whatever happens. */
+async function withMount(
+  options: MountOptions,
+  body: (dir: string, handle: MountHandle) => Promise<void>,
+): Promise<void> {
+  const dir = await tempMountpoint();
+  const handle = await mount(image, dir, options);
+  try {
+    await body(dir, handle);
+  } finally {
+    await handle.unmount();
+    await cleanupMountpoint(dir);
+  }
 }
 
 beforeAll(async () => {
@@ -71,11 +86,9 @@ afterAll(async () => {
 
 describe('kernel engine', () => {
   it('serves a tree walk with one READDIRPLUS per directory, no LOOKUP per file, and pushed pages', async () => {
-    const dir = await tempMountpoint();
-    const handle = await mount(image, dir, { fuseEngine: 'kernel' });
-    type KernelStats = ReturnType<typeof handle.stats>['fuse'] & { pushedFiles: number; pendingPushes: number };
-    const stats = (): KernelStats => handle.stats().fuse as KernelStats;
-    try {
+    await withMount({ fuseEngine: 'kernel' }, async (dir, handle) => {
+      type KernelStats = ReturnType<typeof handle.stats>['fuse'] & { pushedFiles: number; pendingPushes: number };
+      const stats = (): KernelStats => handle.stats().fuse as KernelStats;
       // Listing queues the pushes. They race a walk that reads at once (the bench measures that
       // race); here they are awaited, so what is checked is that pushed pages serve the reads.
       await execFileP('sh', ['-c', 'find src -type f >/dev/null'], { cwd: dir });
@@ -98,33 +111,23 @@ describe('kernel engine', () => {
       // And the bytes, file by file, against the tree the image was made from.
       const ours = await digests(join(dir, 'src'));
       expect(ours).toEqual(await digests(join(tree, 'src')));
-    } finally {
-      await handle.unmount();
-      await cleanupMountpoint(dir);
-    }
+    });
   });
 
   it('a walk that outruns the pushes is served by READs where the pushes have not landed, bytes intact', async () => {
-    const dir = await tempMountpoint();
-    const handle = await mount(image, dir, { fuseEngine: 'kernel' });
-    type KernelStats = ReturnType<typeof handle.stats>['fuse'] & { pushedFiles: number; overtakenFiles: number };
-    try {
+    await withMount({ fuseEngine: 'kernel' }, async (dir, handle) => {
+      type KernelStats = ReturnType<typeof handle.stats>['fuse'] & { pushedFiles: number; overtakenFiles: number };
       // Listing and reading in one go: whichever comes first, push or READ, the bytes are right,
       // and every small file is either pushed, read, or both (never neither: cat read them all).
       const ours = await digests(join(dir, 'src'));
       expect(ours).toEqual(await digests(join(tree, 'src')));
       const s = handle.stats().fuse as KernelStats;
       expect(s.pushedFiles + (s.byOperation.read?.count ?? 0)).toBeGreaterThanOrEqual(SMALL_FILES);
-    } finally {
-      await handle.unmount();
-      await cleanupMountpoint(dir);
-    }
+    });
   });
 
   it('keeps names that are not UTF-8 byte for byte, and hard links share one inode', async () => {
-    const dir = await tempMountpoint();
-    const handle = await mount(image, dir, { fuseEngine: 'kernel' });
-    try {
+    await withMount({ fuseEngine: 'kernel' }, async (dir) => {
       const names = (await fsp.readdir(dir, { encoding: 'buffer' })).map((n) => n.toString('hex')).sort();
       const want = (await fsp.readdir(tree, { encoding: 'buffer' })).map((n) => n.toString('hex')).sort();
       expect(names).toEqual(want);
@@ -133,16 +136,11 @@ describe('kernel engine', () => {
       const [a, b] = await Promise.all([fsp.stat(join(dir, 'hardlink.txt')), fsp.stat(join(dir, 'src/d0/e0/f0.txt'))]);
       expect(a.ino).toBe(b.ino);
       expect(a.nlink).toBe(2);
-    } finally {
-      await handle.unmount();
-      await cleanupMountpoint(dir);
-    }
+    });
   });
 
   it('reads a big file in no more requests than 128 KiB ones, bytes as written', async () => {
-    const dir = await tempMountpoint();
-    const handle = await mount(image, dir, { fuseEngine: 'kernel' });
-    try {
+    await withMount({ fuseEngine: 'kernel' }, async (dir, handle) => {
       const [ours, theirs] = await Promise.all([
         fsp.readFile(join(dir, 'big.bin')),
         fsp.readFile(join(tree, 'big.bin')),
@@ -153,10 +151,7 @@ describe('kernel engine', () => {
       // 1 MiB; how much it sends at once is its readahead window's (128 KiB from a cold start).
       expect(reads).toBeGreaterThan(0);
       expect(reads).toBeLessThanOrEqual(40);
-    } finally {
-      await handle.unmount();
-      await cleanupMountpoint(dir);
-    }
+    });
   });
 
   it('an image that cannot be opened leaves nothing mounted (the mount is made while it opens)', async () => {
@@ -173,18 +168,13 @@ describe('kernel engine', () => {
   });
 
   it('fuseEngine libfuse still mounts through fuse-native (its stats show no READDIRPLUS)', async () => {
-    const dir = await tempMountpoint();
-    const handle = await mount(image, dir, { fuseEngine: 'libfuse' });
-    try {
+    await withMount({ fuseEngine: 'libfuse' }, async (dir, handle) => {
       const ours = await digests(join(dir, 'src'));
       expect(ours.size).toBe(SMALL_FILES);
       const ops = handle.stats().fuse.byOperation;
       expect(ops.readdirplus).toBeUndefined();
       expect(ops.getattr?.count ?? 0).toBeGreaterThan(SMALL_FILES);
-    } finally {
-      await handle.unmount();
-      await cleanupMountpoint(dir);
-    }
+    });
   });
 
   it('the source the mount table shows before the image is open carries no query or user info', () => {

@@ -1,12 +1,11 @@
 import { closeSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
 import type { SquashfsImage } from '../../squashfs/image.js';
 import type { SquashfsInode } from '../../squashfs/inode.js';
-import { describeError, logger } from '../../util/log.js';
+import { logger } from '../../util/log.js';
 import { closeServed } from '../close-served.js';
 import { guardMount } from '../exit-guard.js';
 import type { MountHandle, MountOptions } from '../index.js';
-import { type ConnectionProbe, connectionProbe, MountError } from '../mountpoint.js';
+import { type ConnectionProbe, verifyMounted } from '../mountpoint.js';
 import type { ServeContext } from '../serve.js';
 import { type UnmountOptions, unmountFuse } from '../unmount.js';
 import { mountDevice, readRequests } from './device.js';
@@ -92,17 +91,13 @@ export async function serveKernel(
     poll.unref();
 
     try {
-      const st = await stat(target);
-      if (st.ino !== root.stat.ino)
-        throw new MountError(`${target} answers with inode ${st.ino}, not the image root ${root.stat.ino}`);
-      probe = await connectionProbe(target);
+      probe = await verifyMounted(target, root.stat.ino, async () => {
+        device.disarm();
+        await unmountFuse(target, { lazy: true });
+      });
     } catch (e) {
-      device.disarm();
-      await unmountFuse(target, { lazy: true }).catch(() => undefined);
       await finish();
-      throw e instanceof MountError
-        ? e
-        : new MountError(`${target} did not come up: ${describeError(e)}`, { cause: e });
+      throw e;
     }
     // Serving keeps the process alive while mounted (the worker is unref'd; this timer is not).
     const keepAlive = setInterval(() => undefined, 1 << 30);

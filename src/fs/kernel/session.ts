@@ -596,16 +596,13 @@ export class KernelSession {
 
   /** ENOSYS that the kernel takes as "not needed, stop asking" (OPEN, OPENDIR, FLUSH, STATX, ...): no failure. */
   private replyNotNeeded(name: string, unique: bigint): void {
-    const h = Buffer.allocUnsafe(OUT_HEADER_SIZE);
-    writeOutHeader(h, OUT_HEADER_SIZE, Errno.ENOSYS, unique);
-    this.count(name, false);
-    this.write(h);
+    this.replyError(name, unique, Errno.ENOSYS, false);
   }
 
-  private replyError(name: string, unique: bigint, errno: number): void {
+  private replyError(name: string, unique: bigint, errno: number, failed = errno < 0): void {
     const h = Buffer.allocUnsafe(OUT_HEADER_SIZE);
     writeOutHeader(h, OUT_HEADER_SIZE, errno, unique);
-    this.count(name, errno < 0);
+    this.count(name, failed);
     this.write(h);
   }
 
