@@ -28,6 +28,8 @@ export interface PushOptions {
 export interface PushStats {
   pushedFiles: number;
   pushedBytes: number;
+  /** Listed small files not pushed: over a listing's or the queue's byte bound. */
+  skippedFiles: number;
   /** Queued files a READ reached before their push (the walk outran the pushes). */
   overtakenFiles: number;
   /** Pushes queued or being written now. */

@@ -133,6 +133,7 @@ export class KernelSession {
       ...this.counters,
       pushedFiles: this.pusher.pushedFiles,
       pushedBytes: this.pusher.pushedBytes,
+      skippedFiles: this.pusher.skippedFiles,
       overtakenFiles: this.pusher.overtakenFiles,
       pendingPushes: this.pusher.pendingFiles,
       timedOut: this.deadlines.timedOut,
