@@ -15,7 +15,7 @@ import { withoutUnusedCaBundle } from './tls-free.js';
  */
 export const READY_FD = 3;
 /**
- * argv[2] of a server started this way (`bin/cli.js --serve-detached <blanks>`): its arguments come on
+ * argv[2] of a server started this way (`bin/cli.cjs --serve-detached <blanks>`): its arguments come on
  * stdin; the blanks only make room for its process title.
  */
 export const DETACHED_FLAG = '--serve-detached';
@@ -146,7 +146,7 @@ export function awaitReadiness(child: ChildProcess, timeoutMs: number): Promise<
 }
 
 export interface SpawnServerOptions {
-  /** The CLI's node entry (bin/cli.js); it is run as `node <script> --serve-detached`. */
+  /** The CLI's node entry (bin/cli.cjs); it is run as `node <script> --serve-detached`. */
   script: string;
   /** The command line it serves (e.g. ["mount", source, mountpoint, ...]), sent on its stdin. */
   args: string[];

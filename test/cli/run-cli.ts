@@ -1,7 +1,8 @@
 /**
  * Runs the real CLI (`./bin/squashfs-r2`, i.e. the compiled dist/) as a child process. The build is
- * refreshed first when a CLI or reader source is newer than its output (flock: parallel test files
- * never run tsc at the same time; tsc errors in files unrelated to the CLI do not stop the emit).
+ * refreshed first (`npm run build`: tsc, then the bundle) when a CLI or reader source is newer than its
+ * output, or the bundle older than the tsc output (flock: parallel test files never build at the same
+ * time; tsc errors in files unrelated to the CLI do not stop the emit).
  */
 import { execFile, spawn } from 'node:child_process';
 import { stat } from 'node:fs/promises';
@@ -25,13 +26,14 @@ async function stale(): Promise<boolean> {
   for (const base of WATCHED) {
     if ((await mtime(join(REPO_ROOT, 'dist', `${base}.js`))) < (await mtime(join(REPO_ROOT, `${base}.ts`)))) return true;
   }
-  return false;
+  // bin/cli.cjs runs the bundle only while it is newer than the tsc output (else dist/src, more slowly).
+  return (await mtime(join(REPO_ROOT, 'dist', 'cli.bundle.cjs'))) <= (await mtime(join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js')));
 }
 
 export function ensureBuilt(): Promise<void> {
   built ??= (async () => {
     if (!(await stale())) return;
-    await execFileP('flock', [join(REPO_ROOT, 'dist', '.build.lock'), 'npx', 'tsc', '-p', 'tsconfig.json'], { cwd: REPO_ROOT }).catch(() => undefined);
+    await execFileP('flock', [join(REPO_ROOT, 'dist', '.build.lock'), 'npm', 'run', '--silent', 'build'], { cwd: REPO_ROOT }).catch(() => undefined);
     if (await stale()) throw new Error('dist/ is stale and "tsc -p tsconfig.json" did not refresh it');
   })();
   return built;

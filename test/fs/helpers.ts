@@ -95,11 +95,11 @@ async function stale(): Promise<boolean> {
 
 let built: Promise<void> | undefined;
 
-/** The CLI runs from dist/: rebuild when a mount source is newer (flock: one tsc at a time). */
+/** The CLI runs from dist/: rebuild (tsc and the bundle) when a mount source is newer (flock: one build at a time). */
 export function ensureBuilt(): Promise<void> {
   built ??= (async () => {
     if (!(await stale())) return;
-    await execFileP('flock', [join(REPO_ROOT, 'dist', '.build.lock'), 'npx', 'tsc', '-p', 'tsconfig.json'], { cwd: REPO_ROOT }).catch(() => undefined);
+    await execFileP('flock', [join(REPO_ROOT, 'dist', '.build.lock'), 'npm', 'run', '--silent', 'build'], { cwd: REPO_ROOT }).catch(() => undefined);
     if (await stale()) throw new Error('dist/ is stale and tsc did not refresh it');
   })();
   return built;

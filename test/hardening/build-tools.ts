@@ -76,6 +76,7 @@ async function build(): Promise<PrivateBuild> {
     join(REPO_ROOT, 'bench/fuzz.ts'),
     join(REPO_ROOT, 'bin/squashfs-r2'),
     join(REPO_ROOT, 'bin/cli.js'),
+    join(REPO_ROOT, 'bin/cli.cjs'),
   ].sort();
   const hash = createHash('sha256');
   for (const f of sources) hash.update(relative(REPO_ROOT, f)).update('\0').update(readFileSync(f)).update('\0');
@@ -111,7 +112,7 @@ async function build(): Promise<PrivateBuild> {
   );
   await execFileP(tsc, args, { cwd: REPO_ROOT, timeout: 300_000 });
   mkdirSync(join(work, 'bin'));
-  for (const name of ['squashfs-r2', 'cli.js']) {
+  for (const name of ['squashfs-r2', 'cli.js', 'cli.cjs']) {
     copyFileSync(join(REPO_ROOT, 'bin', name), join(work, 'bin', name));
     chmodSync(join(work, 'bin', name), 0o755);
   }

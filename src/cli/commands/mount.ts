@@ -206,7 +206,7 @@ async function runInBackground(argv: string[], values: Values): Promise<number> 
   return 0;
 }
 
-/** bin/cli.js relative to this compiled module (dist/src/cli/commands/mount.js). */
+/** bin/cli.cjs relative to this compiled module (dist/src/cli/commands/mount.js). */
 function cliEntry(): string {
-  return fileURLToPath(new URL('../../../../bin/cli.js', import.meta.url));
+  return fileURLToPath(new URL('../../../../bin/cli.cjs', import.meta.url));
 }

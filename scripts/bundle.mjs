@@ -1,0 +1,62 @@
+// `npm run build`, after tsc: the CLI's compiled modules (dist/src) as one CommonJS file,
+// dist/cli.bundle.cjs, which bin/cli.cjs runs with V8's code cache (see there why). Packages from
+// node_modules and node's own modules stay outside it (required at run time, native addons included).
+import { readFile, stat } from 'node:fs/promises';
+import { dirname, join, relative, resolve } from 'node:path';
+import { rolldown } from 'rolldown';
+
+const root = resolve(import.meta.dirname, '..');
+const entry = join(root, 'dist', 'src', 'cli', 'main.js');
+const output = join(root, 'dist', 'cli.bundle.cjs');
+
+/**
+ * Every bundled module keeps its own import.meta.url: its compiled file in dist/src. Modules find files
+ * beside them by it (bin/cli.cjs for a server, lower-daemon.js, native addons through createRequire),
+ * and those paths must not change with the bundle's place. Through a helper in the bundle's first line:
+ * a module may have a local named `require` (createRequire's), which code put in its place would see.
+ */
+const MODULE_URL = '__squashfsR2ModuleUrl';
+const moduleUrlHelper = `const ${MODULE_URL} = (path) => require("node:url").pathToFileURL(require("node:path").join(__dirname, path)).href;`;
+const ownUrl = {
+  name: 'own-import-meta-url',
+  transform(code, id) {
+    if (!code.includes('import.meta')) return null;
+    const path = JSON.stringify(relative(dirname(output), id));
+    const rewritten = code.replaceAll(
+      'import.meta.url',
+      `${MODULE_URL}(${path})`,
+    );
+    if (rewritten.includes('import.meta')) {
+      throw new Error(`${relative(root, id)}: import.meta other than import.meta.url cannot be bundled`);
+    }
+    return { code: rewritten, map: null };
+  },
+};
+
+const entryTime = (await stat(entry)).mtimeMs;
+const bundle = await rolldown({
+  input: entry,
+  platform: 'node',
+  // A bare specifier is a package or a node: module; relative and absolute ones are ours.
+  external: (id) => !id.startsWith('.') && !id.startsWith('/'),
+  plugins: [ownUrl],
+  onLog(level, log) {
+    // Anything the bundler warns about may be a behaviour change: the build fails instead.
+    throw new Error(`bundling ${relative(root, entry)}: ${level}: ${log.message}`);
+  },
+});
+await bundle.write({
+  file: output,
+  format: 'cjs',
+  codeSplitting: false,
+  banner: moduleUrlHelper,
+  // Packages loaded on demand (the AWS SDK) by require(): node 20 loses a script's dynamic import()
+  // callback once the script comes from a code cache ("A dynamic import callback was not specified").
+  dynamicImportInCjs: false,
+});
+await bundle.close();
+const code = await readFile(output, 'utf8');
+if (/\bimport\s*\(/.test(code)) throw new Error(`${output}: a dynamic import() is left, which fails when run from a code cache`);
+// bin/cli.cjs runs the bundle only while it is newer than the tsc output it was made from.
+if ((await stat(output)).mtimeMs <= entryTime) throw new Error(`${output} is not newer than ${entry}`);
+console.log(`bundled ${relative(root, entry)} -> ${relative(root, output)}`);
