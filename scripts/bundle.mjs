@@ -33,13 +33,34 @@ const ownUrl = {
   },
 };
 
+/**
+ * Packages and node: modules are required where the module that imports them runs, not at the
+ * bundle's start: a bundler puts an ES module's external imports at the top of the output, and
+ * the CLI's start would then load every one of them (lz4-napi, node:crypto, node:net, ... ~60 ms),
+ * needed or not, where the ES modules load each with the module that needs it. So each becomes a
+ * small CommonJS module of the bundle, initialised on first use, whose require() stays in place.
+ */
+const EXTERNAL = '\0external:';
+const isExternal = (id) => !id.startsWith('.') && !id.startsWith('/') && !id.startsWith('\0');
+const lazyExternals = {
+  name: 'lazy-externals',
+  resolveId(id, importer) {
+    if (!isExternal(id) || importer?.startsWith(EXTERNAL)) return null;
+    return EXTERNAL + id;
+  },
+  load(id) {
+    if (!id.startsWith(EXTERNAL)) return null;
+    return { code: `module.exports = require(${JSON.stringify(id.slice(EXTERNAL.length))});`, moduleType: 'js' };
+  },
+};
+
 const entryTime = (await stat(entry)).mtimeMs;
 const bundle = await rolldown({
   input: entry,
   platform: 'node',
   // A bare specifier is a package or a node: module; relative and absolute ones are ours.
-  external: (id) => !id.startsWith('.') && !id.startsWith('/'),
-  plugins: [ownUrl],
+  external: (id, importer) => isExternal(id) && Boolean(importer?.startsWith(EXTERNAL)),
+  plugins: [lazyExternals, ownUrl],
   onLog(level, log) {
     // Anything the bundler warns about may be a behaviour change: the build fails instead.
     throw new Error(`bundling ${relative(root, entry)}: ${level}: ${log.message}`);
