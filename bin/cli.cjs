@@ -61,7 +61,9 @@ function bundledMain(argv) {
   const source = fs.readFileSync(BUNDLE, 'utf8');
   // Named by the bundle's content: a cache must never meet another bundle of the same length.
   const build = hex(crc32(source));
-  const file = path.join(CACHE_DIR, `${build}-${hex(crc32(`${process.version} ${process.arch} ${process.execArgv.join(' ')}`))}-${role(argv)}.bin`);
+  // V8 refuses a cache made under other V8 flags: those of the command line and of NODE_OPTIONS.
+  const flavor = hex(crc32(`${process.version} ${process.arch} ${process.execArgv.join(' ')} ${process.env.NODE_OPTIONS ?? ''}`));
+  const file = path.join(CACHE_DIR, `${build}-${flavor}-${role(argv)}.bin`);
   const cachedData = readCache(file);
   // On the wrapper's line, so that line numbers in stack traces are the bundle's own.
   const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
@@ -92,13 +94,13 @@ function saveLater(script, file, build) {
   const save = () => {
     if (saved) return;
     saved = true;
+    const partial = `${file}.${process.pid}.partial`;
     try {
       const data = script.createCachedData();
       const header = Buffer.alloc(HEADER_BYTES);
       header.writeUInt32BE(MAGIC, 0);
       header.writeUInt32BE(crc32(data), 4);
       fs.mkdirSync(CACHE_DIR, { recursive: true });
-      const partial = `${file}.${process.pid}.partial`;
       fs.writeFileSync(partial, Buffer.concat([header, data]));
       fs.renameSync(partial, file);
       for (const old of fs.readdirSync(CACHE_DIR)) {
@@ -106,6 +108,11 @@ function saveLater(script, file, build) {
       }
       trace(`code cache saved (${data.length} bytes)`);
     } catch (e) {
+      try {
+        fs.rmSync(partial, { force: true }); // a full disk leaves no half file behind
+      } catch {
+        // there was no directory to write it in
+      }
       trace(`code cache not saved: ${e.message}`);
     }
   };

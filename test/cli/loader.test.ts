@@ -48,9 +48,9 @@ const cacheDir = () => join(tree, 'dist', '.code-cache');
 const caches = () => (existsSync(cacheDir()) ? readdirSync(cacheDir()).sort() : []);
 
 /** `node <tree>/bin/cli.cjs ls <image> /` with the loader's trace. */
-function ls(nodeFlags: string[] = []) {
+function ls(nodeFlags: string[] = [], env: NodeJS.ProcessEnv = {}) {
   const r = spawnSync(process.execPath, [...nodeFlags, join(tree, 'bin', 'cli.cjs'), 'ls', image, '/'], {
-    env: { ...process.env, SQUASHFS_R2_LOADER_TRACE: '1' },
+    env: { ...process.env, NODE_OPTIONS: '', ...env, SQUASHFS_R2_LOADER_TRACE: '1' },
     encoding: 'utf8',
     timeout: 60_000,
   });
@@ -117,6 +117,16 @@ describe('bin/cli.cjs', () => {
     expect(refused.trace).toContain('code cache rejected');
     expect(refused.stdout).toBe(expectedListing());
     expect(ls(['--no-lazy']).trace).toContain('code cache used');
+  });
+
+  it("keeps a cache per NODE_OPTIONS too (its V8 flags count as the command line's)", () => {
+    expect(ls().code).toBe(0);
+    const withOptions = ls([], { NODE_OPTIONS: '--max-old-space-size=300' });
+    expect(withOptions.code).toBe(0);
+    expect(withOptions.trace).toContain('code cache none');
+    expect(caches()).toHaveLength(2);
+    expect(ls([], { NODE_OPTIONS: '--max-old-space-size=300' }).trace).toContain('code cache used');
+    expect(ls().trace).toContain('code cache used');
   });
 
   it('runs the tsc output when the bundle is older than it (tsc ran since the bundle was made)', () => {
