@@ -7,8 +7,9 @@
 // each start (~30-55 ms of mount plus first file at 5-20 ms RTT on a 2-vCPU machine). The cache is
 // V8's bytecode of what one run of a command compiled, made by that run and kept per bundle, node
 // and flags in dist/.code-cache, behind a checksum of our own: V8 checks a cache's version, flags
-// and source length, but takes its bytes on trust (a damaged cache aborts the process in V8). Without a bundle, or with one not newer than the tsc output it was
-// made from (tsc ran since), the tsc output (dist/src) runs as it is.
+// and source length, but takes its bytes on trust (a damaged cache aborts the process in V8).
+// Without a bundle, or with one not newer than the tsc output it was made from (tsc ran since),
+// the tsc output (dist/src) runs as it is.
 // SQUASHFS_R2_LOADER_TRACE=1 says on stderr which of them ran and what became of the cache.
 const fs = require('node:fs');
 const path = require('node:path');
@@ -37,10 +38,10 @@ function cli(argv, name = 'squashfs-r2') {
   } catch (e) {
     trace(`bundle not run: ${e.message}`); // the tsc output below is the same program
   }
-  const running = main ? Promise.resolve().then(() => main(argv)) : import(pathToFileURL(MAIN).href).then((m) => m.main(argv));
-  running.then(
-    (code) => {
-      process.exitCode = code;
+  const loading = main ? Promise.resolve({ main }) : import(pathToFileURL(MAIN).href);
+  loading.then(
+    async (m) => {
+      process.exitCode = await m.main(argv);
     },
     (e) => {
       console.error(`${name}: not built? run "npm ci && npm run build" (${e.message})`);

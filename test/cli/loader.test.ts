@@ -138,6 +138,15 @@ describe('bin/cli.cjs', () => {
     expect(caches()).toEqual([]);
   });
 
+  it('says the CLI is not built when there is nothing to run', () => {
+    rmSync(join(tree, 'dist', 'cli.bundle.cjs'));
+    rmSync(join(tree, 'dist', 'src'));
+    const r = ls();
+    expect(r.code).toBe(1);
+    expect(r.trace).toContain('running dist/src (no bundle)');
+    expect(r.trace).toContain('squashfs-r2: not built? run "npm ci && npm run build"');
+  });
+
   it('removes the caches of other bundle builds when it saves one', () => {
     mkdirSync(cacheDir());
     writeFileSync(join(cacheDir(), '0badcafe-00000000-ls.bin'), 'old');
