@@ -88,6 +88,26 @@ describe('background mount', () => {
     await waitFor('the server to exit', async () => (await serverPid(dir)) === undefined);
   });
 
+  it('the server runs from the bundle, and a second one from the code cache the first saved', async () => {
+    const started: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const dir = await mountpoint();
+      const log = `${dir}.log`;
+      const r = await runCli(['mount', image.path, dir, '--log-file', log], { SQUASHFS_R2_LOADER_TRACE: '1' });
+      expect(r, r.stderr).toMatchObject({ code: 0 });
+      expect((await stat(join(dir, 'empty-file'))).size).toBe(0);
+      const pid = await serverPid(dir);
+      expect((await runCli(['unmount', dir])).code).toBe(0);
+      await waitFor('the server to exit', () => !processAlive(pid!));
+      started.push(await readFile(log, 'utf8'));
+    }
+    // The first may find a cache another test's server left; it saves one if not.
+    expect(started[0]).toMatch(
+      /squashfs-r2 loader: running the bundle, code cache \w+ \([0-9a-f]{8}-[0-9a-f]{8}-serve\.bin\)/,
+    );
+    expect(started[1]).toContain('code cache used');
+  });
+
   it('mounts from S3 with credentials only in the environment, never in the server argv', async () => {
     const dir = await mountpoint();
     const r = await runCli(

@@ -90,7 +90,10 @@ async function stale(): Promise<boolean> {
     const out = (await stat(join(REPO_ROOT, 'dist', `${base}.js`)).catch(() => undefined))?.mtimeMs ?? 0;
     if (out < (await stat(join(REPO_ROOT, `${base}.ts`))).mtimeMs) return true;
   }
-  return false;
+  // The CLI starts from the bundle only while it is newer than the tsc output (see bin/cli.cjs).
+  const mtime = async (path: string) => (await stat(path).catch(() => undefined))?.mtimeMs ?? 0;
+  const bundle = await mtime(join(REPO_ROOT, 'dist', 'cli.bundle.cjs'));
+  return bundle <= (await mtime(join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js')));
 }
 
 let built: Promise<void> | undefined;
