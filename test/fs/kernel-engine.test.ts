@@ -126,6 +126,38 @@ describe('kernel engine', () => {
     });
   });
 
+  it('reads /dev/fuse with the native thread (built by npm install) or a worker, the same bytes; the thread ends at unmount', async () => {
+    /** Threads of this process named as the native reader names its own. */
+    const nativeReaders = async (): Promise<number> => {
+      let n = 0;
+      for (const tid of await fsp.readdir('/proc/self/task')) {
+        const name = await fsp.readFile(`/proc/self/task/${tid}/comm`, 'utf8').catch(() => '');
+        if (name.trim() === 'fuse-reader') n++;
+      }
+      return n;
+    };
+    const saved = process.env.SQUASHFS_R2_READER_THREAD;
+    try {
+      for (const kind of ['native', 'worker'] as const) {
+        if (kind === 'worker') process.env.SQUASHFS_R2_READER_THREAD = 'worker';
+        else delete process.env.SQUASHFS_R2_READER_THREAD;
+        expect(await nativeReaders()).toBe(0);
+        await withMount({ fuseEngine: 'kernel' }, async (dir, handle) => {
+          expect((handle.stats().fuse as { readerThread?: string }).readerThread).toBe(kind);
+          expect(await nativeReaders()).toBe(kind === 'native' ? 1 : 0);
+          expect(await digests(join(dir, 'src'))).toEqual(await digests(join(tree, 'src')));
+        });
+        // Unmounted: the reader saw ENODEV and ended.
+        const deadline = Date.now() + 10_000;
+        while ((await nativeReaders()) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+        expect(await nativeReaders()).toBe(0);
+      }
+    } finally {
+      if (saved === undefined) delete process.env.SQUASHFS_R2_READER_THREAD;
+      else process.env.SQUASHFS_R2_READER_THREAD = saved;
+    }
+  });
+
   it('keeps names that are not UTF-8 byte for byte, and hard links share one inode', async () => {
     await withMount({ fuseEngine: 'kernel' }, async (dir) => {
       const names = (await fsp.readdir(dir, { encoding: 'buffer' })).map((n) => n.toString('hex')).sort();

@@ -1,8 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, constants, openSync } from 'node:fs';
-import { Worker } from 'node:worker_threads';
 import { MountError } from '../mountpoint.js';
-import { MIN_READ_BUFFER } from './protocol.js';
+import { type ReaderThread, startReader } from './reader-thread.js';
+
+export type { ReaderThread } from './reader-thread.js';
 
 /** The filesystem type our mounts show (the same as libfuse's `subtype=squashfs-r2`). */
 export const KERNEL_FSTYPE = 'fuse.squashfs-r2';
@@ -74,7 +75,7 @@ export async function mountDevice(target: string, options: DeviceMountOptions): 
   } catch (e) {
     throw new MountError(`cannot open /dev/fuse: ${(e as Error).message}`, { cause: e });
   }
-  // Boots while mount(8) runs (and, mounted early, while the image opens).
+  // A worker boots while mount(8) runs (and, mounted early, while the image opens).
   const reader = startReader(fd);
   const data = [
     'ro',
@@ -105,7 +106,7 @@ export async function mountDevice(target: string, options: DeviceMountOptions): 
     child.once('error', () => done(false));
   });
   if (!ok) {
-    reader.worker.postMessage(false);
+    reader.discard();
     closeSync(fd);
     throw new MountError(`cannot mount on ${target}: ${stderr.trim() || 'mount failed'}`);
   }
@@ -136,105 +137,28 @@ export interface RequestChannel {
   close(): void;
 }
 
-/**
- * Heap limits of the engine's two threads: each only moves buffers along, and V8's default young
- * generation (16 MiB semi-spaces, filled by a request's copy each) would count against the mount's
- * memory bound for nothing.
- */
-export const SMALL_THREAD = { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16 };
-
-/** Big enough for any request but a large write (which the kernel answers E2BIG itself). */
-const REQUEST_BUFFER_BYTES = Math.max(MIN_READ_BUFFER * 4, 64 << 10);
-
-/**
- * The reader thread's code: reads FUSE requests from /dev/fuse (blocking, one request per read) and
- * posts each to the main thread, which answers it with write(2) itself. A blocking read needs a
- * thread of its own: Node cannot poll a character device on its event loop, and libuv's pool must
- * stay free for the image's reads and for a process that reads its own mount. It is started before
- * the mount exists (a worker takes 50-150 ms to boot) and reads once told the device is mounted.
- * Source text, not a file: it runs the same from dist/ and from the TypeScript sources under test.
- */
-const READER_SOURCE = `
-const { readSync } = require('node:fs');
-const { parentPort, workerData } = require('node:worker_threads');
-const { fd, bufferSize } = workerData;
-parentPort.once('message', (go) => {
-  if (!go) process.exit(0);
-  const buf = Buffer.allocUnsafeSlow(bufferSize);
-  for (;;) {
-    let n;
-    try {
-      n = readSync(fd, buf, 0, bufferSize, null);
-    } catch (e) {
-      // ENOENT: a request was interrupted before it was read; EINTR/EAGAIN: read again.
-      if (e.code === 'ENOENT' || e.code === 'EINTR' || e.code === 'EAGAIN') continue;
-      // ENODEV: unmounted (the connection is gone). Anything else ends serving too.
-      parentPort.postMessage({ end: e.code || String(e) });
-      return;
-    }
-    if (n === 0) {
-      parentPort.postMessage({ end: 'EOF' });
-      return;
-    }
-    // A copy of just this request, handed over (a view would clone the whole read buffer).
-    const request = Uint8Array.prototype.slice.call(buf, 0, n);
-    parentPort.postMessage(request, [request.buffer]);
-  }
-});
-`;
-
-/** A reader thread booting, to read `fd` once it is mounted. */
-function startReader(fd: number): ReaderThread {
-  const worker = new Worker(READER_SOURCE, {
-    eval: true,
-    workerData: { fd, bufferSize: REQUEST_BUFFER_BYTES },
-    resourceLimits: SMALL_THREAD,
-  });
-  worker.unref();
-  const thread: ReaderThread = { worker };
-  // A worker that cannot start (a missing file, no memory) fails before anyone listens: kept for readRequests.
-  worker.on('error', (e) => {
-    thread.failed ??= e instanceof Error ? e.message : String(e);
-  });
-  worker.on('exit', (code) => {
-    thread.failed ??= `reader thread exited (${code})`;
-  });
-  return thread;
-}
-
-export interface ReaderThread {
-  worker: Worker;
-  /** Why it stopped, once it has. */
-  failed?: string;
-}
-
 /** Starts the device's reader and hands each request to `onRequest`; `onEnd` once the device is gone. */
 export function readRequests(
   device: MountedDevice,
   onRequest: (req: Buffer) => void,
   onEnd: (reason: string) => void,
 ): RequestChannel {
-  const reader = device.reader;
-  const { worker } = reader;
   let ended = false;
   const end = (reason: string): void => {
     if (ended) return;
     ended = true;
     onEnd(reason);
   };
-  const failed = reader.failed;
+  const failed = device.reader.failed;
   if (failed !== undefined) {
     queueMicrotask(() => end(failed));
     return { close: () => undefined };
   }
-  worker.on('message', (m: Uint8Array | { end: string }) => {
+  device.reader.start((m) => {
     if (ended) return;
-    if (m instanceof Uint8Array) onRequest(Buffer.from(m.buffer, m.byteOffset, m.byteLength));
-    else end(m.end);
+    if (typeof m === 'string') end(m);
+    else onRequest(m);
   });
-  worker.on('error', (e) => end(String(e)));
-  worker.on('exit', () => end('exit'));
-  worker.postMessage(true);
   return {
     close() {
       ended = true;

@@ -34,7 +34,7 @@ export function mountEarly(target: string, name: string, options: MountOptions):
       const d = await device.catch(() => undefined);
       if (d === undefined) return;
       d.disarm();
-      void d.reader.worker.terminate();
+      d.reader.discard();
       await unmountFuse(target, { lazy: true }).catch(() => undefined);
       try {
         closeSync(d.fd);

@@ -3,7 +3,7 @@ import { Worker } from 'node:worker_threads';
 import type { SquashfsImage } from '../../squashfs/image.js';
 import type { SquashfsInode } from '../../squashfs/inode.js';
 import { describeError, logger } from '../../util/log.js';
-import { SMALL_THREAD } from './device.js';
+import { SMALL_THREAD } from './reader-thread.js';
 import { Notify, NOTIFY_STORE_OUT_SIZE, OUT_HEADER_SIZE, writeOutHeader, writeU64 } from './protocol.js';
 
 const log = logger('fs');

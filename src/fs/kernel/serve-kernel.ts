@@ -62,7 +62,7 @@ export async function serveKernel(
       },
     );
     const stats = () => ({
-      fuse: session.stats(),
+      fuse: { ...session.stats(), readerThread: device.reader.kind },
       reader: image.cacheStats(),
       source: context.sourceStats?.(),
     });
