@@ -17,6 +17,7 @@ import {
   renameSync,
   rmSync,
   statSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
@@ -116,6 +117,9 @@ async function build(): Promise<PrivateBuild> {
     copyFileSync(join(REPO_ROOT, 'bin', name), join(work, 'bin', name));
     chmodSync(join(work, 'bin', name), 0o755);
   }
+  // The native request reader (build/Release/fuse_reader.node, built by npm install), so that the
+  // faults are met by the reader mounts use; without it they would all go to the worker fallback.
+  if (existsSync(join(REPO_ROOT, 'build'))) symlinkSync(join(REPO_ROOT, 'build'), join(work, 'build'));
   writeFileSync(join(work, 'complete'), '');
   try {
     renameSync(work, root);
