@@ -3,13 +3,15 @@
  * injected faults and delays (around a real FileSource), and the compiled CLI for process tests.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, lstat, rmdir, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, lstat, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { isMountpoint } from '../../src/fs/mountpoint.js';
 import type { ByteSource } from '../../src/squashfs/source.js';
 import { REPO_ROOT } from '../helpers/fixtures.js';
+
+export { ensureBuilt } from '../helpers/build.js';
 
 export const execFileP = promisify(execFile);
 export const CLI = join(REPO_ROOT, 'bin', 'squashfs-r2');
@@ -81,31 +83,6 @@ export class FaultySource implements ByteSource {
   close(): Promise<void> {
     return this.inner.close?.() ?? Promise.resolve();
   }
-}
-
-const WATCHED = ['src/fs/index', 'src/fs/operations', 'src/fs/daemon', 'src/fs/native', 'src/fs/mountpoint', 'src/fs/unmount', 'src/cli/commands/mount', 'src/cli/commands/unmount', 'src/cli/main'];
-
-async function stale(): Promise<boolean> {
-  for (const base of WATCHED) {
-    const out = (await stat(join(REPO_ROOT, 'dist', `${base}.js`)).catch(() => undefined))?.mtimeMs ?? 0;
-    if (out < (await stat(join(REPO_ROOT, `${base}.ts`))).mtimeMs) return true;
-  }
-  // The CLI starts from the bundle only while it is newer than the tsc output (see bin/cli.cjs).
-  const mtime = async (path: string) => (await stat(path).catch(() => undefined))?.mtimeMs ?? 0;
-  const bundle = await mtime(join(REPO_ROOT, 'dist', 'cli.bundle.cjs'));
-  return bundle <= (await mtime(join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js')));
-}
-
-let built: Promise<void> | undefined;
-
-/** The CLI runs from dist/: rebuild (tsc and the bundle) when a mount source is newer (flock: one build at a time). */
-export function ensureBuilt(): Promise<void> {
-  built ??= (async () => {
-    if (!(await stale())) return;
-    await execFileP('flock', [join(REPO_ROOT, 'dist', '.build.lock'), 'npm', 'run', '--silent', 'build'], { cwd: REPO_ROOT }).catch(() => undefined);
-    if (await stale()) throw new Error('dist/ is stale and tsc did not refresh it');
-  })();
-  return built;
 }
 
 export interface CliRun {

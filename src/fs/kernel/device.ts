@@ -3,8 +3,6 @@ import { closeSync, constants, openSync } from 'node:fs';
 import { MountError } from '../mountpoint.js';
 import { type ReaderThread, startReader } from './reader-thread.js';
 
-export type { ReaderThread } from './reader-thread.js';
-
 /** The filesystem type our mounts show (the same as libfuse's `subtype=squashfs-r2`). */
 export const KERNEL_FSTYPE = 'fuse.squashfs-r2';
 
