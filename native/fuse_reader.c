@@ -4,6 +4,7 @@
 // JavaScript runtime first (100+ ms of CPU on a small machine, in every mount's start); this
 // thread costs nothing to start. Built by `npm install` (binding.gyp); without it the worker runs.
 #define _GNU_SOURCE // pthread_setname_np
+#include <dlfcn.h>
 #include <errno.h>
 #include <node_api.h>
 #include <pthread.h>
@@ -15,11 +16,27 @@
 
 #define THREAD_NAME "fuse-reader"
 
+// Shared by the thread and the thread-safe function. Node deletes the function when its environment
+// shuts down (the process exits as soon as the event loop is idle, since the function is unref'd),
+// whether or not the thread still uses it: the finalizer marks it gone under `lock`, and the thread
+// uses it only under `lock` while it is not gone. Whichever of the two lets go last frees this.
 typedef struct {
   int fd;
   size_t buffer_bytes;
   napi_threadsafe_function deliver;
+  pthread_mutex_t lock;
+  int deliver_gone; // set by the finalizer: `deliver` is deleted right after it returns
+  int owners;       // the thread and the thread-safe function
 } reader;
+
+static void let_go(reader *r) {
+  pthread_mutex_lock(&r->lock);
+  int last = --r->owners == 0;
+  pthread_mutex_unlock(&r->lock);
+  if (!last) return;
+  pthread_mutex_destroy(&r->lock);
+  free(r);
+}
 
 // One request (bytes > 0), or the end of reading: 0 for end of file, else -errno.
 typedef struct {
@@ -29,9 +46,12 @@ typedef struct {
 
 // False once the event loop's side is gone (its environment is shutting down): reading stops.
 static int post(reader *r, message *m) {
-  if (napi_call_threadsafe_function(r->deliver, m, napi_tsfn_blocking) == napi_ok) return 1;
-  free(m);
-  return 0;
+  pthread_mutex_lock(&r->lock);
+  // The queue is unbounded (size 0), so a blocking call never waits with the lock held.
+  int posted = !r->deliver_gone && napi_call_threadsafe_function(r->deliver, m, napi_tsfn_blocking) == napi_ok;
+  pthread_mutex_unlock(&r->lock);
+  if (!posted) free(m);
+  return posted;
 }
 
 static message *new_message(ssize_t bytes) {
@@ -59,7 +79,10 @@ static void *read_requests(void *arg) {
     if (!post(r, m) || n == 0) break;
   }
   free(buffer);
-  napi_release_threadsafe_function(r->deliver, napi_tsfn_release);
+  pthread_mutex_lock(&r->lock);
+  if (!r->deliver_gone) napi_release_threadsafe_function(r->deliver, napi_tsfn_release);
+  pthread_mutex_unlock(&r->lock);
+  let_go(r);
   return NULL;
 }
 
@@ -95,7 +118,14 @@ static void call_js(napi_env env, napi_value callback, void *context, void *data
   free(m);
 }
 
-static void finalize(napi_env env, void *data, void *hint) { free(data); }
+// On the event loop, when the function is released by the thread or its environment shuts down.
+static void finalize(napi_env env, void *data, void *hint) {
+  reader *r = data;
+  pthread_mutex_lock(&r->lock);
+  r->deliver_gone = 1;
+  pthread_mutex_unlock(&r->lock);
+  let_go(r);
+}
 
 // start(fd, bufferBytes, onMessage): starts the thread. It ends by itself when the device does.
 static napi_value start(napi_env env, napi_callback_info info) {
@@ -116,9 +146,13 @@ static napi_value start(napi_env env, napi_callback_info info) {
   }
   r->fd = fd;
   r->buffer_bytes = buffer_bytes;
+  r->deliver_gone = 0;
+  r->owners = 2;
+  pthread_mutex_init(&r->lock, NULL);
   napi_create_string_utf8(env, "fuse request reader", NAPI_AUTO_LENGTH, &name);
   if (napi_create_threadsafe_function(env, argv[2], NULL, name, 0, 1, r, finalize, NULL, call_js, &r->deliver) !=
       napi_ok) {
+    pthread_mutex_destroy(&r->lock);
     free(r);
     napi_throw_error(env, NULL, "cannot create the thread-safe function");
     return NULL;
@@ -132,6 +166,7 @@ static napi_value start(napi_env env, napi_callback_info info) {
   int failed = pthread_create(&thread, &attributes, read_requests, r);
   pthread_attr_destroy(&attributes);
   if (failed) {
+    let_go(r); // the thread's share; the finalizer frees the rest
     napi_release_threadsafe_function(r->deliver, napi_tsfn_abort);
     napi_throw_error(env, NULL, strerror(failed));
     return NULL;
@@ -139,7 +174,15 @@ static napi_value start(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// Node unloads an addon when the last worker that loaded it ends, and a reader thread may still be
+// running this library's code then (blocked in read(2) until its device ends): keep it loaded.
+static void stay_loaded(void) {
+  Dl_info self;
+  if (dladdr((void *)stay_loaded, &self) && self.dli_fname != NULL) dlopen(self.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
 NAPI_MODULE_INIT() {
+  stay_loaded();
   napi_value fn;
   napi_create_function(env, "start", NAPI_AUTO_LENGTH, start, NULL, &fn);
   napi_set_named_property(env, exports, "start", fn);

@@ -58,6 +58,7 @@ export async function startMount(
   const exited = new Promise<void>((resolve) =>
     child.on('exit', (code, signal) => {
       exit = code ?? (signal ? -1 : null);
+      if (signal) out += `\n[test] the process was killed by ${signal}\n`; // -1 says no more than that
       resolve();
     }),
   );
