@@ -1,8 +1,8 @@
 {
   "targets": [
     {
-      "target_name": "fuse_reader",
-      "sources": ["native/fuse_reader.c"],
+      "target_name": "fuse_kernel",
+      "sources": ["native/fuse_kernel.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "libraries": ["-ldl"]
     }

@@ -13,5 +13,5 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 [ -d node_modules ] && [ -f node_modules/.package-lock.json ] || npm ci --no-audit --no-fund
-[ -f build/Release/fuse_reader.node ] || bash scripts/build-native.sh # npm ci builds it; an older tree may not have
+[ -f build/Release/fuse_kernel.node ] || bash scripts/build-native.sh # npm ci builds it; an older tree may not have
 npm run build

@@ -161,10 +161,17 @@ describe('background mount', () => {
     }
   });
 
-  it('SIGKILL of the server leaves no dead mount behind', async () => {
+  // The watchdog: started by the addon after mount(2), or the shell that ran mount(8) without it.
+  it.each(['on', 'off'])('SIGKILL of the server leaves no dead mount behind (native helpers %s)', async (addon) => {
     const dir = await mountpoint();
-    expect((await runCli(['mount', image.path, dir])).code).toBe(0);
+    const env = { SQUASHFS_R2_ADDON: addon };
+    expect((await runCli(['mount', image.path, dir], { env })).code).toBe(0);
     const pid = (await serverPid(dir))!;
+    const watchdogs = await execFileP('pgrep', ['-f', `squashfs-r2-(watchdog .*${dir}|mount .*${dir} watch)$`]).then(
+      (r) => r.stdout.trim().split('\n').length,
+      () => 0,
+    );
+    expect(watchdogs, 'one watchdog per mount').toBe(1);
     process.kill(pid, 'SIGKILL');
     // fusermount3 unmounts once the server's socket closes; on a loaded machine that can take seconds.
     await waitFor('auto_unmount to remove the mount', () => !isMountpoint(dir), 30_000).catch(async (e: Error) => {

@@ -126,7 +126,7 @@ describe('kernel engine', () => {
     });
   });
 
-  it('reads /dev/fuse with the native thread (built by npm install) or a worker, the same bytes; the thread ends at unmount', async () => {
+  it('mounts with mount(2) and reads /dev/fuse with the native thread (the addon npm install builds), or with mount(8) and a worker; the same bytes; the thread ends at unmount', async () => {
     /** Threads of this process named as the native reader names its own. */
     const nativeReaders = async (): Promise<number> => {
       let n = 0;
@@ -136,14 +136,16 @@ describe('kernel engine', () => {
       }
       return n;
     };
-    const saved = process.env.SQUASHFS_R2_READER_THREAD;
+    const saved = process.env.SQUASHFS_R2_ADDON;
     try {
       for (const kind of ['native', 'worker'] as const) {
-        if (kind === 'worker') process.env.SQUASHFS_R2_READER_THREAD = 'worker';
-        else delete process.env.SQUASHFS_R2_READER_THREAD;
+        if (kind === 'worker') process.env.SQUASHFS_R2_ADDON = 'off';
+        else delete process.env.SQUASHFS_R2_ADDON;
         expect(await nativeReaders()).toBe(0);
         await withMount({ fuseEngine: 'kernel' }, async (dir, handle) => {
-          expect((handle.stats().fuse as { readerThread?: string }).readerThread).toBe(kind);
+          const fuse = handle.stats().fuse as { readerThread?: string; mountedBy?: string };
+          expect(fuse.readerThread).toBe(kind);
+          expect(fuse.mountedBy).toBe(kind === 'native' ? 'mount(2)' : 'mount(8)');
           expect(await nativeReaders()).toBe(kind === 'native' ? 1 : 0);
           expect(await digests(join(dir, 'src'))).toEqual(await digests(join(tree, 'src')));
         });
@@ -153,8 +155,8 @@ describe('kernel engine', () => {
         expect(await nativeReaders()).toBe(0);
       }
     } finally {
-      if (saved === undefined) delete process.env.SQUASHFS_R2_READER_THREAD;
-      else process.env.SQUASHFS_R2_READER_THREAD = saved;
+      if (saved === undefined) delete process.env.SQUASHFS_R2_ADDON;
+      else process.env.SQUASHFS_R2_ADDON = saved;
     }
   });
 

@@ -117,8 +117,8 @@ async function build(): Promise<PrivateBuild> {
     copyFileSync(join(REPO_ROOT, 'bin', name), join(work, 'bin', name));
     chmodSync(join(work, 'bin', name), 0o755);
   }
-  // The native request reader (build/Release/fuse_reader.node, built by npm install), so that the
-  // faults are met by the reader mounts use; without it they would all go to the worker fallback.
+  // The native helpers (build/Release/fuse_kernel.node, built by npm install), so that the faults
+  // meet the reader and mount(2) that mounts use; without them they would all go to the fallbacks.
   if (existsSync(join(REPO_ROOT, 'build'))) symlinkSync(join(REPO_ROOT, 'build'), join(work, 'build'));
   writeFileSync(join(work, 'complete'), '');
   try {

@@ -1,25 +1,40 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, constants, openSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { closeSync, constants, openSync, writeSync } from 'node:fs';
+import { logger } from '../../util/log.js';
 import { MountError } from '../mountpoint.js';
+import { type FuseAddon, fuseAddon } from './addon.js';
 import { type ReaderThread, startReader } from './reader-thread.js';
+
+const log = logger('mount');
 
 /** The filesystem type our mounts show (the same as libfuse's `subtype=squashfs-r2`). */
 export const KERNEL_FSTYPE = 'fuse.squashfs-r2';
 
+/** The watchdog's last act: detach the mount at "$1" if it is still ours (it may be unmounted and reused). */
+const UNMOUNT_IF_OURS = `[ "$(findmnt -n -o FSTYPE -M "$1" 2>/dev/null | tail -n 1)" = ${KERNEL_FSTYPE} ] && exec umount -l -- "$1"
+exit 0`;
+
 /**
- * Mounts and, unless told not to, stays as the watchdog: mount(8) gets our /dev/fuse descriptor as
- * fd 3 (`-i`: no mount.fuse helper), the shell then closes its copy, says "ok", and waits on its stdin,
- * a pipe from the server. When the server dies, even by SIGKILL, the pipe closes and the shell
- * detaches the mount if it is still ours (libfuse's auto_unmount, without fusermount). A clean
- * unmount kills the watchdog first.
+ * The watchdog started by the addon once mount(2) has mounted: it waits on its stdin, a pipe from the
+ * server. A line on it (disarm) means the server unmounts by itself; end of file means the server
+ * died, even by SIGKILL, and the watchdog detaches the mount (libfuse's auto_unmount, without
+ * fusermount).
+ */
+const WATCHDOG_SCRIPT = `read _disarmed && exit 0
+${UNMOUNT_IF_OURS}`;
+
+/**
+ * Without the addon: mount(8) gets our /dev/fuse descriptor as fd 3 (`-i`: no mount.fuse helper), the
+ * shell then closes its copy, says "ok", and stays as the watchdog on its stdin, a pipe from the
+ * server, as above; a clean unmount kills it first.
  */
 const MOUNT_SCRIPT = `mount -i -t ${KERNEL_FSTYPE} -o "$1" -- "$2" "$3" 3<&3 || exit 1
 exec 3<&-
 echo ok
 [ "$4" = watch ] || exit 0
 read _ignored
-[ "$(findmnt -n -o FSTYPE -M "$3" 2>/dev/null | tail -n 1)" = ${KERNEL_FSTYPE} ] && exec umount -l -- "$3"
-exit 0`;
+set -- "$3"
+${UNMOUNT_IF_OURS}`;
 
 /** Whether this process may mount without libfuse: mount(2) of a FUSE filesystem needs root. */
 export function canMountDirectly(): boolean {
@@ -56,8 +71,8 @@ export interface MountedDevice {
   fd: number;
   /** The thread that reads requests (readRequests starts it reading). */
   reader: ReaderThread;
-  /** The watchdog shell; killed (without it unmounting) before a clean unmount. */
-  watchdog?: ChildProcess;
+  /** mount(2) from the addon, or mount(8) where the addon is missing. */
+  mountedBy: 'mount(2)' | 'mount(8)';
   /** Stops the watchdog without letting it unmount (the mount is being unmounted by us). */
   disarm(): void;
 }
@@ -73,21 +88,31 @@ export async function mountDevice(target: string, options: DeviceMountOptions): 
   } catch (e) {
     throw new MountError(`cannot open /dev/fuse: ${(e as Error).message}`, { cause: e });
   }
-  // A worker boots while mount(8) runs (and, mounted early, while the image opens).
+  // A reader worker (without the addon) boots while mount(8) runs and, mounted early, the image opens.
   const reader = startReader(fd);
-  const data = [
-    'ro',
-    'nosuid',
-    'nodev',
-    `fd=3`,
-    `rootmode=${(options.rootMode & 0o170000).toString(8)}`,
-    `user_id=${process.getuid?.() ?? 0}`,
-    `group_id=${process.getgid?.() ?? 0}`,
-    // The kernel checks modes itself, as it does for the kernel's own squashfs.
-    'default_permissions',
-    ...(options.allowOther ? ['allow_other'] : []),
-  ].join(',');
+  const fuseData = (deviceFd: number) =>
+    [
+      `fd=${deviceFd}`,
+      `rootmode=${(options.rootMode & 0o170000).toString(8)}`,
+      `user_id=${process.getuid?.() ?? 0}`,
+      `group_id=${process.getgid?.() ?? 0}`,
+      // The kernel checks modes itself, as it does for the kernel's own squashfs.
+      'default_permissions',
+      ...(options.allowOther ? ['allow_other'] : []),
+    ].join(',');
   const watch = options.autoUnmount ?? true;
+  const addon = fuseAddon();
+  if (addon) {
+    try {
+      addon.mount(sanitizeSource(options.source), target, KERNEL_FSTYPE, fuseData(fd));
+    } catch (e) {
+      reader.discard();
+      closeSync(fd);
+      throw new MountError(`cannot mount on ${target}: ${(e as Error).message}`, { cause: e });
+    }
+    return { fd, reader, mountedBy: 'mount(2)', disarm: watch ? startWatchdog(addon, target) : () => undefined };
+  }
+  const data = `ro,nosuid,nodev,${fuseData(3)}`;
   const child = spawn(
     '/bin/sh',
     ['-c', MOUNT_SCRIPT, 'squashfs-r2-mount', data, sanitizeSource(options.source), target, watch ? 'watch' : ''],
@@ -117,10 +142,34 @@ export async function mountDevice(target: string, options: DeviceMountOptions): 
   return {
     fd,
     reader,
-    watchdog: watch ? child : undefined,
+    mountedBy: 'mount(8)',
     disarm() {
       if (watch && child.exitCode === null) child.kill('SIGKILL');
     },
+  };
+}
+
+/**
+ * Starts the watchdog of a mount made by mount(2) (WATCHDOG_SCRIPT); returns what disarms it. A
+ * watchdog that cannot start leaves the mount served, only without its auto-unmount: said, not fatal.
+ */
+function startWatchdog(addon: FuseAddon, target: string): () => void {
+  let pipe: number | undefined;
+  try {
+    pipe = addon.spawnWatchdog(['/bin/sh', '-c', WATCHDOG_SCRIPT, 'squashfs-r2-watchdog', target]);
+  } catch (e) {
+    log.warn(`${target}: no watchdog (the mount stays if this process dies): ${(e as Error).message}`);
+  }
+  return () => {
+    if (pipe === undefined) return;
+    const fd = pipe;
+    pipe = undefined;
+    try {
+      writeSync(fd, 'disarm\n');
+    } catch {
+      // the watchdog is gone already (EPIPE)
+    }
+    closeSync(fd);
   };
 }
 

@@ -1,9 +1,6 @@
-import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
-import { logger } from '../../util/log.js';
+import { type FuseAddon, fuseAddon } from './addon.js';
 import { MIN_READ_BUFFER } from './protocol.js';
-
-const log = logger('fs');
 
 /**
  * The thread that reads FUSE requests from /dev/fuse (blocking, one request per read) and hands each
@@ -11,10 +8,11 @@ const log = logger('fs');
  * own: Node cannot poll a character device on its event loop, and libuv's pool must stay free for
  * the image's reads and for a process that reads its own mount.
  *
- * Two kinds: a plain thread of our addon (native/fuse_reader.c, built by `npm install`), which costs
+ * Two kinds: a plain thread of our addon (native/fuse_kernel.c, built by `npm install`), which costs
  * nothing to start, and a Node worker, which boots a JavaScript runtime first (55-60 ms of CPU
  * alone, 100-130 ms in a mount's start on a 2-vCPU machine, where it competes with the image's
- * open). The worker runs where the addon was not built, or with SQUASHFS_R2_READER_THREAD=worker.
+ * open). The worker runs where the addon was not built or is off (addon.ts), or with
+ * SQUASHFS_R2_READER_THREAD=worker.
  */
 export interface ReaderThread {
   readonly kind: 'native' | 'worker';
@@ -38,35 +36,11 @@ const REQUEST_BUFFER_BYTES = Math.max(MIN_READ_BUFFER * 4, 64 << 10);
 
 /** A reader for the device `fd` (mounted or about to be); it reads once started. */
 export function startReader(fd: number): ReaderThread {
-  const addon = process.env.SQUASHFS_R2_READER_THREAD === 'worker' ? undefined : nativeReader();
+  const addon = process.env.SQUASHFS_R2_READER_THREAD === 'worker' ? undefined : fuseAddon();
   return addon ? nativeThread(addon, fd) : workerThread(fd);
 }
 
-interface NativeReader {
-  start(fd: number, bufferBytes: number, onMessage: (message: Buffer | string) => void): void;
-}
-
-let addon: NativeReader | null | undefined;
-
-/** The addon, loaded once; null where it was not built (said once, at debug level). */
-function nativeReader(): NativeReader | null {
-  if (addon !== undefined) return addon;
-  const require = createRequire(import.meta.url);
-  // build/ of the repository, from src/fs/kernel (tests) or from dist/src/fs/kernel (the build).
-  for (const path of ['../../../build/Release/fuse_reader.node', '../../../../build/Release/fuse_reader.node']) {
-    try {
-      addon = require(path) as NativeReader;
-      return addon;
-    } catch {
-      // not there: the next, then the worker
-    }
-  }
-  log.debug('no native request reader (build/Release/fuse_reader.node): a worker thread reads /dev/fuse');
-  addon = null;
-  return addon;
-}
-
-function nativeThread(native: NativeReader, fd: number): ReaderThread {
+function nativeThread(native: FuseAddon, fd: number): ReaderThread {
   let started = false;
   return {
     kind: 'native',

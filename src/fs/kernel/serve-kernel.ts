@@ -62,7 +62,7 @@ export async function serveKernel(
       },
     );
     const stats = () => ({
-      fuse: { ...session.stats(), readerThread: device.reader.kind },
+      fuse: { ...session.stats(), readerThread: device.reader.kind, mountedBy: device.mountedBy },
       reader: image.cacheStats(),
       source: context.sourceStats?.(),
     });
