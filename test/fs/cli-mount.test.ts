@@ -49,6 +49,7 @@ afterAll(async () => {
   await r2?.close();
 });
 
+const r2Env = () => ({ AWS_ACCESS_KEY_ID: r2.accessKeyId, AWS_SECRET_ACCESS_KEY: r2.secretAccessKey, AWS_REGION: r2.region });
 const s3Env = () => ({
   AWS_ACCESS_KEY_ID: server.accessKeyId,
   AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
@@ -142,6 +143,18 @@ describe('background mount', () => {
     const pid = (await serverPid(dir))!;
     await execFileP('fusermount3', ['-u', dir]);
     await waitFor('the server to exit', () => !processAlive(pid));
+  });
+
+  it('keeps serving past the ready timeout, which only bounds the wait for ready', async () => {
+    const dir = await mountpoint();
+    const env = { SQUASHFS_R2_READY_TIMEOUT_MS: '2000' };
+    expect((await runCli(['mount', image.path, dir], { env })).code).toBe(0);
+    const pid = (await serverPid(dir))!;
+    await new Promise((r) => setTimeout(r, 3_500));
+    expect(processAlive(pid), 'the server is still running').toBe(true);
+    expect(isMountpoint(dir)).toBe(true);
+    expect((await stat(join(dir, 'empty-file'))).size).toBe(0);
+    expect((await runCli(['unmount', dir])).code).toBe(0);
   });
 
   it('a busy mount is refused with an explanation; --lazy detaches it', async () => {
@@ -285,6 +298,19 @@ describe('failures exit non-zero with the cause and leave nothing behind', () =>
         env: { AWS_ACCESS_KEY_ID: r2.accessKeyId, AWS_SECRET_ACCESS_KEY: 'wrong-secret-value', AWS_REGION: r2.region },
       }),
       /403|denied|signature|credential|forbidden/i,
+    ],
+    [
+      'not ready in time',
+      async () => {
+        // The image's first GETs stall past the ready timeout: the server gives up, its early mount goes.
+        r2.injectFault({ fault: { kind: 'stall', ms: 6_000 }, match: { key: 'ok/data.sqsh' }, times: 2 });
+        return {
+          dir: await mountpoint(),
+          args: ['s3://images/ok/data.sqsh', '--endpoint', r2.endpoint],
+          env: { ...r2Env(), SQUASHFS_R2_READY_TIMEOUT_MS: '1500' },
+        };
+      },
+      /not ready within 1\.5 s/,
     ],
   ];
 

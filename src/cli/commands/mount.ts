@@ -40,6 +40,7 @@ options:
   --path-style        path-style S3 URLs
   --region REGION     signing region
 Credentials come from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...).
+A background mount not ready within 120 s gives up (SQUASHFS_R2_READY_TIMEOUT_MS sets the limit).
 `;
 
 const OPTIONS = {
@@ -62,8 +63,14 @@ const OPTIONS = {
   'ready-fd': { type: 'string' },
 } as const;
 
-/** Longest wait for the background process to report (covers slow first GETs with retries). */
-const READY_TIMEOUT_MS = 120_000;
+/**
+ * Longest wait for a background mount to be ready (covers slow first GETs with retries); after it the
+ * server gives up and exits 1. SQUASHFS_R2_READY_TIMEOUT_MS sets it (milliseconds).
+ */
+function readyTimeoutMs(): number {
+  const ms = Number(process.env.SQUASHFS_R2_READY_TIMEOUT_MS);
+  return Number.isSafeInteger(ms) && ms > 0 ? ms : 120_000;
+}
 
 export async function run(argv: string[]): Promise<number> {
   let parsed: ReturnType<typeof parse>;
@@ -117,12 +124,21 @@ async function runServer(source: string, mountpoint: string, values: Values, fus
     import('../../fs/daemon.js'),
   ]);
   logger('mount').debug(`server started ${performance.now().toFixed(1)} ms after process start`);
+  // Only while mounting: once the mount is up (or has failed) and reported, the timer must not fire.
+  // Left armed it killed a serving mount after two minutes, and wrote its report to whatever file
+  // had been given the closed report fd's number since.
+  let notReady: NodeJS.Timeout | undefined;
   if (readyFd !== undefined) {
     process.title = `squashfs-r2 mount ${resolve(mountpoint)}`;
-    setTimeout(() => {
-      reportReadiness(readyFd, { error: `squashfs-r2 mount: not ready within ${READY_TIMEOUT_MS / 1000} s`, exitCode: 1 });
-      process.exit(1);
-    }, READY_TIMEOUT_MS).unref();
+    const timeoutMs = readyTimeoutMs();
+    notReady = setTimeout(() => {
+      const giveUp = () => {
+        reportReadiness(readyFd, { error: `squashfs-r2 mount: not ready within ${timeoutMs / 1000} s`, exitCode: 1 });
+        process.exit(1);
+      };
+      // The kernel engine mounts while the image opens: detach that mount before saying we failed.
+      detachEarlyMount(mountpoint).then(giveUp, giveUp);
+    }, timeoutMs).unref();
   }
   let handle: Awaited<ReturnType<typeof mount>> | undefined;
   // Signals are ours from before the mount: one that lands while the kernel already serves but mount()
@@ -158,6 +174,7 @@ async function runServer(source: string, mountpoint: string, values: Values, fus
       source: where,
     });
   } catch (e) {
+    clearTimeout(notReady);
     if (readyFd !== undefined) {
       reportReadiness(readyFd, { error: `squashfs-r2 mount: ${describeError(e)}`, exitCode: 1 });
       exitSoon(1);
@@ -165,6 +182,7 @@ async function runServer(source: string, mountpoint: string, values: Values, fus
     }
     throw e;
   }
+  clearTimeout(notReady);
   if (stopping) {
     if (readyFd !== undefined) {
       reportReadiness(readyFd, { error: `squashfs-r2 mount: stopped by ${stopping} while mounting`, exitCode: 1 });
@@ -176,6 +194,16 @@ async function runServer(source: string, mountpoint: string, values: Values, fus
   await handle.closed;
   exitSoon(0);
   return 0;
+}
+
+/** Detaches our own mount at `mountpoint` (lazily: a reader may be waiting on it), if there is one. */
+async function detachEarlyMount(mountpoint: string): Promise<void> {
+  const [{ mountEntry }, { KERNEL_FSTYPE }, { unmountFuse }] = await Promise.all([
+    import('../../fs/mountpoint.js'),
+    import('../../fs/kernel/device.js'),
+    import('../../fs/unmount.js'),
+  ]);
+  if (mountEntry(mountpoint)?.fstype === KERNEL_FSTYPE) await unmountFuse(mountpoint, { lazy: true });
 }
 
 /**
@@ -197,7 +225,7 @@ async function runInBackground(argv: string[], values: Values): Promise<number> 
     script: cliEntry(),
     args: ['mount', ...argv],
     logFile: values['log-file'],
-    timeoutMs: READY_TIMEOUT_MS + 5_000,
+    timeoutMs: readyTimeoutMs() + 5_000,
   });
   if ('error' in answer) {
     process.stderr.write(`${answer.error}\n`);
