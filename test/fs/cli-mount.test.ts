@@ -276,6 +276,16 @@ describe('failures exit non-zero with the cause and leave nothing behind', () =>
     ],
     ['mountpoint missing', async () => ({ dir: '/nonexistent-mountpoint-dir', args: [image.path] }), /does not exist/],
     [
+      // The image's first GETs leave while the mountpoint is checked: the mountpoint's error is the one told.
+      'mountpoint missing, remote image',
+      async () => ({
+        dir: '/nonexistent-mountpoint-dir',
+        args: ['s3://images/ok/data.sqsh', '--endpoint', r2.endpoint],
+        env: r2Env(),
+      }),
+      /mountpoint \/nonexistent-mountpoint-dir does not exist/,
+    ],
+    [
       'log file cannot be opened',
       async () => ({ dir: await mountpoint(), args: [image.path, '--log-file', '/nonexistent-dir/mount.log'] }),
       /log file|no such file/i,
