@@ -25,8 +25,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-extern char **environ;
-
 #define THREAD_NAME "fuse-reader"
 
 // Shared by the thread and the thread-safe function. Node deletes the function when its environment
@@ -246,34 +244,56 @@ static void *reap(void *arg) {
   return NULL;
 }
 
-// spawnWatchdog(argv): runs argv (argv[0] a path) in a session of its own, its stdin the read end of
-// a pipe and its stdout and stderr /dev/null, with default signal handling. Returns the pipe's
-// write end: the watchdog sees end of file when this process dies (or closes it). A thread reaps it.
-static napi_value spawn_watchdog(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value array, result = NULL;
-  napi_get_cb_info(env, info, &argc, &array, NULL, NULL);
+// A JavaScript array of 1..max strings as a NULL-terminated malloc'd array (NULL, with an exception
+// thrown, if it is not one). free_strings() frees it.
+static char **strings_arg(napi_env env, napi_value array, uint32_t min, uint32_t max, const char *what) {
   uint32_t count = 0;
   bool is_array = false;
-  if (argc < 1 || napi_is_array(env, array, &is_array) != napi_ok || !is_array ||
-      napi_get_array_length(env, array, &count) != napi_ok || count < 1 || count > 64) {
-    napi_throw_type_error(env, NULL, "spawnWatchdog(argv: string[1..64])");
+  if (napi_is_array(env, array, &is_array) != napi_ok || !is_array ||
+      napi_get_array_length(env, array, &count) != napi_ok || count < min || count > max) {
+    napi_throw_type_error(env, NULL, what);
     return NULL;
   }
-  char **child_argv = calloc(count + 1, sizeof(char *));
-  if (child_argv == NULL) abort();
-  uint32_t filled = 0;
-  for (; filled < count; filled++) {
+  char **strings = calloc(count + 1, sizeof(char *));
+  if (strings == NULL) abort();
+  for (uint32_t i = 0; i < count; i++) {
     napi_value item;
-    napi_get_element(env, array, filled, &item);
-    child_argv[filled] = string_arg(env, item, "spawnWatchdog(argv): strings without NUL");
-    if (child_argv[filled] == NULL) break;
+    napi_get_element(env, array, i, &item);
+    strings[i] = string_arg(env, item, what);
+    if (strings[i] == NULL) {
+      for (uint32_t j = 0; j < i; j++) free(strings[j]);
+      free(strings);
+      return NULL;
+    }
   }
+  return strings;
+}
+
+static void free_strings(char **strings) {
+  if (strings == NULL) return;
+  for (char **s = strings; *s != NULL; s++) free(*s);
+  free(strings);
+}
+
+// spawnWatchdog(argv, envp): runs argv (argv[0] a path) with the environment envp ("NAME=value"
+// strings: not ours, which holds credentials), in a session of its own, its stdin the read end of a
+// pipe and its stdout and stderr /dev/null, with default signal handling. Returns the pipe's write
+// end: the watchdog sees end of file when this process dies (or closes it). A thread reaps it.
+static napi_value spawn_watchdog(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], result = NULL;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2) {
+    napi_throw_type_error(env, NULL, "spawnWatchdog(argv: string[], envp: string[])");
+    return NULL;
+  }
+  char **child_argv = strings_arg(env, argv[0], 1, 64, "spawnWatchdog(argv): 1 to 64 strings without NUL");
+  char **child_envp = child_argv == NULL ? NULL : strings_arg(env, argv[1], 0, 64, "spawnWatchdog(envp): up to 64 strings without NUL");
   int pipe_fds[2] = {-1, -1};
   posix_spawn_file_actions_t actions;
   posix_spawnattr_t attributes;
   sigset_t none, all;
-  if (filled == count) {
+  if (child_envp != NULL) {
     if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
       throw_errno(env, errno, "pipe");
     } else {
@@ -288,7 +308,7 @@ static napi_value spawn_watchdog(napi_env env, napi_callback_info info) {
       posix_spawnattr_setsigdefault(&attributes, &all); // Node ignores SIGPIPE; exec would keep that
       posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
       pid_t pid;
-      int failed = posix_spawn(&pid, child_argv[0], &actions, &attributes, child_argv, environ);
+      int failed = posix_spawn(&pid, child_argv[0], &actions, &attributes, child_argv, child_envp);
       posix_spawn_file_actions_destroy(&actions);
       posix_spawnattr_destroy(&attributes);
       close(pipe_fds[0]);
@@ -308,8 +328,8 @@ static napi_value spawn_watchdog(napi_env env, napi_callback_info info) {
       }
     }
   }
-  for (uint32_t i = 0; i < filled; i++) free(child_argv[i]);
-  free(child_argv);
+  free_strings(child_argv);
+  free_strings(child_envp);
   return result;
 }
 

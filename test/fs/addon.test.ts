@@ -79,9 +79,10 @@ describe('native helpers', () => {
     const addon = createRequire(import.meta.url)(ADDON) as FuseAddon;
     const dir = mkdtempSync(join(tmpdir(), 'squashfs-r2-watchdog-'));
     try {
-      const script = 'if read line; then echo "line $line" > "$1"; else echo eof > "$1"; fi';
-      const told = addon.spawnWatchdog(['/bin/sh', '-c', script, 'test', join(dir, 'told')]);
-      const closed = addon.spawnWatchdog(['/bin/sh', '-c', script, 'test', join(dir, 'closed')]);
+      const script = 'if read line; then echo "line $line $ONLY" > "$1"; else echo eof > "$1"; fi';
+      const env = ['ONLY=this'];
+      const told = addon.spawnWatchdog(['/bin/sh', '-c', script, 'test', join(dir, 'told')], env);
+      const closed = addon.spawnWatchdog(['/bin/sh', '-c', script, 'test', join(dir, 'closed')], env);
       writeSync(told, 'disarm\n');
       closeSync(told);
       closeSync(closed);
@@ -93,9 +94,10 @@ describe('native helpers', () => {
         }
       };
       for (let i = 0; i < 250 && !(read('told') && read('closed')); i++) await sleep(20);
-      expect(read('told')).toBe('line disarm\n');
+      expect(read('told')).toBe('line disarm this\n');
       expect(read('closed')).toBe('eof\n');
-      expect(() => addon.spawnWatchdog(['/nonexistent/watchdog'])).toThrow(/spawn watchdog/);
+      expect(() => addon.spawnWatchdog(['/nonexistent/watchdog'], [])).toThrow(/spawn watchdog/);
+      expect(() => addon.spawnWatchdog([], [])).toThrow(TypeError);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

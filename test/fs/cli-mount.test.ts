@@ -109,7 +109,7 @@ describe('background mount', () => {
     expect(started[1]).toContain('code cache used');
   });
 
-  it('mounts from S3 with credentials only in the environment, never in the server argv', async () => {
+  it('mounts from S3 with credentials only in the environment, never in the server argv nor the watchdog', async () => {
     const dir = await mountpoint();
     const r = await runCli(
       [
@@ -131,6 +131,10 @@ describe('background mount', () => {
       const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8');
       expect(cmdline).not.toContain(server.secretAccessKey === 'S3RVER' ? 'AWS_SECRET' : server.secretAccessKey);
       expect(cmdline).not.toContain('s3://');
+      // The watchdog lives as long as the mount: it gets a PATH, not the server's environment.
+      const watchdog = await execFileP('pgrep', ['-f', `squashfs-r2-watchdog .*${dir}$`]);
+      const environ = await readFile(`/proc/${watchdog.stdout.trim()}/environ`, 'utf8');
+      expect(environ.split('\0').filter(Boolean).map((e) => e.split('=')[0])).toEqual(['PATH']);
       expect((await readFile(join(dir, 'empty-file'))).length).toBe(0);
     } finally {
       await runCli(['unmount', dir]);

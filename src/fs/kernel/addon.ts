@@ -16,8 +16,11 @@ export interface FuseAddon {
   start(fd: number, bufferBytes: number, onMessage: (message: Buffer | string) => void): void;
   /** Throws an Error whose code is the errno's name (EPERM, ENOENT, ...). */
   mount(source: string, target: string, fstype: string, data: string): void;
-  /** Runs argv in a session of its own, stdin a pipe: returns the pipe's write end (close-on-exec). */
-  spawnWatchdog(argv: string[]): number;
+  /**
+   * Runs argv with the environment envp ("NAME=value") in a session of its own, stdin a pipe: returns
+   * the pipe's write end (close-on-exec).
+   */
+  spawnWatchdog(argv: string[], envp: string[]): number;
 }
 
 let addon: FuseAddon | null | undefined;

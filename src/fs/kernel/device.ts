@@ -24,6 +24,14 @@ const WATCHDOG_SCRIPT = `read _disarmed && exit 0
 ${UNMOUNT_IF_OURS}`;
 
 /**
+ * The environment of the watchdog and of mount(8): a PATH to find them, nothing of ours (the
+ * server's holds credentials, and /proc/<pid>/environ would show them for as long as the mount lives).
+ */
+function helperEnv(): { PATH: string } {
+  return { PATH: process.env.PATH || '/usr/sbin:/usr/bin:/sbin:/bin' };
+}
+
+/**
  * Without the addon: mount(8) gets our /dev/fuse descriptor as fd 3 (`-i`: no mount.fuse helper), the
  * shell then closes its copy, says "ok", and stays as the watchdog on its stdin, a pipe from the
  * server, as above; a clean unmount kills it first.
@@ -119,6 +127,7 @@ export async function mountDevice(target: string, options: DeviceMountOptions): 
     {
       stdio: ['pipe', 'pipe', 'pipe', fd],
       detached: true,
+      env: helperEnv(),
     },
   );
   let stderr = '';
@@ -156,7 +165,9 @@ export async function mountDevice(target: string, options: DeviceMountOptions): 
 function startWatchdog(addon: FuseAddon, target: string): () => void {
   let pipe: number | undefined;
   try {
-    pipe = addon.spawnWatchdog(['/bin/sh', '-c', WATCHDOG_SCRIPT, 'squashfs-r2-watchdog', target]);
+    pipe = addon.spawnWatchdog(['/bin/sh', '-c', WATCHDOG_SCRIPT, 'squashfs-r2-watchdog', target], [
+      `PATH=${helperEnv().PATH}`,
+    ]);
   } catch (e) {
     log.warn(`${target}: no watchdog (the mount stays if this process dies): ${(e as Error).message}`);
   }
