@@ -10,18 +10,15 @@ const log = logger('mount');
 /** The filesystem type our mounts show (the same as libfuse's `subtype=squashfs-r2`). */
 export const KERNEL_FSTYPE = 'fuse.squashfs-r2';
 
-/** The watchdog's last act: detach the mount at "$1" if it is still ours (it may be unmounted and reused). */
-const UNMOUNT_IF_OURS = `[ "$(findmnt -n -o FSTYPE -M "$1" 2>/dev/null | tail -n 1)" = ${KERNEL_FSTYPE} ] && exec umount -l -- "$1"
-exit 0`;
-
 /**
- * The watchdog started by the addon once mount(2) has mounted: it waits on its stdin, a pipe from the
- * server. A line on it (disarm) means the server unmounts by itself; end of file means the server
- * died, even by SIGKILL, and the watchdog detaches the mount (libfuse's auto_unmount, without
- * fusermount).
+ * The watchdog of the mount at "$1": it waits on its stdin, a pipe from the server. A line on it
+ * (DISARM) means the server unmounts by itself; end of file means the server died, even by SIGKILL,
+ * and the watchdog detaches the mount if it is still ours (libfuse's auto_unmount, without fusermount).
  */
 const WATCHDOG_SCRIPT = `read _disarmed && exit 0
-${UNMOUNT_IF_OURS}`;
+[ "$(findmnt -n -o FSTYPE -M "$1" 2>/dev/null | tail -n 1)" = ${KERNEL_FSTYPE} ] && exec umount -l -- "$1"
+exit 0`;
+const DISARM = 'disarm\n';
 
 /**
  * The environment of the watchdog and of mount(8): a PATH to find them, nothing of ours (the
@@ -33,16 +30,14 @@ function helperEnv(): { PATH: string } {
 
 /**
  * Without the addon: mount(8) gets our /dev/fuse descriptor as fd 3 (`-i`: no mount.fuse helper), the
- * shell then closes its copy, says "ok", and stays as the watchdog on its stdin, a pipe from the
- * server, as above; a clean unmount kills it first.
+ * shell then closes its copy, says "ok", and goes on as the watchdog above.
  */
 const MOUNT_SCRIPT = `mount -i -t ${KERNEL_FSTYPE} -o "$1" -- "$2" "$3" 3<&3 || exit 1
 exec 3<&-
 echo ok
 [ "$4" = watch ] || exit 0
-read _ignored
 set -- "$3"
-${UNMOUNT_IF_OURS}`;
+${WATCHDOG_SCRIPT}`;
 
 /** Whether this process may mount without libfuse: mount(2) of a FUSE filesystem needs root. */
 export function canMountDirectly(): boolean {
@@ -145,15 +140,20 @@ export async function mountDevice(target: string, options: DeviceMountOptions): 
   child.stdout!.destroy();
   child.stderr!.destroy();
   child.unref();
-  (child.stdin as unknown as { unref?: () => void }).unref?.();
+  const stdin = child.stdin!;
+  stdin.on('error', () => undefined); // the watchdog is gone already (EPIPE)
+  (stdin as unknown as { unref?: () => void }).unref?.();
   // The pipe's own handle must not keep the event loop alive either.
-  (child.stdin as unknown as { _handle?: { unref(): void } })._handle?.unref();
+  (stdin as unknown as { _handle?: { unref(): void } })._handle?.unref();
+  let armed = watch;
   return {
     fd,
     reader,
     mountedBy: 'mount(8)',
     disarm() {
-      if (watch && child.exitCode === null) child.kill('SIGKILL');
+      if (!armed) return;
+      armed = false;
+      stdin.end(DISARM);
     },
   };
 }
@@ -176,7 +176,7 @@ function startWatchdog(addon: FuseAddon, target: string): () => void {
     const fd = pipe;
     pipe = undefined;
     try {
-      writeSync(fd, 'disarm\n');
+      writeSync(fd, DISARM);
     } catch {
       // the watchdog is gone already (EPIPE)
     }

@@ -11,8 +11,7 @@ import { MIN_READ_BUFFER } from './protocol.js';
  * Two kinds: a plain thread of our addon (native/fuse_kernel.c, built by `npm install`), which costs
  * nothing to start, and a Node worker, which boots a JavaScript runtime first (55-60 ms of CPU
  * alone, 100-130 ms in a mount's start on a 2-vCPU machine, where it competes with the image's
- * open). The worker runs where the addon was not built or is off (addon.ts), or with
- * SQUASHFS_R2_READER_THREAD=worker.
+ * open). The worker runs where the addon was not built or is off (addon.ts).
  */
 export interface ReaderThread {
   readonly kind: 'native' | 'worker';
@@ -36,7 +35,7 @@ const REQUEST_BUFFER_BYTES = Math.max(MIN_READ_BUFFER * 4, 64 << 10);
 
 /** A reader for the device `fd` (mounted or about to be); it reads once started. */
 export function startReader(fd: number): ReaderThread {
-  const addon = process.env.SQUASHFS_R2_READER_THREAD === 'worker' ? undefined : fuseAddon();
+  const addon = fuseAddon();
   return addon ? nativeThread(addon, fd) : workerThread(fd);
 }
 
