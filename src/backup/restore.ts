@@ -1,6 +1,7 @@
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { FuseCpu } from '../fs/affinity.js';
+import { lockDir } from './dir-lock.js';
 import {
   assertBackupId,
   assertNotExpired,
@@ -20,7 +21,6 @@ import { copyRootAttributes, ROOT_XATTRS_FILE, readRootXattrs } from './root-att
 import { type BucketOptions, resolveBucketOptions, sourceSpec } from './s3-client.js';
 import {
   ensureStateDir,
-  lockDir,
   newRestoreId,
   type RestoreRecord,
   recordsForDir,

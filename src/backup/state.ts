@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { LOCKS } from './dir-lock.js';
 import { BackupError, BackupInputError } from './layout.js';
 
 /**
@@ -11,7 +12,6 @@ import { BackupError, BackupInputError } from './layout.js';
 export const DEFAULT_STATE_DIR = '/var/lib/squashfs-r2/restores';
 export const RECORD_FILE = 'restore.json';
 export const SAVED_WRITES = 'saved-writes';
-export const LOCKS = 'locks';
 
 export function stateDirFrom(explicit?: string, env = process.env): string {
   const dir = resolve(explicit ?? env.SQUASHFS_R2_STATE_DIR ?? DEFAULT_STATE_DIR);
@@ -93,39 +93,4 @@ export async function readRecords(stateDir: string): Promise<RestoreRecord[]> {
 export async function recordsForDir(stateDir: string, dir: string): Promise<RestoreRecord[]> {
   const abs = resolve(dir);
   return (await readRecords(stateDir)).filter((r) => r.dir === abs && r.status !== 'detached');
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/**
- * Serializes restores and teardowns of one dir (two mount-backup runs on the same dir would otherwise
- * interleave their mounts). The lock is a dir created atomically, holding the owner's pid; a lock whose
- * owner died is taken over. Returns the release function.
- */
-export async function lockDir(stateDir: string, dir: string): Promise<() => Promise<void>> {
-  const root = join(stateDir, LOCKS);
-  await mkdir(root, { recursive: true, mode: 0o700 });
-  const lock = join(root, createHash('sha256').update(resolve(dir)).digest('hex').slice(0, 32));
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      await mkdir(lock, { mode: 0o700 });
-      await writeFile(join(lock, 'pid'), String(process.pid));
-      return () => rm(lock, { recursive: true, force: true });
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const owner = Number(await readFile(join(lock, 'pid'), 'utf8').catch(() => ''));
-      if (owner && isAlive(owner)) {
-        throw new BackupError(`another restore or unmount of ${resolve(dir)} is in progress (pid ${owner})`);
-      }
-      await rm(lock, { recursive: true, force: true });
-    }
-  }
-  throw new BackupError(`cannot lock ${resolve(dir)} in ${root}`);
 }

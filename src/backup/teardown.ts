@@ -1,18 +1,11 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { lockDir } from './dir-lock.js';
 import { stopProcess } from './lower.js';
 import { mountEntry, unmountFuse } from './mounts.js';
 import { OVERLAY_FS_TYPE } from './overlay.js';
-import {
-  lockDir,
-  type RestoreRecord,
-  readRecords,
-  recordsForDir,
-  SAVED_WRITES,
-  stateDirFrom,
-  writeRecord,
-} from './state.js';
+import { type RestoreRecord, readRecords, recordsForDir, SAVED_WRITES, stateDirFrom, writeRecord } from './state.js';
 
 export interface TeardownResult {
   record: RestoreRecord;
