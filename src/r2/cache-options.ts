@@ -15,7 +15,7 @@ export interface CacheOptions {
   missUnitBytes?: number;
   /** Largest readahead window. Default 64 MiB; never more than a quarter of `cacheBytes`. */
   maxReadaheadBytes?: number;
-  /** First readahead window of a sequential stream. Default 1 MiB. */
+  /** First readahead window of a sequential stream. Default 4 MiB. */
   initialReadaheadBytes?: number;
   /** Largest single readahead GET; a window is split into parallel GETs of at most this size. Default 8 MiB. */
   maxReadaheadRequestBytes?: number;
@@ -64,15 +64,17 @@ const MiB = 1024 * KiB;
  * - tailBytes 1 MiB: holds the whole metadata run of images of tens of thousands of files (a gzip
  *   image of 4,251 npm files has 86 KiB of metadata, ~21 bytes per inode), so open + retain is one
  *   round trip for them; bigger images pay exactly one more GET.
- * - readahead 1 MiB growing to 64 MiB, GETs of at most 8 MiB, 8 at once: one stream saturates a link
- *   after a few round trips, while the window never exceeds a quarter of the cache.
+ * - readahead 4 MiB growing 4x a step to 64 MiB, GETs of at most 8 MiB, 8 at once: one stream saturates
+ *   a link after two or three round trips, while the window never exceeds a quarter of the cache. The
+ *   first window is eight 512 KiB GETs, one per connection; R2 bills requests, not bytes, so a reader
+ *   that stops after a few hundred KiB costs a few MiB of bandwidth, not money.
  */
 export const CACHE_DEFAULTS = {
   cacheBytes: 256 * MiB,
   chunkBytes: 64 * KiB,
   missUnitBytes: 256 * KiB,
   maxReadaheadBytes: 64 * MiB,
-  initialReadaheadBytes: 1 * MiB,
+  initialReadaheadBytes: 4 * MiB,
   maxReadaheadRequestBytes: 8 * MiB,
   maxConcurrentFetches: 16,
   maxReadaheadFetches: 8,

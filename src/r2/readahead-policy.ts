@@ -43,10 +43,17 @@ const MIN_SEQUENTIAL_READS = 3;
 const PIECES_PER_WINDOW = 8;
 /** ... but no readahead GET below this: a round trip costs tens of ms, and each GET is billed. */
 const MIN_PIECE_BYTES = 512 * 1024;
+/**
+ * A window grows 4x a step, not 2x: a step takes a round trip plus a piece's transfer (~140 ms at 80 ms
+ * RTT), and from 1 MiB doubling took six of them (~0.9 s) to reach a window that keeps the link full.
+ * W1's big files at 80 ms, five runs each: 256 MiB asked for 1.13-1.26 s after the first read, against
+ * 1.51-1.94 s (docs/benchmarks.md, twelfth session). A reader that stops wastes at most 4x what it read.
+ */
+const WINDOW_GROWTH = 4;
 
 /**
  * The default policy: sequential streams detected in source offsets (readahead.ts), each with a window
- * growing from `initialReadaheadBytes` to `maxReadaheadBytes` (never over a quarter of the cache), all
+ * growing 4x a step from `initialReadaheadBytes` to `maxReadaheadBytes` (never over a quarter of the cache), all
  * within `budgetBytes`; a window is fetched as up to eight parallel GETs, topped up one GET at a time.
  */
 export class SequentialReadahead implements ReadaheadPolicy {
@@ -64,6 +71,7 @@ export class SequentialReadahead implements ReadaheadPolicy {
       {
         initialWindowBytes: Math.min(opts.initialReadaheadBytes, windowCap),
         maxWindowBytes: windowCap,
+        growthFactor: WINDOW_GROWTH,
         forwardSlackBytes: Math.min(32 * 1024, opts.chunkBytes),
         maxStreams: READAHEAD_STREAMS,
         minSequentialReads: MIN_SEQUENTIAL_READS,

@@ -9,8 +9,8 @@
  * window; for a stream that already has a window, up to one window either side). Any other read starts
  * a new stream with no readahead, so a random reader never triggers more
  * than what it asked for. A stream's window starts at `initialWindowBytes` once it has been continued
- * `minSequentialReads - 1` times (two adjacent reads can be chance; three rarely are) and doubles every
- * time the reader has consumed half a window since it last grew, up to `maxWindowBytes`. A plan tops
+ * `minSequentialReads - 1` times (two adjacent reads can be chance; three rarely are) and grows by
+ * `growthFactor` every time the reader has consumed half a window since it last grew, up to `maxWindowBytes`. A plan tops
  * the prefetched bytes ahead of the reader up to one window as soon as a `1/topUpsPerWindow` of it is
  * free: a reader faster than the network then always has most of a window in flight, where topping
  * up only at half a window left it waiting on each half in turn (W1's big files: one wave of GETs
@@ -37,6 +37,8 @@ export const IDLE_STREAM_MS = 500;
 export interface ReadaheadOptions {
   initialWindowBytes: number;
   maxWindowBytes: number;
+  /** Each growth multiplies the window by this. Default 2. */
+  growthFactor?: number;
   /** A read starting up to this far past a stream's end still continues it (out-of-order blocks). */
   forwardSlackBytes: number;
   maxStreams: number;
@@ -139,7 +141,7 @@ export class SequentialDetector {
     const grown = first
       ? Math.min(this.options.initialWindowBytes, this.options.maxWindowBytes)
       : grow
-        ? Math.min(stream.windowBytes * 2, this.options.maxWindowBytes)
+        ? Math.min(stream.windowBytes * (this.options.growthFactor ?? 2), this.options.maxWindowBytes)
         : stream.windowBytes;
     // Fair share: the budget over the streams that hold readahead now and are still being read
     // (this one included). An idle stream's unread readahead still counts against availableBytes

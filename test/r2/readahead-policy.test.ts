@@ -16,12 +16,27 @@ describe('SequentialReadahead', () => {
     for (let at = 0; at < 64 * MiB; at += 128 * KiB) asked.push(...policy.observe(at, 128 * KiB, Infinity));
     expect(asked.length).toBeGreaterThan(3);
     const [first, second] = asked;
-    expect(first!.end - first!.start).toBe(1 * MiB);
-    expect(first!.pieceBytes).toBe(512 * KiB); // a 1 MiB window over 2 GETs: none below 512 KiB
+    expect(first!.end - first!.start).toBe(4 * MiB);
+    expect(first!.pieceBytes).toBe(512 * KiB); // a 4 MiB window over 8 GETs, one per connection
     expect(second!.streamId).toBe(first!.streamId);
     expect(policy.isAlive(first!.streamId)).toBe(true);
     expect(policy.positionOf(first!.streamId)).toBe(64 * MiB);
     expect(Math.max(...asked.map((r) => r.pieceBytes))).toBe(opts.maxReadaheadRequestBytes);
+  });
+
+  it('grows the window 4x a step: 4 -> 16 -> 64 MiB within the first 12 MiB read', () => {
+    const opts = resolveOptions({ cacheBytes: 256 * MiB });
+    const policy = new SequentialReadahead(opts, 1 << 30, 128 * MiB);
+    let aheadUntil = 0;
+    const aheadAt: number[] = [];
+    for (let at = 0; at < 12 * MiB; at += 128 * KiB) {
+      for (const r of policy.observe(at, 128 * KiB, Infinity)) aheadUntil = Math.max(aheadUntil, r.end);
+      aheadAt.push(aheadUntil - (at + 128 * KiB));
+    }
+    expect(Math.max(...aheadAt.slice(0, 16))).toBeLessThanOrEqual(4 * MiB);
+    expect(Math.max(...aheadAt.slice(16, 64))).toBeGreaterThan(8 * MiB);
+    expect(Math.max(...aheadAt.slice(16, 64))).toBeLessThanOrEqual(16 * MiB);
+    expect(aheadAt.at(-1)).toBeGreaterThan(32 * MiB);
   });
 
   it('keeps a full window nearly all in flight: topped up one GET at a time, never half a window at once', () => {

@@ -29,6 +29,16 @@ describe('SequentialDetector', () => {
     expect(windows.slice(0, 8)).toEqual([1, 2, 4, 8, 16, 32, 64, 64]);
   });
 
+  it('with growthFactor 4: 1 -> 4 -> 16 -> 64 MiB', () => {
+    const d = new SequentialDetector({ ...options, growthFactor: 4 }, 1 << 30);
+    const windows: number[] = [];
+    for (let at = 0; at < 400 * MiB; at += 128 * KiB) {
+      const plan = d.observe(at, 128 * KiB);
+      if (plan) windows.push(plan.windowBytes / MiB);
+    }
+    expect(windows.slice(0, 5)).toEqual([1, 4, 16, 64, 64]);
+  });
+
   it('never plans readahead for random reads', () => {
     const d = new SequentialDetector(options, 1 << 30);
     let seed = 7;
