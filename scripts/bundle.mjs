@@ -1,7 +1,7 @@
 // `npm run build`, after tsc: the CLI's compiled modules (dist/src) as one CommonJS file,
 // dist/cli.bundle.cjs, which bin/cli.cjs runs with V8's code cache (see there why). Packages from
 // node_modules and node's own modules stay outside it (required at run time, native addons included).
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { rolldown } from 'rolldown';
 
@@ -76,7 +76,14 @@ await bundle.write({
   dynamicImportInCjs: false,
 });
 await bundle.close();
-const code = await readFile(output, 'utf8');
+// ASCII only: a source with any other character is a two-byte string to V8, which read, checked against
+// its code cache and compiled at ~2x the cost (measured: decode 4.5-7 against 6-9.6 ms, compile from the
+// cache 3.4-6.7 against 6.7-11 ms). \uXXXX means the same character in strings, regexes, identifiers
+// and comments; the bundle has no String.raw, the one place where it would not.
+const written = await readFile(output, 'utf8');
+if (written.includes('String.raw')) throw new Error(`${output}: String.raw would see \\u escapes literally`);
+const code = written.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+if (code !== written) await writeFile(output, code);
 if (/\bimport\s*\(/.test(code)) throw new Error(`${output}: a dynamic import() is left, which fails when run from a code cache`);
 // bin/cli.cjs runs the bundle only while it is newer than the tsc output it was made from.
 if ((await stat(output)).mtimeMs <= entryTime) throw new Error(`${output} is not newer than ${entry}`);
