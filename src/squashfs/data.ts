@@ -1,4 +1,4 @@
-import { LRUCache } from 'lru-cache';
+import { entryLru } from '../util/entry-lru.js';
 import { Arena, Lease } from '../util/arena.js';
 import { corrupt, SquashfsError } from './errors.js';
 import { u32, u64 } from './bytes.js';
@@ -96,11 +96,11 @@ export class FileData {
   redecoded = 0;
   /** Buffers of decoded blocks, reused as the cache turns over (util/arena.ts says why). */
   private readonly arena: Arena;
-  private readonly chunks = new LRUCache<string, BlockChunk>({ max: 1024 });
-  private readonly fragmentEntries = new LRUCache<number, FragmentEntry>({ max: FRAGMENT_ENTRIES_KEPT });
-  private readonly checkpoints = new LRUCache<number, Checkpoint[]>({ max: 4096 });
+  private readonly chunks = entryLru<string, BlockChunk>(1024);
+  private readonly fragmentEntries = entryLru<number, FragmentEntry>(FRAGMENT_ENTRIES_KEPT);
+  private readonly checkpoints = entryLru<number, Checkpoint[]>(4096);
   /** Where the last read of each recently read file ended: a read starting there is sequential. */
-  private readonly lastEnd = new LRUCache<number, number>({ max: 1024 });
+  private readonly lastEnd = entryLru<number, number>(1024);
   /** Reused buffers for uncompressed blocks read without the block cache (see readDirect). */
   private readonly scratch: Uint8Array[] = [];
 

@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { LRUCache } from 'lru-cache';
+import { entryLru } from '../util/entry-lru.js';
 import { SquashfsError, corrupt } from './errors.js';
 import type { ByteSource } from './source.js';
 import { ImageIO } from './io.js';
@@ -60,7 +60,7 @@ export interface CacheStats {
 export class SquashfsImage implements SquashfsReader {
   readonly info: SuperblockInfo;
   /** Promises while decoding, the inodes themselves once decoded (for inodeNow). */
-  private readonly inodes = new LRUCache<number, Promise<SquashfsInode> | SquashfsInode>({ max: INODE_CACHE_ENTRIES });
+  private readonly inodes = entryLru<number, Promise<SquashfsInode> | SquashfsInode>(INODE_CACHE_ENTRIES);
   private readonly listings: ListingCache;
   private closed = false;
   /** Listed directories' data fetched ahead, when the source takes prefetch hints. */

@@ -1,4 +1,4 @@
-import { LRUCache } from 'lru-cache';
+import { entryLru } from '../util/entry-lru.js';
 import { u32, u64 } from './bytes.js';
 import type { ImageContext } from './context.js';
 import { WORD_LENGTH_MASK } from './data.js';
@@ -47,9 +47,9 @@ const WALKED_DIRECTORIES = 16_384;
 export class SubtreePrefetch {
   /** Spans asked for; tests and stats read it. */
   hinted = 0;
-  private readonly walked = new LRUCache<InodeRef, true>({ max: WALKED_DIRECTORIES });
+  private readonly walked = entryLru<InodeRef, true>(WALKED_DIRECTORIES);
   /** Per hinted directory (and the directories inside it): whether its span has arrived. */
-  private readonly arrivals = new LRUCache<InodeRef, Promise<boolean>>({ max: WALKED_DIRECTORIES });
+  private readonly arrivals = entryLru<InodeRef, Promise<boolean>>(WALKED_DIRECTORIES);
 
   constructor(
     private readonly ctx: ImageContext,
