@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { describeError, logger } from '../util/log.js';
@@ -46,10 +45,13 @@ export function currentCpu(): number | undefined {
  * from now on start there too. Resolves with the CPU, or undefined when nothing was pinned; never
  * rejects (the mount serves either way).
  */
-export function pinMainThread(choice: FuseCpu): Promise<number | undefined> {
-  if (choice === 'none' || availableParallelism() < 2) return Promise.resolve(undefined);
+export async function pinMainThread(choice: FuseCpu): Promise<number | undefined> {
+  if (choice === 'none' || availableParallelism() < 2) return undefined;
   const cpu = choice === 'auto' ? currentCpu() : choice;
-  if (cpu === undefined) return Promise.resolve(undefined);
+  if (cpu === undefined) return undefined;
+  // Loaded here, not with the module: the CLI's mount command imports this module for parseFuseCpu,
+  // and node:child_process took ~5 ms of every mount server's start, before its first GET.
+  const { execFile } = await import('node:child_process');
   return new Promise((done) => {
     execFile('taskset', ['-p', '-c', String(cpu), String(process.pid)], { timeout: 5_000 }, (error, _stdout, stderr) => {
       if (error) {

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { withoutUnusedCaBundle } from './tls-free.js';
@@ -158,6 +158,9 @@ export interface SpawnServerOptions {
 
 /** Starts the detached server and resolves with its report (or why there is none). */
 export async function spawnServer(options: SpawnServerOptions): Promise<Readiness & { pid?: number }> {
+  // Here, not with the module: a server imports this module too, and node:child_process took ~5 ms
+  // of its start, before its first GET.
+  const { spawn } = await import('node:child_process');
   const stderr = options.logFile ? openSync(options.logFile, 'a') : 'ignore';
   // Room for the server's process title (see bin/squashfs-r2): blanks as long as its command line.
   const room = ' '.repeat(options.args.join(' ').length);

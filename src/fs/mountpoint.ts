@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -155,6 +154,8 @@ function inodeOf(path: string): number | undefined {
 async function ensureFusectl(): Promise<void> {
   if (process.getuid?.() !== 0 || !existsSync(FUSECTL)) return;
   if (mountTable().some((m) => m.fstype === 'fusectl')) return;
+  // node:child_process loads here, not at a mount server's start (~5 ms before its first GET).
+  const { execFile } = await import('node:child_process');
   await new Promise<void>((done) => {
     execFile('mount', ['-t', 'fusectl', 'fusectl', FUSECTL], { timeout: 5_000 }, () => done());
   });

@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { resolve } from 'node:path';
 import { MountError, isMountpoint } from './mountpoint.js';
 
@@ -64,7 +63,9 @@ async function plainUnmount(abs: string, busyRetries: number): Promise<void> {
 
 const FUSERMOUNT_CANDIDATES = ['fusermount3', 'fusermount'];
 
-function fusermount(args: string[]): Promise<void> {
+async function fusermount(args: string[]): Promise<void> {
+  // node:child_process loads here, not at a mount server's start (~5 ms before its first GET).
+  const { execFile } = await import('node:child_process');
   return new Promise((done, fail) => {
     const attempt = (i: number): void => {
       const bin = FUSERMOUNT_CANDIDATES[i] as string;

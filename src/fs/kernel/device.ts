@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { closeSync, constants, openSync, writeSync } from 'node:fs';
 import { logger } from '../../util/log.js';
 import { MountError } from '../mountpoint.js';
@@ -116,6 +115,8 @@ export async function mountDevice(target: string, options: DeviceMountOptions): 
     return { fd, reader, mountedBy: 'mount(2)', disarm: watch ? startWatchdog(addon, target) : () => undefined };
   }
   const data = `ro,nosuid,nodev,${fuseData(3)}`;
+  // Only this fallback needs node:child_process: loaded here, not at every mount server's start.
+  const { spawn } = await import('node:child_process');
   const child = spawn(
     '/bin/sh',
     ['-c', MOUNT_SCRIPT, 'squashfs-r2-mount', data, sanitizeSource(options.source), target, watch ? 'watch' : ''],

@@ -1,4 +1,5 @@
-import { Worker } from 'node:worker_threads';
+import { createRequire } from 'node:module';
+import type * as WorkerThreads from 'node:worker_threads';
 import { type FuseAddon, fuseAddon } from './addon.js';
 import { MIN_READ_BUFFER } from './protocol.js';
 
@@ -88,6 +89,9 @@ parentPort.once('message', (go) => {
 `;
 
 function workerThread(fd: number): ReaderThread {
+  // Required here, not with the module: only this fallback (no addon) uses it, and loading it took
+  // ~2 ms of every mount server's start.
+  const { Worker } = createRequire(import.meta.url)('node:worker_threads') as typeof WorkerThreads;
   const worker = new Worker(READER_SOURCE, {
     eval: true,
     workerData: { fd, bufferSize: REQUEST_BUFFER_BYTES },
