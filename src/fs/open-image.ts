@@ -7,7 +7,16 @@ import { MountError } from './mountpoint.js';
 /** How to reach a remote image (see src/r2/open-source.ts); credentials come from the environment. */
 export type SourceOptions = Pick<
   RemoteSourceOptions,
-  'endpoint' | 'accountId' | 'pathStyle' | 'region' | 'profile' | 'cacheBytes' | 'cacheDir' | 'cacheDirMaxBytes' | 'whileOpening'
+  | 'endpoint'
+  | 'accountId'
+  | 'pathStyle'
+  | 'region'
+  | 'profile'
+  | 'cacheBytes'
+  | 'cacheDir'
+  | 'cacheDirMaxBytes'
+  | 'whileOpening'
+  | 'opening'
 >;
 
 const REMOTE = /^[a-z][a-z0-9+.-]*:\/\//i;

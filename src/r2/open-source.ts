@@ -4,7 +4,7 @@ import { FileSource } from './file.js';
 import { openNow, openSpans } from './open-early.js';
 import type { RangedObject, TransportOptions } from './ranged-object.js';
 import { parseSourceSpec, type SpecOptions } from './spec.js';
-import type { SourceStats } from './types.js';
+import type { RemoteObject, SourceStats } from './types.js';
 
 /** Everything that shapes a source: how the spec is read, the transport, and the chunk cache. */
 export interface SourceOptions extends SpecOptions, TransportOptions, CacheOptions {
@@ -15,6 +15,11 @@ export interface SourceOptions extends SpecOptions, TransportOptions, CacheOptio
    * caller can load what it needs next during the round trip.
    */
   whileOpening?: () => void;
+  /**
+   * This object's open, already started by openRemoteEarly (its head and tail GETs on their way): taken
+   * over instead of starting another. Remote specs only.
+   */
+  opening?: Promise<RemoteObject>;
 }
 
 export type OpenedSource = ByteSource & {
@@ -40,7 +45,7 @@ export async function openSource(spec: string, options: SourceOptions = {}): Pro
     };
   }
   // The head + tail GETs leave before the chunk cache's modules load, which then overlap their round trip.
-  const remote = openNow(await openRemoteObject(spec, options), openSpans(options));
+  const remote = await (options.opening ?? openRemoteEarly(spec, options));
   // Their last steps (signing, taking a connection, the write) are promise continuations: modules
   // loaded before the next macrotask would run first and hold them back (~11 ms of the mount's start).
   await new Promise((resolve) => setImmediate(resolve));
@@ -52,6 +57,15 @@ export async function openSource(spec: string, options: SourceOptions = {}): Pro
     await remote.close();
     throw e;
   }
+}
+
+/**
+ * Starts the open of a remote image (its head and tail GETs) before anything else is loaded: a mount
+ * server calls this first and hands the result to openSource as `opening`, so the GETs leave before the
+ * ~30 ms of the mount's other modules load, which then overlap their round trip.
+ */
+export async function openRemoteEarly(spec: string, options: SourceOptions = {}): Promise<RemoteObject> {
+  return openNow(await openRemoteObject(spec, options), openSpans(options));
 }
 
 /**

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { openSource } from '../../src/r2/open-source.js';
+import { openRemoteEarly, openSource } from '../../src/r2/open-source.js';
 import { parseSourceSpec } from '../../src/r2/spec.js';
 import { type S3ServerMode, type S3TestServer, startS3Server } from '../../src/testing/s3-server.js';
 import { BUCKET, patternBytes, presignedUrl } from './transport-helpers.js';
@@ -144,6 +144,24 @@ describe.each(['s3rver', 'r2'] as S3ServerMode[])('openSource against %s', (mode
     expect(server.objectGets()).toHaveLength(mode === 'r2' ? 2 : 3);
     expect(Buffer.compare(Buffer.from(await src.read(0, 96)), image.subarray(0, 96))).toBe(0);
     await src.close();
+  });
+
+  test('an open started by openRemoteEarly is taken over by openSource: no second head and tail', async () => {
+    server.requests.length = 0;
+    const options = { endpoint: server.endpoint, env: env() };
+    const opening = openRemoteEarly(`s3://${BUCKET}/backups/1/data.sqsh`, options);
+    await opening;
+    // The open's head and tail reach the server before openSource is even called.
+    for (let i = 0; i < 100 && server.objectGets().length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(server.objectGets()).toHaveLength(2);
+    const src = await openSource(`s3://${BUCKET}/backups/1/data.sqsh`, { ...options, opening });
+    expect(server.objectGets()).toHaveLength(2); // none more
+    expect(Buffer.compare(Buffer.from(await src.read(0, 96)), image.subarray(0, 96))).toBe(0);
+    await src.close();
+    // A failed early open is reported by the openSource that takes it.
+    const failing = openRemoteEarly(`s3://${BUCKET}/nope`, options);
+    failing.catch(() => undefined);
+    await expect(openSource(`s3://${BUCKET}/nope`, { ...options, opening: failing })).rejects.toThrow(/NoSuchKey/);
   });
 
   test('a presigned http URL reads the same bytes as the file', async () => {

@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { type FuseCpu, parseFuseCpu } from '../../fs/affinity.js';
 import type { FuseEngine } from '../../fs/kernel/device.js';
+import type { RemoteObject } from '../../r2/types.js';
 import { configureLogging, describeError, type LogLevel } from '../../util/log.js';
 import { parseSize } from '../../util/size.js';
 import { UsageError } from '../usage-error.js';
@@ -114,12 +115,25 @@ function parseCacheSize(text: string): number {
  */
 async function runServer(source: string, mountpoint: string, values: Values, fuseCpu: FuseCpu): Promise<number> {
   const readyFd = values['ready-fd'] === undefined ? undefined : Number(values['ready-fd']);
-  // The server's connections open first (their handshake is a round trip), then the source's
-  // transport loads alongside the mount's modules. Awaited: started alongside, the connections
-  // would wait for those modules to load (~6 ms), which are queued ahead of the import's callback.
+  // The server's connections open first (their handshake is a round trip). Awaited: started alongside,
+  // the connections would wait for other modules to load, which are queued ahead of the import's callback.
   const where = { endpoint: values.endpoint, accountId: values['account-id'], pathStyle: values['path-style'], region: values.region };
   await import('../../r2/preconnect.js').then((m) => m.preconnectSource(source, where), () => undefined);
-  import('../../fs/open-image.js').then((m) => m.preloadSource(source), () => undefined);
+  // Then the image's open (head and tail GETs), before the mount's other modules (~30 ms), which load
+  // during its round trip. A failure is left to mount(), which reports it after the mountpoint's.
+  const { isRemoteSpec, preloadSource } = await import('../../fs/open-image.js');
+  let opening: Promise<RemoteObject> | undefined;
+  if (isRemoteSpec(source)) {
+    opening = import('../../r2/open-source.js').then((m) => m.openRemoteEarly(source, where));
+    opening.catch(() => undefined);
+    // The GETs are asked; they are written when the loop handles their connections' connect events.
+    await opening.then(
+      () => new Promise((resolve) => setImmediate(resolve)),
+      () => undefined,
+    );
+  } else {
+    void preloadSource(source);
+  }
   const [{ mount }, { logger }, { reportReadiness }] = await Promise.all([
     import('../../fs/index.js'),
     import('../../util/log.js'),
@@ -173,7 +187,7 @@ async function runServer(source: string, mountpoint: string, values: Values, fus
       fuseCpu,
       fuseEngine: values['fuse-engine'] as FuseEngine | undefined,
       servesOnly: true,
-      source: where,
+      source: { ...where, opening },
     });
   } catch (e) {
     clearTimeout(notReady);
