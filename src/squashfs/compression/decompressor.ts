@@ -35,6 +35,8 @@ export interface Decompressor {
   /** The image's compression options when it has an options block. */
   readonly options?: CompressorOptions;
   decompress(input: Uint8Array, maxOutput: number): Promise<Uint8Array>;
+  /** Starts loading what decoding data blocks at full speed needs (see lz4.ts); decoding works without it. */
+  warm?(): void;
 }
 
 /** The one error every codec reports: "corrupt <codec> block: <reason>". */

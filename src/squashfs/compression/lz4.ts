@@ -17,8 +17,10 @@ import { decodeLz4Block, Lz4BlockError } from './lz4-block.js';
  *   lz4-napi takes ~10-13 ms here (its loader script, then the 0.8 MB library), which was on the path of
  *   every lz4 mount's start: an image's first metadata blocks decode before it can be mounted.
  * - lz4-napi for data blocks once loaded: about twice as fast on source-like data here (590 against
- *   310 MB/s). It starts loading once the TypeScript decoder has decoded NATIVE_AFTER_BYTES of data
- *   blocks, about as much time as the load costs, so a mount that reads a few files never loads it.
+ *   310 MB/s once compiled; far slower while V8 still interprets the TypeScript decoder: a mount's first
+ *   file took 7 ms longer, its first small tree 10-20 ms). A mount loads it as soon as it serves
+ *   (`warm`, from a later macrotask than its readiness report); a reader that never calls `warm` loads it
+ *   once the TypeScript decoder has decoded NATIVE_AFTER_BYTES of data blocks.
  *
  * lz4-napi wants the decoded size as a 4-byte LE prefix; we pass the bound there. Measured: a block that
  * decodes to fewer bytes comes back at its real length, one that would decode to more fails ("provided
@@ -85,6 +87,9 @@ export function createDecompressor(options?: CompressorOptions): Decompressor {
   return {
     name: 'lz4',
     options,
+    warm() {
+      void loadNativeLz4();
+    },
     async decompress(input, maxOutput) {
       checkBound('lz4', maxOutput);
       if (maxOutput <= METADATA_BLOCK_SIZE) return decodeTs(input, maxOutput);
