@@ -82,7 +82,7 @@ await bundle.close();
 // and comments; the bundle has no String.raw, the one place where it would not.
 const written = await readFile(output, 'utf8');
 if (written.includes('String.raw')) throw new Error(`${output}: String.raw would see \\u escapes literally`);
-const code = written.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+const code = written.replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 if (code !== written) await writeFile(output, code);
 if (/\bimport\s*\(/.test(code)) throw new Error(`${output}: a dynamic import() is left, which fails when run from a code cache`);
 // bin/cli.cjs runs the bundle only while it is newer than the tsc output it was made from.
