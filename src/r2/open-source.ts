@@ -62,7 +62,8 @@ export async function openSource(spec: string, options: SourceOptions = {}): Pro
 /**
  * Starts the open of a remote image (its head and tail GETs) before anything else is loaded: a mount
  * server calls this first and hands the result to openSource as `opening`, so the GETs leave before the
- * ~30 ms of the mount's other modules load, which then overlap their round trip.
+ * ~30 ms of the mount's other modules load, which then overlap their round trip. The caller owns the
+ * object until openSource takes it over: one that never gets there must be closed (the CLI's server exits).
  */
 export async function openRemoteEarly(spec: string, options: SourceOptions = {}): Promise<RemoteObject> {
   return openNow(await openRemoteObject(spec, options), openSpans(options));
