@@ -2,14 +2,9 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { describeError } from '../util/log.js';
+import { MountError } from './mount-error.js';
 
-/** A mount failure a person can act on; the CLI prints the message and exits non-zero. */
-export class MountError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'MountError';
-  }
-}
+export { MountError } from './mount-error.js';
 
 export interface MountTableEntry {
   mountpoint: string;

@@ -2,7 +2,7 @@ import type { CachedSource } from '../r2/cache.js';
 import type { OpenedSource, SourceOptions as RemoteSourceOptions } from '../r2/open-source.js';
 import type { ByteSource } from '../squashfs/source.js';
 import type { ReaderOptions, SquashfsReader } from '../squashfs/types.js';
-import { MountError } from './mountpoint.js';
+import { MountError } from './mount-error.js';
 
 /** How to reach a remote image (see src/r2/open-source.ts); credentials come from the environment. */
 export type SourceOptions = Pick<

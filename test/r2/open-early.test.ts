@@ -9,7 +9,13 @@ import { type CacheOptions, openCachedSource } from '../../src/r2/cache.js';
 import { getPool } from '../../src/r2/http-get.js';
 import { openNow, openSpans } from '../../src/r2/open-early.js';
 import { openSource } from '../../src/r2/open-source.js';
-import { preconnect, sourceOrigin } from '../../src/r2/preconnect.js';
+import {
+  OPEN_CONNECTIONS,
+  OPEN_GET_CONNECTIONS,
+  preconnect,
+  preconnectSource,
+  sourceOrigin,
+} from '../../src/r2/preconnect.js';
 import { resolveS3Access } from '../../src/r2/s3-credentials.js';
 import { objectUrl } from '../../src/r2/s3-url.js';
 import { parseSourceSpec, type SpecOptions } from '../../src/r2/spec.js';
@@ -104,7 +110,11 @@ describe('openSource against the R2-behaviour server', () => {
   afterAll(async () => {
     await server?.close();
   });
-  const env = () => ({ AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey, AWS_REGION: 'auto' });
+  const env = () => ({
+    AWS_ACCESS_KEY_ID: server.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
+    AWS_REGION: 'auto',
+  });
 
   test('default options: the early head + tail GETs are the open (two GETs, none repeated); whileOpening runs once', async () => {
     server.requests.length = 0;
@@ -119,7 +129,9 @@ describe('openSource against the R2-behaviour server', () => {
       expect(calls).toBe(1);
       const gets = server.requests.filter((r) => r.method === 'GET');
       expect(gets.map((r) => r.range).sort()).toEqual(['bytes=-1048576', 'bytes=0-262143']);
-      expect(Buffer.from(await src.read(image.length - 10, 10)).equals(Buffer.from(image.subarray(image.length - 10)))).toBe(true);
+      expect(
+        Buffer.from(await src.read(image.length - 10, 10)).equals(Buffer.from(image.subarray(image.length - 10))),
+      ).toBe(true);
     } finally {
       await src.close();
     }
@@ -148,10 +160,27 @@ describe('GetPool over https (node:https loaded only for it)', () => {
     dir = await mkdtemp(join(tmpdir(), 'get-pool-tls-'));
     execFileSync(
       'openssl',
-      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-days', '1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')],
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-days',
+        '1',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+      ],
       { stdio: 'ignore' },
     );
-    server = createServer({ key: await readFile(join(dir, 'key.pem')), cert: await readFile(join(dir, 'cert.pem')) }, (_, res) => res.end('ok'));
+    server = createServer(
+      { key: await readFile(join(dir, 'key.pem')), cert: await readFile(join(dir, 'cert.pem')) },
+      (_, res) => res.end('ok'),
+    );
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     port = (server.address() as { port: number }).port;
   });
@@ -164,9 +193,16 @@ describe('GetPool over https (node:https loaded only for it)', () => {
     let connections = 0;
     server.on('connection', () => connections++);
     preconnect(`https://127.0.0.1:${port}`, 1); // TLS runs over a preconnected socket as over a new one
-    const pool = getPool(`https://127.0.0.1:${port}`, { connections: 1, connectTimeoutMs: 5000, headersTimeoutMs: 5000, idleTimeoutMs: 5000 });
+    const pool = getPool(`https://127.0.0.1:${port}`, {
+      connections: 1,
+      connectTimeoutMs: 5000,
+      headersTimeoutMs: 5000,
+      idleTimeoutMs: 5000,
+    });
     try {
-      await expect(pool.get('/', {}, new AbortController().signal)).rejects.toMatchObject({ code: 'DEPTH_ZERO_SELF_SIGNED_CERT' });
+      await expect(pool.get('/', {}, new AbortController().signal)).rejects.toMatchObject({
+        code: 'DEPTH_ZERO_SELF_SIGNED_CERT',
+      });
       expect(connections).toBe(1);
     } finally {
       pool.destroy();
@@ -192,8 +228,49 @@ describe('preconnect', () => {
     expect(sourceOrigin('https://h.example:444/a.sqsh?X-Amz-Signature=1')).toBe('https://h.example:444');
     // Unknown without the SDK (no static keys, or no region), or nothing to connect to.
     expect(sourceOrigin('s3://b/x.sqsh', { endpoint: 'http://127.0.0.1:1', env: { AWS_REGION: 'r' } })).toBeUndefined();
-    expect(sourceOrigin('s3://b/x.sqsh', { env: { AWS_ACCESS_KEY_ID: 'k', AWS_SECRET_ACCESS_KEY: 's' } })).toBeUndefined();
+    expect(
+      sourceOrigin('s3://b/x.sqsh', { env: { AWS_ACCESS_KEY_ID: 'k', AWS_SECRET_ACCESS_KEY: 's' } }),
+    ).toBeUndefined();
     expect(sourceOrigin('/tmp/x.sqsh')).toBeUndefined();
+  });
+
+  test("preconnectSource opens the open's connections first and the rest when asked, all taken by the pool", async () => {
+    let connections = 0;
+    const server = createHttpServer((_, res) => res.end('ok'));
+    server.on('connection', () => connections++);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    const spec = 's3://b/x.sqsh';
+    const options: SpecOptions = {
+      endpoint: `http://127.0.0.1:${port}`,
+      pathStyle: true,
+      region: 'us-east-1',
+      env: { AWS_ACCESS_KEY_ID: 'k', AWS_SECRET_ACCESS_KEY: 's' },
+    };
+    try {
+      preconnectSource(spec, options, OPEN_GET_CONNECTIONS);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(connections).toBe(OPEN_GET_CONNECTIONS);
+      preconnectSource(spec, options, OPEN_CONNECTIONS - OPEN_GET_CONNECTIONS);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(connections).toBe(OPEN_CONNECTIONS);
+      const pool = getPool(`http://127.0.0.1:${port}`, {
+        connections: OPEN_CONNECTIONS,
+        connectTimeoutMs: 5000,
+        headersTimeoutMs: 5000,
+        idleTimeoutMs: 5000,
+      });
+      const signal = new AbortController().signal;
+      const asked = Array.from({ length: OPEN_CONNECTIONS }, async () =>
+        (await pool.get('/', {}, signal)).readText(100),
+      );
+      expect(await Promise.all(asked)).toEqual(Array(OPEN_CONNECTIONS).fill('ok'));
+      expect(connections).toBe(OPEN_CONNECTIONS); // every one taken over, none new
+      pool.destroy();
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
   });
 
   test('GetPool sends its first requests on the preconnected sockets, then opens new ones', async () => {
@@ -206,7 +283,12 @@ describe('preconnect', () => {
       preconnect(origin, 2);
       await new Promise((r) => setTimeout(r, 50));
       expect(connections).toBe(2);
-      const pool = getPool(origin, { connections: 3, connectTimeoutMs: 5000, headersTimeoutMs: 5000, idleTimeoutMs: 5000 });
+      const pool = getPool(origin, {
+        connections: 3,
+        connectTimeoutMs: 5000,
+        headersTimeoutMs: 5000,
+        idleTimeoutMs: 5000,
+      });
       const signal = new AbortController().signal;
       const bodies = await Promise.all([1, 2, 3].map(async () => (await pool.get('/', {}, signal)).readText(100)));
       expect(bodies).toEqual(['ok', 'ok', 'ok']);

@@ -115,10 +115,13 @@ function parseCacheSize(text: string): number {
  */
 async function runServer(source: string, mountpoint: string, values: Values, fuseCpu: FuseCpu): Promise<number> {
   const readyFd = values['ready-fd'] === undefined ? undefined : Number(values['ready-fd']);
-  // The server's connections open first (their handshake is a round trip). Awaited: started alongside,
-  // the connections would wait for other modules to load, which are queued ahead of the import's callback.
+  // The open's connections first (their handshake is a round trip), the rest once its GETs are out.
   const where = { endpoint: values.endpoint, accountId: values['account-id'], pathStyle: values['path-style'], region: values.region };
-  await import('../../r2/preconnect.js').then((m) => m.preconnectSource(source, where), () => undefined);
+  const preconnect = await import('../../r2/preconnect.js');
+  preconnect.preconnectSource(source, where, preconnect.OPEN_GET_CONNECTIONS);
+  // net.connect() makes its connect() call from process.nextTick, and Node runs nextTicks only once the
+  // promise continuations queued now have all run: the module loading below, ~15 ms. Let them go first.
+  await new Promise((resolve) => process.nextTick(resolve));
   // Then the image's open (head and tail GETs), before the mount's other modules (~30 ms), which load
   // during its round trip. A failure is left to mount(), which reports it after the mountpoint's.
   const { isRemoteSpec, preloadSource } = await import('../../fs/open-image.js');
@@ -126,11 +129,15 @@ async function runServer(source: string, mountpoint: string, values: Values, fus
   if (isRemoteSpec(source)) {
     opening = import('../../r2/open-source.js').then((m) => m.openRemoteEarly(source, where));
     opening.catch(() => undefined);
-    // The GETs are asked; they are written when the loop handles their connections' connect events.
+    // The GETs are asked; they are written when the loop handles their connections' connect events,
+    // in its next poll phase. One setImmediate can run before that poll (when asked from this loop
+    // turn's poll phase); the second runs after it.
     await opening.then(
-      () => new Promise((resolve) => setImmediate(resolve)),
+      () => new Promise((resolve) => setImmediate(() => setImmediate(resolve))),
       () => undefined,
     );
+    // The first readahead burst's connections, now that the open's GETs are out.
+    preconnect.preconnectSource(source, where, preconnect.OPEN_CONNECTIONS - preconnect.OPEN_GET_CONNECTIONS);
   } else {
     void preloadSource(source);
   }

@@ -1,5 +1,6 @@
 import { write } from 'node:fs';
-import { Worker } from 'node:worker_threads';
+import { createRequire } from 'node:module';
+import type * as WorkerThreads from 'node:worker_threads';
 import type { SquashfsImage } from '../../squashfs/image.js';
 import type { SquashfsInode } from '../../squashfs/inode.js';
 import { describeError, logger } from '../../util/log.js';
@@ -89,7 +90,7 @@ export class PagePusher {
   private readonly done = new Set<number>();
   /** Node ids waiting in `queue`; a READ of one takes it out (its pages are then the READ's). */
   private readonly queued = new Set<number>();
-  private writer: Worker | undefined;
+  private writer: WorkerThreads.Worker | undefined;
   private inWriter = 0;
   private running = false;
   private closed = false;
@@ -238,7 +239,9 @@ export class PagePusher {
     resume?.();
   }
 
-  private startWriter(): Worker {
+  private startWriter(): WorkerThreads.Worker {
+    // Required here: a server that serves only (the CLI's) writes on libuv's pool and never needs it.
+    const { Worker } = createRequire(import.meta.url)('node:worker_threads') as typeof WorkerThreads;
     const writer = new Worker(WRITER_SOURCE, { eval: true, workerData: { fd: this.fd }, resourceLimits: SMALL_THREAD });
     writer.unref();
     writer.on('message', (written: number) => this.written(written));
