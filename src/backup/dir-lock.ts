@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { BackupError } from './layout.js';
@@ -8,7 +9,8 @@ const OWNER_FILE = 'pid';
 
 /**
  * Serializes restores and teardowns of one dir (two mount-backup runs on the same dir would otherwise
- * interleave their mounts). A lock is a dir holding its owner: "<pid> <token>". It is built under a
+ * interleave their mounts). A lock is a dir holding its owner: "<pid> <start> <token>", `start` being the
+ * process's start time (so a dead owner's pid reused by another process is not taken for it). It is built under a
  * draft name and renamed into place, so no one ever sees a lock without its owner; a lock whose owner
  * died is taken over. Returns the release function, which removes the lock only while it is still ours.
  */
@@ -16,13 +18,13 @@ export async function lockDir(stateDir: string, dir: string): Promise<() => Prom
   const root = join(stateDir, LOCKS);
   await mkdir(root, { recursive: true, mode: 0o700 });
   const lock = join(root, createHash('sha256').update(resolve(dir)).digest('hex').slice(0, 32));
-  const token = `${process.pid} ${randomBytes(8).toString('hex')}`;
+  const token = `${process.pid} ${startTime(process.pid) ?? '-'} ${randomBytes(8).toString('hex')}`;
   for (let attempt = 0; attempt < 4; attempt++) {
     if (await placeLock(lock, token)) return () => releaseLock(lock, token);
     const owner = await readOwner(lock);
     if (owner === 'gone') continue; // released (or taken over) since: try again
-    const pid = owner === 'none' ? 0 : Number(owner.split(' ')[0]);
-    if (pid && isAlive(pid)) {
+    const [pid, start] = owner === 'none' ? [0, undefined] : parseOwner(owner);
+    if (pid && isAlive(pid, start)) {
       throw new BackupError(`another restore or unmount of ${resolve(dir)} is in progress (pid ${pid})`);
     }
     await takeOver(lock, owner);
@@ -96,11 +98,32 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
-function isAlive(pid: number): boolean {
+/** The pid, and the start time when the owner line has one (locks of this session's first version had none). */
+function parseOwner(owner: string): [number, string | undefined] {
+  const parts = owner.split(' ');
+  const start = parts.length >= 3 && parts[1] !== '-' ? parts[1] : undefined;
+  return [Number(parts[0]), start];
+}
+
+/** A process start time: field 22 of /proc/<pid>/stat (clock ticks since boot); undefined without /proc. */
+export function startTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses: count fields after its last ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Is `pid` running, and (when known) is it the process that started at `start`? */
+function isAlive(pid: number, start: string | undefined): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
+  if (start === undefined) return true;
+  const now = startTime(pid);
+  return now === undefined || now === start;
 }

@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lockDir } from '../../src/backup/dir-lock.js';
+import { lockDir, startTime } from '../../src/backup/dir-lock.js';
 
 // The per-dir lock that keeps two restores (or a restore and an unmount) of one dir from interleaving.
 describe('lockDir', () => {
@@ -48,6 +48,23 @@ describe('lockDir', () => {
     const taken = await lockDir(stateDir, '/c');
     await taken();
     await unlock(); // the old holder's release must not have removed anything else by now
+    expect(await readdir(join(stateDir, 'locks'))).toEqual([]);
+  });
+
+  it("a lock whose pid now belongs to another process (reused) is taken over; its own process's is not", async () => {
+    const unlock = await lockDir(stateDir, '/e');
+    const [name] = await readdir(join(stateDir, 'locks'));
+    const owner = join(stateDir, 'locks', name!, 'pid');
+    const [pid, start, token] = (await readFile(owner, 'utf8')).split(' ');
+    expect(pid).toBe(String(process.pid));
+    expect(start).toBe(startTime(process.pid));
+    await expect(lockDir(stateDir, '/e')).rejects.toThrow(/in progress/);
+    // The same pid, started at another time: the owner died and its pid went to this process.
+    await writeFile(owner, `${pid} ${Number(start) + 1} ${token}`);
+    const taken = await lockDir(stateDir, '/e');
+    await unlock(); // no longer ours: must leave the new owner's lock alone
+    await expect(lockDir(stateDir, '/e')).rejects.toThrow(/in progress/);
+    await taken();
     expect(await readdir(join(stateDir, 'locks'))).toEqual([]);
   });
 
