@@ -106,8 +106,10 @@ test('4 GiB through a 64 MiB cache: the mount process stays within cache + 150 M
     );
     expect(m.alive()).toBe(true);
     // The reads really went through the mount to the network, pass after pass (the image is smaller
-    // than the files: two of them are compressed).
-    expect(fetched).toBeGreaterThan(0.9 * pass * imageBytes);
+    // than the files: two of them are compressed). A pass may find at most a cache's worth of the
+    // image still held from the pass before (the kept part of the LRU: observed 9-10% of the image, so
+    // an empirical 0.9 of it failed by 192 KB in one CI run); the rest must come over the proxy.
+    expect(fetched).toBeGreaterThan(pass * (imageBytes - CACHE));
     expect(peak).toBeLessThan(LIMIT);
   } finally {
     expect(await m.unmount()).toBe(0);
