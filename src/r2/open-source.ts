@@ -46,10 +46,8 @@ export async function openSource(spec: string, options: SourceOptions = {}): Pro
     };
   }
   // The head + tail GETs leave before the chunk cache's modules load, which then overlap their round trip.
-  const remote = await (options.opening ?? openRemoteEarly(spec, options));
-  // Their last steps (signing, taking a connection, the write) are promise continuations: modules
-  // loaded before the next macrotask would run first and hold them back (~11 ms of the mount's start).
-  await new Promise((resolve) => setImmediate(resolve));
+  // A given `opening` was let out by its caller already.
+  const remote = options.opening ? await options.opening : await openRemoteEarly(spec, options).then(letRequestsLeave);
   options.whileOpening?.();
   try {
     const { openCachedSource } = await import('./cache.js');
@@ -68,6 +66,16 @@ export async function openSource(spec: string, options: SourceOptions = {}): Pro
  */
 export async function openRemoteEarly(spec: string, options: SourceOptions = {}): Promise<RemoteObject> {
   return openNow(await openRemoteObject(spec, options), openSpans(options));
+}
+
+/**
+ * Resolves with `value` once the loop has been through a poll phase, so requests just asked are on the
+ * wire: their last steps (signing, taking a connection, the write on its connect event) are promise
+ * continuations and I/O callbacks, which modules loaded before then would hold back (~11 ms of a mount's
+ * start). Two setImmediates: one asked from this loop turn's poll phase runs before the next poll.
+ */
+export function letRequestsLeave<T>(value: T): Promise<T> {
+  return new Promise((resolve) => setImmediate(() => setImmediate(() => resolve(value))));
 }
 
 /**

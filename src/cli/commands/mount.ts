@@ -127,15 +127,10 @@ async function runServer(source: string, mountpoint: string, values: Values, fus
   const { isRemoteSpec, preloadSource } = await import('../../fs/open-image.js');
   let opening: Promise<RemoteObject> | undefined;
   if (isRemoteSpec(source)) {
-    opening = import('../../r2/open-source.js').then((m) => m.openRemoteEarly(source, where));
+    const early = await import('../../r2/open-source.js');
+    opening = early.openRemoteEarly(source, where);
     opening.catch(() => undefined);
-    // The GETs are asked; they are written when the loop handles their connections' connect events,
-    // in its next poll phase. One setImmediate can run before that poll (when asked from this loop
-    // turn's poll phase); the second runs after it.
-    await opening.then(
-      () => new Promise((resolve) => setImmediate(() => setImmediate(resolve))),
-      () => undefined,
-    );
+    await opening.then(early.letRequestsLeave, () => undefined);
     // The first readahead burst's connections, now that the open's GETs are out.
     preconnect.preconnectSource(source, where, preconnect.OPEN_CONNECTIONS - preconnect.OPEN_GET_CONNECTIONS);
   } else {
