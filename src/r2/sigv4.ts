@@ -1,9 +1,10 @@
-import { createHash, createHmac } from 'node:crypto';
+import { hmacSha256, sha256 } from './sha256.js';
 
 /**
  * AWS Signature Version 4 for S3 GETs, header form, unsigned payload: what every ranged GET of a
- * mount carries. Our own (node:crypto) because the general signer and its hash cost a mount process
- * about 30 ms of module loading at start-up, and this is all it needs. Checked against
+ * mount carries. Our own because the general signer and its hash cost a mount process about 30 ms of
+ * module loading at start-up, and this is all it needs; its hashes are sha256.ts (not node:crypto, for
+ * the same reason). Checked against
  * @smithy/signature-v4 in test/r2/sigv4.test.ts and by the R2-mode test server on every request.
  */
 export interface SigningCredentials {
@@ -61,13 +62,13 @@ export function signRequest(req: SignRequest): Record<string, string> {
   const scope = `${day}/${req.region}/${req.service}/aws4_request`;
   const stringToSign = [ALGORITHM, amzDate, scope, sha256Hex(canonicalRequest)].join('\n');
   const key = signingKey(req.credentials.secretAccessKey, day, req.region, req.service);
-  const signature = createHmac('sha256', key).update(stringToSign).digest('hex');
+  const signature = hmacSha256(key, stringToSign).toString('hex');
   headers.authorization = `${ALGORITHM} Credential=${req.credentials.accessKeyId}/${scope}, SignedHeaders=${names.join(';')}, Signature=${signature}`;
   return headers;
 }
 
 function sha256Hex(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
+  return sha256(text).toString('hex');
 }
 
 /** The derived key depends only on (secret, day, region, service): kept for the last combination. */
@@ -76,7 +77,7 @@ let cachedKey: { id: string; key: Buffer } | undefined;
 function signingKey(secret: string, day: string, region: string, service: string): Buffer {
   const id = `${day}\0${region}\0${service}\0${secret}`;
   if (cachedKey?.id === id) return cachedKey.key;
-  const hmac = (key: string | Buffer, data: string) => createHmac('sha256', key).update(data).digest();
+  const hmac = (key: string | Buffer, data: string) => hmacSha256(key, data);
   const key = hmac(hmac(hmac(hmac(`AWS4${secret}`, day), region), service), 'aws4_request');
   cachedKey = { id, key };
   return key;
