@@ -230,8 +230,6 @@ export async function prepareMount(
         state = 'done';
       });
       if (options.hydrate) startHydration(bytes, target);
-      // From a later macrotask: the caller's own next steps (the CLI's readiness report) come first.
-      setImmediate(() => reader.warmUp?.());
       return ownsSource ? { ...handle, source: bytes } : handle;
     },
     async close() {

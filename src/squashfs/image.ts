@@ -477,11 +477,6 @@ export class SquashfsImage implements SquashfsReader {
     };
   }
 
-  /** Closes the underlying source. */
-  warmUp(): void {
-    this.ctx.decompressor.warm?.();
-  }
-
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

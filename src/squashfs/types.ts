@@ -118,10 +118,5 @@ export interface SquashfsReader {
   readInto?(file: Inode | string, offset: number, target: Uint8Array): Promise<number>;
   createReadStream(file: Inode | string, options?: { start?: number; end?: number }): NodeJS.ReadableStream;
   statfs(): StatFs;
-  /**
-   * Starts loading, in the background, what decoding data at full speed needs (lz4's native decoder);
-   * reads work without it. A mount calls it once it serves. Optional so other readers need not provide it.
-   */
-  warmUp?(): void;
   close(): Promise<void>;
 }

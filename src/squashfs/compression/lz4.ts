@@ -18,9 +18,8 @@ import { decodeLz4Block, Lz4BlockError } from './lz4-block.js';
  *   every lz4 mount's start: an image's first metadata blocks decode before it can be mounted.
  * - lz4-napi for data blocks once loaded: about twice as fast on source-like data here (590 against
  *   310 MB/s once compiled; far slower while V8 still interprets the TypeScript decoder: a mount's first
- *   file took 7 ms longer, its first small tree 10-20 ms). A mount loads it as soon as it serves
- *   (`warm`, from a later macrotask than its readiness report); a reader that never calls `warm` loads it
- *   once the TypeScript decoder has decoded NATIVE_AFTER_BYTES of data blocks.
+ *   file took 7 ms longer, its first small tree 10-20 ms). `warm` loads it; the image's data reader
+ *   calls it once its first data read is on its way (FileData.readStored in data.ts says why there).
  *
  * lz4-napi wants the decoded size as a 4-byte LE prefix; we pass the bound there. Measured: a block that
  * decodes to fewer bytes comes back at its real length, one that would decode to more fails ("provided
@@ -28,9 +27,6 @@ import { decodeLz4Block, Lz4BlockError } from './lz4-block.js';
  * buffer (uncompressSync is synchronous and keeps no reference to it): a fresh one per block cost page
  * faults on every fragment block. If lz4-napi cannot load, the TypeScript decoder does everything.
  */
-
-/** Data-block output decoded in TypeScript before lz4-napi is loaded (~13 ms of decoding at 310 MB/s). */
-export const NATIVE_AFTER_BYTES = 4 * 1024 * 1024;
 
 type Uncompress = (input: Buffer) => Buffer;
 let native: Uncompress | undefined;
@@ -55,7 +51,6 @@ export function lz4DataDecoder(): 'native' | 'typescript' {
 export function createDecompressor(options?: CompressorOptions): Decompressor {
   const scratch = new Scratch();
   const prefixScratch = new Scratch();
-  let decodedInTs = 0;
 
   const decodeTs = (input: Uint8Array, maxOutput: number): Buffer => {
     const out = scratch.get(maxOutput);
@@ -94,11 +89,7 @@ export function createDecompressor(options?: CompressorOptions): Decompressor {
       checkBound('lz4', maxOutput);
       if (maxOutput <= METADATA_BLOCK_SIZE) return decodeTs(input, maxOutput);
       if (native) return decodeNative(native, input, maxOutput);
-      const out = decodeTs(input, maxOutput);
-      decodedInTs += out.length;
-      // Loaded from a later macrotask: the ~10 ms load should not hold up this block's reader.
-      if (decodedInTs >= NATIVE_AFTER_BYTES && !nativeLoad) setImmediate(() => void loadNativeLz4());
-      return out;
+      return decodeTs(input, maxOutput);
     },
   };
 }
