@@ -96,11 +96,12 @@ export interface CachedSource extends ByteSource {
 /** Opens `remote` in one round trip and wraps it in the chunk cache. The source owns `remote` (close closes it). */
 export async function openCachedSource(remote: RemoteObject, options: CacheOptions = {}): Promise<CachedSource> {
   const opts = resolveOptions(options);
-  const { info, head, tail } = await remote.open(opts.headBytes, opts.tailBytes);
+  const { info, head, tail, fullTail } = await remote.open(opts.headBytes, opts.tailBytes, opts.quickTailBytes);
   if (!Number.isSafeInteger(info.size) || info.size < 0)
     throw new Error(`${remote.name}: invalid object size ${info.size}`);
   const headExpected = Math.min(opts.headBytes, info.size);
-  const tailExpected = Math.min(opts.tailBytes, info.size);
+  const fullTailExpected = Math.min(opts.tailBytes, info.size);
+  const tailExpected = fullTail ? Math.min(opts.quickTailBytes, info.size) : fullTailExpected;
   if (head.length !== headExpected || tail.length !== tailExpected) {
     throw new Error(
       `${remote.name}: open returned ${head.length}+${tail.length} bytes, expected ${headExpected}+${tailExpected}`,
@@ -121,6 +122,16 @@ export async function openCachedSource(remote: RemoteObject, options: CacheOptio
     : undefined;
   const source = new ChunkCachedSource(remote, info, opts, disk);
   source.seed(head, tail);
+  if (fullTail) {
+    source.seedLater(
+      fullTail.then((bytes) => {
+        if (bytes.length !== fullTailExpected)
+          throw new Error(`${remote.name}: open's tail has ${bytes.length} bytes, expected ${fullTailExpected}`);
+        return bytes;
+      }),
+      fullTailExpected,
+    );
+  }
   if (options.hydrate) {
     source.hydrate().catch((e: unknown) => logger('cache').warn(`${remote.name}: hydration stopped: ${String(e)}`));
   }
@@ -179,6 +190,17 @@ class ChunkCachedSource implements CachedSource {
     this.store.persistWholeChunks(0, head);
     this.pinned.seedTail(tail);
     this.store.persistWholeChunks(this.size - tail.length, tail);
+  }
+
+  /** The whole tail, when the open completed with its quick part (see PinnedMetadata.expectTail). */
+  seedLater(fullTail: Promise<Uint8Array>, length: number): void {
+    this.pinned.expectTail(
+      fullTail.then((tail) => {
+        this.store.persistWholeChunks(this.size - tail.length, tail);
+        return tail;
+      }),
+      length,
+    );
   }
 
   /** Whole chunks of bytes already fetched, kept as data unless their own fetch is on its way. */

@@ -10,25 +10,33 @@ import type { OpenResult, RemoteObject } from './types.js';
  * The head and tail sizes openCachedSource asks `open` for with these options. cache-options.ts has
  * no imports, so asking it costs nothing at start-up and the defaults stay in one place.
  */
-export function openSpans(options: CacheOptions): { headBytes: number; tailBytes: number } {
-  const { headBytes, tailBytes } = resolveOptions(options);
-  return { headBytes, tailBytes };
+export function openSpans(options: CacheOptions): OpenSpans {
+  const { headBytes, tailBytes, quickTailBytes } = resolveOptions(options);
+  return { headBytes, tailBytes, quickTailBytes };
+}
+
+export interface OpenSpans {
+  headBytes: number;
+  tailBytes: number;
+  quickTailBytes: number;
 }
 
 /**
  * Sends `remote`'s open now; the object returned answers its first open() of the same sizes with that
  * open (any other open goes to `remote`). Everything else is `remote`'s.
  */
-export function openNow(remote: RemoteObject, spans: { headBytes: number; tailBytes: number }): RemoteObject {
-  let early: Promise<OpenResult> | undefined = remote.open(spans.headBytes, spans.tailBytes);
+export function openNow(remote: RemoteObject, spans: OpenSpans): RemoteObject {
+  let early: Promise<OpenResult> | undefined = remote.open(spans.headBytes, spans.tailBytes, spans.quickTailBytes);
   early.catch(() => undefined); // reported by the open() that takes it over, if any does
   return {
     name: remote.name,
-    open(headBytes, tailBytes) {
+    open(headBytes, tailBytes, quickTailBytes = 0) {
       const started = early;
       early = undefined;
-      if (started && headBytes === spans.headBytes && tailBytes === spans.tailBytes) return started;
-      return remote.open(headBytes, tailBytes);
+      const same =
+        headBytes === spans.headBytes && tailBytes === spans.tailBytes && quickTailBytes === spans.quickTailBytes;
+      if (started && same) return started;
+      return remote.open(headBytes, tailBytes, quickTailBytes);
     },
     fetch: (offset, length, signal) => remote.fetch(offset, length, signal),
     fetchInto: remote.fetchInto && ((offset, targets, signal) => remote.fetchInto!(offset, targets, signal)),

@@ -1,5 +1,5 @@
 import type { Lease } from '../util/arena.js';
-import { logger } from '../util/log.js';
+import { describeError, logger } from '../util/log.js';
 import type { ChunkLayout } from './chunk-layout.js';
 import { type Extent, PinnedExtents } from './pinned-extents.js';
 
@@ -39,6 +39,8 @@ export class PinnedMetadata {
   private readonly pinned = new PinnedExtents();
   /** Spans the reader asked to retain; undefined until the first retain (the tail is pinned until then). */
   private retainedSpans: Array<[number, number]> | undefined;
+  /** The whole tail, still on its way when the open completed with its quick part (expectTail). */
+  private fullTail: Promise<void> | undefined;
 
   constructor(
     private readonly layout: ChunkLayout,
@@ -49,6 +51,46 @@ export class PinnedMetadata {
   /** Pins the tail fetched at open until the reader says what to retain. */
   seedTail(tail: Uint8Array): void {
     if (tail.length > 0) this.pinned.replace([{ start: this.layout.objectSize - tail.length, bytes: tail }]);
+  }
+
+  /**
+   * The whole tail (`length` bytes) is on its way: the open completed with its quick part. A retain
+   * that needs more than is pinned waits for it rather than fetching what it brings (it was asked at
+   * the same time as the quick part, so that wait is never longer than a fetch of its own). Once in,
+   * it is pinned as the tail (before the first retain) or its bytes outside the retained spans become
+   * ordinary data (after). If its GET fails, retain fetches what it needs, as without it.
+   */
+  expectTail(fullTail: Promise<Uint8Array>, length: number): void {
+    const start = this.layout.objectSize - length;
+    const arrived: Promise<void> = fullTail
+      .then((tail) => this.takeFullTail(start, tail))
+      .catch((e: unknown) => this.log.debug(`${this.options.name}: the rest of the tail did not arrive: ${describeError(e)}`))
+      .then(() => {
+        if (this.fullTail === arrived) this.fullTail = undefined;
+      });
+    this.fullTail = arrived;
+  }
+
+  private takeFullTail(start: number, tail: Uint8Array): void {
+    if (this.sources.closed()) return;
+    const extent = { start, bytes: tail };
+    if (this.retainedSpans === undefined) this.pinned.replace([extent]); // holds the quick part too
+    else this.storeOutsideSpans(extent, this.retainedSpans);
+  }
+
+  /**
+   * Hands the chunks of `extent` that hold bytes outside `spans` to the store as ordinary data, whole:
+   * the chunk where the metadata begins holds the last data blocks too (the image's last fragment
+   * block, read by its small files), and pinning keeps only its metadata part.
+   */
+  private storeOutsideSpans(extent: Extent, spans: Array<[number, number]>): void {
+    const { layout } = this;
+    const extentEnd = extent.start + extent.bytes.length;
+    for (const part of outsideSpans(extent, spans)) {
+      const from = Math.max(extent.start, layout.start(layout.indexOf(part.start)));
+      const to = Math.min(extentEnd, layout.end(layout.indexOf(part.start + part.bytes.length - 1)));
+      this.sources.storeWholeChunks(from, extent.bytes.subarray(from - extent.start, to - extent.start));
+    }
   }
 
   get totalBytes(): number {
@@ -97,7 +139,12 @@ export class PinnedMetadata {
       return;
     }
     const { layout, sources } = this;
-    const gaps = this.pinned.missing(offset, end).flatMap(([s, e]) => this.uncachedParts(s, e));
+    const missing = () => this.pinned.missing(offset, end).flatMap(([s, e]) => this.uncachedParts(s, e));
+    let gaps = missing();
+    if (gaps.length > 0 && this.fullTail) {
+      await this.fullTail;
+      gaps = missing();
+    }
     let fetched: Extent | undefined;
     if (gaps.length > 0) {
       let from = gaps[0]![0];
@@ -143,8 +190,7 @@ export class PinnedMetadata {
     keep.push({ start: offset, bytes });
     if (this.retainedSpans === undefined) {
       // Tail bytes outside the metadata are ordinary data now: hand whole chunks to the store.
-      for (const e of previous)
-        for (const part of outsideSpans(e, spans)) sources.storeWholeChunks(part.start, part.bytes);
+      for (const e of previous) this.storeOutsideSpans(e, spans);
     }
     this.retainedSpans = spans;
     this.pinned.replace(keep);

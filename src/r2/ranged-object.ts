@@ -85,35 +85,56 @@ export class RangedObject implements RemoteObject {
     return this.info;
   }
 
-  async open(headBytes: number, tailBytes: number): Promise<OpenResult> {
+  async open(headBytes: number, tailBytes: number, quickTailBytes = 0): Promise<OpenResult> {
     if (!Number.isSafeInteger(headBytes) || headBytes < 1) throw new RangeError(`headBytes must be >= 1`);
     if (!Number.isSafeInteger(tailBytes) || tailBytes < 0) throw new RangeError(`tailBytes must be >= 0`);
+    if (!Number.isSafeInteger(quickTailBytes) || quickTailBytes < 0)
+      throw new RangeError(`quickTailBytes must be >= 0`);
+    const quick = quickTailBytes > 0 && quickTailBytes < tailBytes;
     // Some servers (s3rver) answer `bytes=0-0` with the whole object: never ask for a single byte.
     const headAsk = Math.max(2, headBytes);
     const headP = this.retrying({ kind: 'span', start: 0, end: headAsk - 1 });
-    const tailP = tailBytes > 0 ? this.retrying({ kind: 'suffix', length: tailBytes }, undefined, true) : undefined;
-    const [head, tail] = await Promise.allSettled([headP, tailP ?? Promise.resolve(undefined)]);
+    const suffix = (length: number) =>
+      length > 0 ? this.retrying({ kind: 'suffix', length }, undefined, true) : Promise.resolve(undefined);
+    // Asked before the whole tail, which is needed later: a server answers them in order of arrival.
+    const quickP = quick ? suffix(quickTailBytes) : undefined;
+    const tailP = suffix(tailBytes);
+    tailP.catch(() => undefined); // settled below, possibly after a fallback's round trip
+    const [head, firstTail] = await Promise.allSettled([headP, quickP ?? tailP]);
     if (head.status === 'rejected') throw head.reason;
     const first = head.value;
     this.pinIdentity(first.info, undefined);
     const size = first.info.size;
     const headOut = first.bytes.subarray(0, Math.min(headBytes, size));
+    const tailOut = await this.tailOf(firstTail, quick ? quickTailBytes : tailBytes, size);
+    // The quick tail may be the whole object: the long one is then not needed.
+    if (!quick || size <= quickTailBytes) return { info: { ...this.info! }, head: headOut, tail: tailOut };
+    // No explicit-range fallback for it: where suffixes go wrong, retain and reads fetch what they need.
+    const fullTail = Promise.allSettled([tailP]).then(([settled]) => this.tailOf(settled!, tailBytes, size, false));
+    fullTail.catch(() => undefined); // its taker handles a failure; nobody may take it
+    return { info: { ...this.info! }, head: headOut, tail: tailOut, fullTail };
+  }
 
-    let tailOut: Uint8Array = new Uint8Array(0);
+  /**
+   * The last `tailBytes` of the object from a settled suffix GET, or (`fallback`) by explicit range
+   * where the server got the suffix wrong.
+   */
+  private async tailOf(
+    settled: PromiseSettledResult<Exchange | undefined>,
+    tailBytes: number,
+    size: number,
+    fallback = true,
+  ): Promise<Uint8Array> {
     const tailLength = Math.min(tailBytes, size);
-    if (tailLength > 0) {
-      if (tail.status === 'fulfilled' && tail.value) {
-        this.pinIdentity(tail.value.info, tail.value.start);
-        tailOut = tail.value.bytes;
-      } else if (tail.status === 'rejected' && !isRangeFault(tail.reason)) {
-        throw tail.reason;
-      } else {
-        // The server got the suffix range wrong (s3rver returns the first bytes): ask the explicit span.
-        log.debug(`${this.name}: suffix range answered wrongly, fetching the tail by explicit range`);
-        tailOut = await this.fetch(size - tailLength, tailLength);
-      }
+    if (tailLength === 0) return new Uint8Array(0);
+    if (settled.status === 'fulfilled' && settled.value) {
+      this.pinIdentity(settled.value.info, settled.value.start);
+      return settled.value.bytes;
     }
-    return { info: { ...this.info! }, head: headOut, tail: tailOut };
+    if (settled.status === 'rejected' && (!fallback || !isRangeFault(settled.reason))) throw settled.reason;
+    // The server got the suffix range wrong (s3rver returns the first bytes): ask the explicit span.
+    log.debug(`${this.name}: suffix range answered wrongly, fetching the tail by explicit range`);
+    return this.fetch(size - tailLength, tailLength);
   }
 
   async fetch(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {

@@ -20,6 +20,11 @@ export interface OpenResult {
   head: Uint8Array;
   /** Bytes [info.size - tail.length, info.size) of the object (may overlap head on small objects). */
   tail: Uint8Array;
+  /**
+   * When `tail` is the quick tail (open's `quickTailBytes`): the whole `tailBytes` suffix, which arrives
+   * later; rejects if its GET fails (the open itself does not).
+   */
+  fullTail?: Promise<Uint8Array>;
 }
 
 export interface TransportStats {
@@ -39,8 +44,11 @@ export interface RemoteObject {
   /**
    * Learns the size and ETag and returns the first `headBytes` and last `tailBytes` of the object,
    * in one round trip where the server allows (two GETs in parallel: a range and a suffix range).
+   * With `quickTailBytes` (less than `tailBytes`), a third GET asks that shorter suffix: the open
+   * completes once it and the head are in, and the whole tail follows as `fullTail`. An object may
+   * ignore it and return the whole tail.
    */
-  open(headBytes: number, tailBytes: number): Promise<OpenResult>;
+  open(headBytes: number, tailBytes: number, quickTailBytes?: number): Promise<OpenResult>;
   /** Exactly `length` bytes at `offset` (validated: status, Content-Range, length, ETag). Retries inside. */
   fetch(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array>;
   /**

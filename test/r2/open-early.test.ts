@@ -24,14 +24,15 @@ import { type S3TestServer, startS3Server } from '../../src/testing/s3-server.js
 import { BUCKET, patternBytes } from './transport-helpers.js';
 
 /** A remote object that records its opens and answers each with a fixed object of `size` bytes. */
-function fakeRemote(size = 4 << 20): RemoteObject & { opens: [number, number][] } {
+function fakeRemote(size = 4 << 20): RemoteObject & { opens: [number, number, number][] } {
   const bytes = patternBytes(size, 7);
-  const opens: [number, number][] = [];
+  const opens: [number, number, number][] = [];
   return {
     name: 'fake',
     opens,
-    async open(headBytes: number, tailBytes: number): Promise<OpenResult> {
-      opens.push([headBytes, tailBytes]);
+    // Answers with the whole tail, ignoring a quick tail (as an object may).
+    async open(headBytes: number, tailBytes: number, quickTailBytes = 0): Promise<OpenResult> {
+      opens.push([headBytes, tailBytes, quickTailBytes]);
       const tail = Math.min(tailBytes, size);
       return {
         info: { size, etag: '"x"' },
@@ -55,37 +56,41 @@ describe('openSpans', () => {
     { headBytes: 1000 },
     { tailBytes: 0 },
     { tailBytes: 4 << 20, cacheBytes: 64 << 20 },
+    { quickTailBytes: 0 },
+    { quickTailBytes: 64 * 1024, tailBytes: 512 * 1024 },
   ];
   test.each(cases)('asks what openCachedSource asks with %o', async (options) => {
     const remote = fakeRemote();
     const source = await openCachedSource(remote, options);
     await source.close();
-    const { headBytes, tailBytes } = openSpans(options);
-    expect(remote.opens).toEqual([[headBytes, tailBytes]]);
+    const { headBytes, tailBytes, quickTailBytes } = openSpans(options);
+    expect(remote.opens).toEqual([[headBytes, tailBytes, quickTailBytes]]);
   });
 });
 
 describe('openNow', () => {
   test('opens at once; the first open of the same sizes is that one, any later open is a new one', async () => {
     const remote = fakeRemote();
-    const early = openNow(remote, { headBytes: 100, tailBytes: 200 });
-    expect(remote.opens).toEqual([[100, 200]]);
-    const first = await early.open(100, 200);
+    const early = openNow(remote, { headBytes: 100, tailBytes: 200, quickTailBytes: 50 });
+    expect(remote.opens).toEqual([[100, 200, 50]]);
+    const first = await early.open(100, 200, 50);
     expect(first.head.length).toBe(100);
     expect(remote.opens).toHaveLength(1);
-    await early.open(100, 200);
+    await early.open(100, 200, 50);
     expect(remote.opens).toHaveLength(2);
   });
 
   test('an open of other sizes is not answered with the early one', async () => {
     const remote = fakeRemote();
-    const early = openNow(remote, { headBytes: 100, tailBytes: 200 });
+    const early = openNow(remote, { headBytes: 100, tailBytes: 200, quickTailBytes: 0 });
     const other = await early.open(300, 400);
     expect(other.head.length).toBe(300);
     expect(other.tail.length).toBe(400);
+    await early.open(100, 200, 50); // another quick tail: not the early open either
     expect(remote.opens).toEqual([
-      [100, 200],
-      [300, 400],
+      [100, 200, 0],
+      [300, 400, 0],
+      [100, 200, 50],
     ]);
   });
 
@@ -94,7 +99,7 @@ describe('openNow', () => {
     remote.open = async () => {
       throw new Error('403 AccessDenied');
     };
-    const early = openNow(remote, { headBytes: 1, tailBytes: 1 });
+    const early = openNow(remote, { headBytes: 1, tailBytes: 1, quickTailBytes: 0 });
     await new Promise((r) => setTimeout(r, 10));
     await expect(early.open(1, 1)).rejects.toThrow('AccessDenied');
   });
@@ -116,7 +121,7 @@ describe('openSource against the R2-behaviour server', () => {
     AWS_REGION: 'auto',
   });
 
-  test('default options: the early head + tail GETs are the open (two GETs, none repeated); whileOpening runs once', async () => {
+  test('default options: the early head + quick tail + tail GETs are the open (three GETs, none repeated); whileOpening runs once', async () => {
     server.requests.length = 0;
     let calls = 0;
     const src = await openSource(`s3://${BUCKET}/early/data.sqsh`, {
@@ -128,7 +133,7 @@ describe('openSource against the R2-behaviour server', () => {
     try {
       expect(calls).toBe(1);
       const gets = server.requests.filter((r) => r.method === 'GET');
-      expect(gets.map((r) => r.range).sort()).toEqual(['bytes=-1048576', 'bytes=0-262143']);
+      expect(gets.map((r) => r.range).sort()).toEqual(['bytes=-1048576', 'bytes=-262144', 'bytes=0-262143']);
       expect(
         Buffer.from(await src.read(image.length - 10, 10)).equals(Buffer.from(image.subarray(image.length - 10))),
       ).toBe(true);

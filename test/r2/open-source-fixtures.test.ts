@@ -9,8 +9,8 @@ import { BUCKET } from './transport-helpers.js';
 
 /**
  * Every fixture image reads identically through the reader from the S3 server (both modes) and from the
- * local file: same tree, metadata, xattrs and file hashes. Opening costs exactly the head + tail GETs
- * when the metadata fits in the tail (a third GET on s3rver, whose suffix ranges are wrong).
+ * local file: same tree, metadata, xattrs and file hashes. Opening costs exactly the head, quick-tail
+ * and tail GETs when the metadata fits in the tail (one more on s3rver, whose suffix ranges are wrong).
  */
 const fixtures = await ensureFixtures();
 
@@ -43,7 +43,8 @@ describe.each(['r2', 's3rver'] as S3ServerMode[])('fixtures through openSource f
       const metadataBytes = bytesUsed - Number(head.readBigUInt64LE(64));
       const opens = server.objectGets(key).length;
       if (metadataBytes <= 1024 * 1024 && bytesUsed > 1024 * 1024) {
-        expect(opens).toBe(mode === 'r2' ? 2 : 3);
+        // s3rver answers suffixes wrongly: the quick tail is asked again by explicit range, the tail is not.
+        expect(opens).toBe(mode === 'r2' ? 3 : 4);
         openCountsChecked++;
       }
       // big-sparse holds a >4 GiB file of holes: compare its tree, not 8 GiB of hashing on a shared machine.

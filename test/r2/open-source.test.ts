@@ -151,11 +151,12 @@ describe.each(['s3rver', 'r2'] as S3ServerMode[])('openSource against %s', (mode
     const options = { endpoint: server.endpoint, env: env() };
     const opening = openRemoteEarly(`s3://${BUCKET}/backups/1/data.sqsh`, options);
     await opening;
-    // The open's head and tail reach the server before openSource is even called.
-    for (let i = 0; i < 100 && server.objectGets().length < 2; i++) await new Promise((r) => setTimeout(r, 10));
-    expect(server.objectGets()).toHaveLength(2);
+    // The open's head, quick tail and tail reach the server before openSource is even called.
+    for (let i = 0; i < 100 && server.objectGets().length < 3; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(server.objectGets()).toHaveLength(3);
     const src = await openSource(`s3://${BUCKET}/backups/1/data.sqsh`, { ...options, opening });
-    expect(server.objectGets()).toHaveLength(2); // none more
+    // None more (s3rver: its wrong answer to the quick tail's suffix is asked again by explicit range).
+    expect(server.objectGets()).toHaveLength(mode === 'r2' ? 3 : 4);
     expect(Buffer.compare(Buffer.from(await src.read(0, 96)), image.subarray(0, 96))).toBe(0);
     await src.close();
     // A failed early open is reported by the openSource that takes it.

@@ -32,10 +32,14 @@ describe('PinnedMetadata', () => {
     expect(l.pinned.totalBytes).toBe(size - metaStart);
     expect(l.pinned.covers(tailStart, metaStart)).toBe(false);
     expectBytes(await pinnedBytes(l, metaStart, size), file.data.subarray(metaStart));
-    // Whole chunks between the tail start and the metadata are ordinary data now.
+    // Chunks between the tail start and the metadata are ordinary data now, the one where the metadata
+    // begins too (its data part is the image's last fragment block), whole and right.
     const c = l.layout.indexOf(tailStart) + 1;
     expect(l.store.has(c)).toBe(true);
-    expect(l.store.has(l.layout.indexOf(metaStart))).toBe(false); // partly metadata: not whole
+    const straddling = l.layout.indexOf(metaStart);
+    expect(l.store.has(straddling)).toBe(true);
+    expectBytes(l.store.get(straddling)!.bytes, file.data.subarray(l.layout.start(straddling), l.layout.end(straddling)));
+    expect(l.store.has(straddling + 1)).toBe(false); // wholly metadata: pinned only
     await l.close();
   });
 
