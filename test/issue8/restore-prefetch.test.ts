@@ -167,7 +167,7 @@ describe('recorded prefetch', () => {
     const mark2 = server.requests.length;
     await digestsUnder(r.target, firstFiles);
     expect(dataGets(server, archiveKey, mark2).length).toBeGreaterThan(0);
-    expect(afterOpen).toBeLessThanOrEqual(3); // head + tail (+ metadata run): nothing prefetched
+    expect(afterOpen).toBeLessThanOrEqual(4); // head + quick tail + tail (+ metadata run): nothing prefetched
     await teardown(r.target);
   }, 120_000);
 

@@ -67,7 +67,7 @@ for (const mode of ['r2', 's3rver'] as S3ServerMode[]) {
       await server?.close();
     });
 
-    it('opens with the head and tail GETs only: the metadata fits in the tail', async () => {
+    it('opens with the head, quick tail and tail GETs only: the metadata fits in the tail', async () => {
       const before = server.objectGets().length;
       source = await openSource('s3://images/backups/1/data.sqsh', {
         endpoint: server.endpoint,
