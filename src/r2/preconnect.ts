@@ -20,11 +20,12 @@ import { parseSourceSpec, type SpecOptions } from './spec.js';
  */
 export const OPEN_CONNECTIONS = 8;
 /**
- * Of those, the open's own head and tail. A caller that can may open these first and the rest once the
- * GETs are written: the loop handles each connect event (~0.6 ms apiece on a cold process), and the
- * open's GETs leave only from theirs.
+ * Of those, the open's own: head, quick tail and tail (cache-options.ts). A caller that can may open
+ * these first and the rest once the GETs are written: the loop handles each connect event (~0.6 ms
+ * apiece on a cold process), and the open's GETs leave only from theirs. The tail's GET on a connection
+ * of its own (not one opened when it is asked) is what metadata beyond the quick tail waits for.
  */
-export const OPEN_GET_CONNECTIONS = 2;
+export const OPEN_GET_CONNECTIONS = 3;
 /** Closed when not taken by then (the mount failed, or never opened the source). */
 const UNUSED_MS = 10_000;
 

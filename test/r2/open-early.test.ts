@@ -134,6 +134,7 @@ describe('openSource against the R2-behaviour server', () => {
       expect(calls).toBe(1);
       const gets = server.requests.filter((r) => r.method === 'GET');
       expect(gets.map((r) => r.range).sort()).toEqual(['bytes=-1048576', 'bytes=-262144', 'bytes=0-262143']);
+      expect(gets).toHaveLength(OPEN_GET_CONNECTIONS); // a connection opened first for each of them
       expect(
         Buffer.from(await src.read(image.length - 10, 10)).equals(Buffer.from(image.subarray(image.length - 10))),
       ).toBe(true);
