@@ -122,16 +122,7 @@ export async function openCachedSource(remote: RemoteObject, options: CacheOptio
     : undefined;
   const source = new ChunkCachedSource(remote, info, opts, disk);
   source.seed(head, tail);
-  if (fullTail) {
-    source.seedLater(
-      fullTail.then((bytes) => {
-        if (bytes.length !== fullTailExpected)
-          throw new Error(`${remote.name}: open's tail has ${bytes.length} bytes, expected ${fullTailExpected}`);
-        return bytes;
-      }),
-      fullTailExpected,
-    );
-  }
+  if (fullTail) source.seedLater(fullTail, fullTailExpected);
   if (options.hydrate) {
     source.hydrate().catch((e: unknown) => logger('cache').warn(`${remote.name}: hydration stopped: ${String(e)}`));
   }
@@ -192,15 +183,14 @@ class ChunkCachedSource implements CachedSource {
     this.store.persistWholeChunks(this.size - tail.length, tail);
   }
 
-  /** The whole tail, when the open completed with its quick part (see PinnedMetadata.expectTail). */
+  /** The whole tail (`length` bytes), when the open completed with its quick part (see PinnedMetadata.expectTail). */
   seedLater(fullTail: Promise<Uint8Array>, length: number): void {
-    this.pinned.expectTail(
-      fullTail.then((tail) => {
-        this.store.persistWholeChunks(this.size - tail.length, tail);
-        return tail;
-      }),
-      length,
-    );
+    const checked = fullTail.then((tail) => {
+      if (tail.length !== length) throw new Error(`${this.name}: open's tail has ${tail.length} bytes, expected ${length}`);
+      this.store.persistWholeChunks(this.size - length, tail);
+      return tail;
+    });
+    this.pinned.expectTail(checked, length);
   }
 
   /** Whole chunks of bytes already fetched, kept as data unless their own fetch is on its way. */

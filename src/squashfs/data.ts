@@ -122,7 +122,7 @@ export class FileData {
   }
 
   /**
-   * Stored (compressed) block bytes from the image. The first such read also warms the decompressor
+   * Block bytes as stored in the image. The first such read also warms the decompressor
    * (lz4 loads its native decoder, ~10 ms of blocking work) from a later macrotask, once the read's
    * GET is on its way: the load then overlaps the wait for the network, where from the mount's
    * readiness it held up the first file's FUSE requests (measured: 3-5 ms of mount + first file at
@@ -133,7 +133,7 @@ export class FileData {
     if (!this.warmed) {
       this.warmed = true;
       const { decompressor } = this.ctx;
-      if (decompressor.warm) setImmediate(() => decompressor.warm?.());
+      if (decompressor.warm) setImmediate(() => decompressor.warm!());
     }
     return read;
   }

@@ -477,6 +477,7 @@ export class SquashfsImage implements SquashfsReader {
     };
   }
 
+  /** Closes the underlying source. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
